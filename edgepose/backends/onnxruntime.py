@@ -1,0 +1,82 @@
+"""ONNX Runtime backend."""
+from __future__ import annotations
+
+import os
+from typing import Dict, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ModelError
+from ..metadata import from_props
+from .base import Backend, TensorSpec
+
+_ORT_TYPES = {
+    "tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
+    "tensor(uint8)": np.uint8, "tensor(int8)": np.int8, "tensor(int32)": np.int32,
+    "tensor(int64)": np.int64, "tensor(bool)": np.bool_,
+}
+
+
+def _dim(d):
+    return d if isinstance(d, int) else None
+
+
+class OrtBackend(Backend):
+    """onnxruntime session. ``providers`` e.g. ``["CUDAExecutionProvider"]``; a provider that
+    this onnxruntime build lacks is an error, never a silent fall-back to the CPU."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: str, threads: Optional[int] = None,
+                 providers: Optional[Sequence[str]] = None):
+        super().__init__()
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelError("onnxruntime is not installed: pip install 'edgepose[ort]'")
+        self.path = path
+        available = ort.get_available_providers()
+        providers = list(providers or ["CPUExecutionProvider"])
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise ModelError("onnxruntime provider(s) %s not available in this build (available: %s)"
+                             % (", ".join(missing), ", ".join(available)))
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            so.intra_op_num_threads = int(threads)
+            so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(path, sess_options=so, providers=providers)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError("%s is not a loadable ONNX model: %s" % (os.path.basename(path), msg))
+        used = self.session.get_providers()
+        if providers[0] not in used:
+            raise ModelError("onnxruntime did not enable %s (session runs on %s)" % (providers[0], used))
+        self.providers = used
+        self.threads = threads
+        self.inputs = [TensorSpec(i.name, [_dim(d) for d in i.shape], _ORT_TYPES.get(i.type, np.float32))
+                       for i in self.session.get_inputs()]
+        self.outputs = [TensorSpec(o.name, [_dim(d) for d in o.shape], _ORT_TYPES.get(o.type, np.float32))
+                        for o in self.session.get_outputs()]
+        self.meta = from_props(dict(self.session.get_modelmeta().custom_metadata_map))
+
+    def run(self, feeds: Dict[str, np.ndarray],
+            output_names: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+        names = list(output_names) if output_names else [o.name for o in self.outputs]
+        try:
+            outs = self.session.run(names, feeds)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ModelError("inference failed: %s" % msg)
+        return dict(zip(names, outs))
+
+    def describe(self) -> str:
+        return "onnxruntime %s on %s" % (self._ort_version(), ",".join(self.providers))
+
+    @staticmethod
+    def _ort_version() -> str:
+        import onnxruntime as ort
+        return ort.__version__

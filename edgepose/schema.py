@@ -1,0 +1,67 @@
+"""Keypoint schemas: names, limbs (PAF tables), skeletons, flip pairs and conversions.
+
+Index tables here are data shared by export (embedded in model metadata), decoding and drawing.
+"""
+from __future__ import annotations
+
+# --- CMU-18 (OpenPose, Lightweight OpenPose, tf-pose) -------------------------------------
+CMU18_KEYPOINTS = [
+    "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
+    "r_hip", "r_knee", "r_ankle", "l_hip", "l_knee", "l_ankle", "r_eye", "l_eye", "r_ear", "l_ear",
+]
+
+# (part_a, part_b, paf_x, paf_y): PAF channel indices are within the 38 PAF channels.
+# Identical to Lightweight OpenPose's BODY_PARTS_KPT_IDS / BODY_PARTS_PAF_IDS.
+CMU18_LIMBS = [
+    (1, 2, 12, 13), (1, 5, 20, 21), (2, 3, 14, 15), (3, 4, 16, 17), (5, 6, 22, 23),
+    (6, 7, 24, 25), (1, 8, 0, 1), (8, 9, 2, 3), (9, 10, 4, 5), (1, 11, 6, 7),
+    (11, 12, 8, 9), (12, 13, 10, 11), (1, 0, 28, 29), (0, 14, 30, 31), (14, 16, 34, 35),
+    (0, 15, 32, 33), (15, 17, 36, 37), (2, 16, 18, 19), (5, 17, 26, 27),
+]
+
+# COCO-17 index -> CMU-18 index (the neck has no COCO keypoint).
+CMU18_TO_COCO17 = [0, 15, 14, 17, 16, 5, 2, 6, 3, 7, 4, 11, 8, 12, 9, 13, 10]
+
+CMU18_FLIP_PAIRS = [(2, 5), (3, 6), (4, 7), (8, 11), (9, 12), (10, 13), (14, 15), (16, 17)]
+
+# --- COCO-17 ---------------------------------------------------------------------------------
+COCO17_KEYPOINTS = [
+    "nose", "left_eye", "right_eye", "left_ear", "right_ear", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle",
+]
+# Skeleton for drawing (0-based).
+COCO17_SKELETON = [
+    (15, 13), (13, 11), (16, 14), (14, 12), (11, 12), (5, 11), (6, 12), (5, 6), (5, 7),
+    (6, 8), (7, 9), (8, 10), (1, 2), (0, 1), (0, 2), (1, 3), (2, 4), (3, 5), (4, 6),
+]
+COCO17_FLIP_PAIRS = [(1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16)]
+# Per-keypoint OKS sigmas (pycocotools).
+COCO17_SIGMAS = [
+    0.026, 0.025, 0.025, 0.035, 0.035, 0.079, 0.079, 0.072, 0.072, 0.062, 0.062, 0.107, 0.107,
+    0.087, 0.087, 0.089, 0.089,
+]
+
+SCHEMAS = {
+    "cmu18": {
+        "keypoints": CMU18_KEYPOINTS,
+        "skeleton": [(a, b) for a, b, _, _ in CMU18_LIMBS[:17]],
+        "limbs": CMU18_LIMBS,
+        "flip_pairs": CMU18_FLIP_PAIRS,
+        "to_coco17": CMU18_TO_COCO17,
+    },
+    "coco17": {
+        "keypoints": COCO17_KEYPOINTS,
+        "skeleton": COCO17_SKELETON,
+        "limbs": [],
+        "flip_pairs": COCO17_FLIP_PAIRS,
+        "to_coco17": list(range(17)),
+    },
+}
+
+
+def get_schema(name: str) -> dict:
+    try:
+        return SCHEMAS[name]
+    except KeyError:
+        raise ValueError("unknown keypoint schema %r (known: %s)" % (name, ", ".join(SCHEMAS)))
