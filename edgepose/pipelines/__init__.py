@@ -1,0 +1,29 @@
+"""Pipelines: ``load_estimator(path)`` builds the right one from the model's metadata."""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..backends import load_backend
+from .bottomup import BottomUpEstimator, require_meta
+
+__all__ = ["BottomUpEstimator", "load_estimator"]
+
+
+def load_estimator(model: str, detector: Optional[str] = None, threads: Optional[int] = None,
+                   providers: Optional[Sequence[str]] = None, **options):
+    """A bottom-up or top-down estimator for ``model``, picked from its metadata.
+
+    Top-down models need a person detector (``detector`` path) or boxes given per call.
+    """
+    backend = load_backend(model, threads=threads, providers=providers)
+    meta = require_meta(backend)
+    if meta.family == "bottomup":
+        return BottomUpEstimator(backend, **options)
+    from .topdown import TopDownEstimator
+
+    det = None
+    if detector:
+        from .detector import PersonDetector
+
+        det = PersonDetector(detector, threads=threads, providers=providers)
+    return TopDownEstimator(backend, detector=det, **options)

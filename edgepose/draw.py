@@ -1,0 +1,41 @@
+"""Drawing poses on images."""
+from __future__ import annotations
+
+import colorsys
+
+import cv2
+import numpy as np
+
+from .results import PoseResult
+
+
+def _palette(n: int):
+    cols = []
+    for i in range(max(n, 1)):
+        r, g, b = colorsys.hsv_to_rgb((i * 0.61803) % 1.0, 0.85, 1.0)
+        cols.append((int(b * 255), int(g * 255), int(r * 255)))
+    return cols
+
+
+def draw_poses(img: np.ndarray, result: PoseResult, min_score: float = 0.0,
+               thickness: int = 0, draw_boxes: bool = True) -> np.ndarray:
+    """A copy of ``img`` with each person's skeleton, keypoints (and box, top-down) drawn."""
+    out = img.copy()
+    t = thickness or max(1, int(round(min(img.shape[:2]) / 240)))
+    limb_cols = _palette(len(result.skeleton))
+    person_cols = _palette(len(result))
+    for p in range(len(result)):
+        kp = result.keypoints[p]
+        ok = kp[:, 2] > min_score
+        if draw_boxes and result.boxes is not None:
+            x, y, w, h = result.boxes[p]
+            cv2.rectangle(out, (int(x), int(y)), (int(x + w), int(y + h)), person_cols[p], t)
+        for li, (a, b) in enumerate(result.skeleton):
+            if a < len(kp) and b < len(kp) and ok[a] and ok[b]:
+                pa = (int(round(kp[a, 0])), int(round(kp[a, 1])))
+                pb = (int(round(kp[b, 0])), int(round(kp[b, 1])))
+                cv2.line(out, pa, pb, limb_cols[li], t + 1, cv2.LINE_AA)
+        for k in np.nonzero(ok)[0]:
+            c = (int(round(kp[k, 0])), int(round(kp[k, 1])))
+            cv2.circle(out, c, t + 2, person_cols[p], -1, cv2.LINE_AA)
+    return out

@@ -1,0 +1,163 @@
+"""Image and video input/output with clear errors and atomic writes."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from typing import Iterator, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+def read_image(path: str) -> np.ndarray:
+    """Read an image file as BGR uint8 or raise InputError naming the problem."""
+    if not os.path.exists(path):
+        raise InputError("image not found: %s" % path)
+    if os.path.isdir(path):
+        raise InputError("expected an image file, got a directory: %s" % path)
+    data = np.fromfile(path, np.uint8)
+    if data.size == 0:
+        raise InputError("image file is empty: %s" % path)
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if img is None:
+        raise InputError("cannot decode image (not an image or corrupt): %s" % path)
+    if img.shape[0] < 2 or img.shape[1] < 2:
+        raise InputError("image is too small (%dx%d): %s" % (img.shape[1], img.shape[0], path))
+    return img
+
+
+def list_images(folder: str) -> List[str]:
+    if not os.path.isdir(folder):
+        raise InputError("not a directory: %s" % folder)
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTS))
+    return [os.path.join(folder, f) for f in files]
+
+
+def input_kind(path: str) -> str:
+    """'image', 'folder' or 'video' for an infer INPUT; InputError otherwise."""
+    if not os.path.exists(path):
+        raise InputError("input not found: %s" % path)
+    if os.path.isdir(path):
+        return "folder"
+    ext = os.path.splitext(path)[1].lower()
+    if ext in VIDEO_EXTS:
+        return "video"
+    if ext in IMAGE_EXTS:
+        return "image"
+    raise InputError("unsupported input type %r: %s (images: %s; videos: %s)"
+                     % (ext or "(none)", path, " ".join(IMAGE_EXTS), " ".join(VIDEO_EXTS)))
+
+
+class VideoReader:
+    """Frames of a video file; raises InputError if it cannot be opened or holds no frame."""
+
+    def __init__(self, path: str):
+        if not os.path.exists(path):
+            raise InputError("video not found: %s" % path)
+        if os.path.getsize(path) == 0:
+            raise InputError("video file is empty: %s" % path)
+        self.path = path
+        self.cap = cv2.VideoCapture(path)
+        if not self.cap.isOpened():
+            raise InputError("cannot open video (not a video or unsupported codec): %s" % path)
+        self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0
+        self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        ok, first = self.cap.read()
+        if not ok or first is None:
+            self.cap.release()
+            raise InputError("video has no readable frames: %s" % path)
+        self._first: Optional[np.ndarray] = first
+        self.size = (first.shape[1], first.shape[0])
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        if self._first is not None:
+            f, self._first = self._first, None
+            yield f
+        while True:
+            ok, frame = self.cap.read()
+            if not ok:
+                break
+            yield frame
+        self.cap.release()
+
+    def __len__(self) -> int:
+        return self.frame_count
+
+
+def read_video_frames(path: str, every: int = 1, limit: Optional[int] = None) -> List[Tuple[int, np.ndarray]]:
+    """(index, frame) of every ``every``-th frame, at most ``limit`` of them."""
+    out = []
+    for i, f in enumerate(VideoReader(path)):
+        if i % every == 0:
+            out.append((i, f))
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+@contextlib.contextmanager
+def atomic_path(path: str):
+    """Yield a temporary path beside ``path``; rename onto it on success, delete on failure."""
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(d, exist_ok=True)
+    base, ext = os.path.splitext(os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(prefix=".%s." % base, suffix=".tmp" + ext, dir=d)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str, obj) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1)
+
+
+def write_image(path: str, img: np.ndarray) -> None:
+    ext = os.path.splitext(path)[1] or ".jpg"
+    ok, buf = cv2.imencode(ext, img)
+    if not ok:
+        raise InputError("cannot encode image as %s: %s" % (ext, path))
+    with atomic_path(path) as tmp:
+        buf.tofile(tmp)
+
+
+class VideoWriter:
+    """mp4 writer that writes to a temporary file and renames on close()."""
+
+    def __init__(self, path: str, fps: float, size: Tuple[int, int]):
+        self.path = path
+        d = os.path.dirname(os.path.abspath(path))
+        os.makedirs(d, exist_ok=True)
+        base, ext = os.path.splitext(os.path.basename(path))
+        self.tmp = os.path.join(d, ".%s.tmp%s" % (base, ext or ".mp4"))
+        fourcc = cv2.VideoWriter_fourcc(*"mp4v")
+        self.w = cv2.VideoWriter(self.tmp, fourcc, fps, size)
+        if not self.w.isOpened():
+            raise InputError("cannot open video writer for %s" % path)
+        self.frames = 0
+
+    def write(self, frame: np.ndarray) -> None:
+        self.w.write(frame)
+        self.frames += 1
+
+    def close(self) -> None:
+        self.w.release()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.w.release()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)

@@ -1,0 +1,101 @@
+"""Bottom-up pipeline: one inference per frame, peaks + PAF grouping in the C++ core."""
+from __future__ import annotations
+
+import time
+from typing import Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from ..backends import Backend, load_backend
+from ..errors import InputError, ModelError
+from ..metadata import DECODE_DEFAULTS, ModelMeta
+from ..preprocess import heatmap_to_input, preprocess_bottomup
+from ..results import PoseResult
+
+
+def require_meta(backend: Backend, family: Optional[str] = None) -> ModelMeta:
+    meta = backend.meta
+    if meta is None:
+        raise ModelError(
+            "%s has no edgepose metadata: import it first with "
+            "`edgepose export MODEL.onnx --spec SPEC.json --target onnx -o OUT.onnx`" % backend.path)
+    if family is not None and meta.family != family:
+        raise ModelError("%s is a %s model, expected %s" % (backend.path, meta.family, family))
+    return meta
+
+
+def to_chw(arr: np.ndarray, layout: str, what: str) -> np.ndarray:
+    """First batch item of a network output as contiguous float32 ``[C,H,W]``."""
+    if arr.ndim != 4:
+        raise ModelError("%s output must be 4-D, got shape %s" % (what, arr.shape))
+    a = arr[0]
+    if layout == "NHWC":
+        a = a.transpose(2, 0, 1)
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+class BottomUpEstimator:
+    """Estimate poses of everybody in an image with a bottom-up (heatmaps + PAFs) model.
+
+    ``model``: a path (``.onnx``, ``.tflite``, TensorRT bundle/engine) or a loaded Backend.
+    ``height``: model input height for dynamic-size models (default: the metadata's).
+    Decode options (``refine``, ``peak_threshold``, ... see ``metadata.DECODE_DEFAULTS``)
+    override the model's defaults.
+    """
+
+    def __init__(self, model: Union[str, Backend], threads: Optional[int] = None,
+                 providers: Optional[Sequence[str]] = None, height: Optional[int] = None,
+                 **decode_overrides):
+        self.backend = model if isinstance(model, Backend) else load_backend(
+            model, threads=threads, providers=providers)
+        self.meta = require_meta(self.backend, "bottomup")
+        unknown = set(decode_overrides) - set(DECODE_DEFAULTS["bottomup"])
+        if unknown:
+            raise InputError("unknown bottom-up decode option(s): %s" % ", ".join(sorted(unknown)))
+        opts = {k: self.meta.decode[k] for k in DECODE_DEFAULTS["bottomup"] if k in self.meta.decode}
+        opts.update({k: v for k, v in decode_overrides.items() if v is not None})
+        self.decode_options = opts
+        self.height = height
+        self.limbs = np.asarray(self.meta.get("limbs"), np.int32).reshape(-1, 4)
+        outs = self.meta.outputs
+        self._hm = outs["heatmaps"]
+        self._paf = outs["pafs"]
+        names = {o.name for o in self.backend.outputs}
+        for o in (self._hm, self._paf):
+            if o["name"] not in names:
+                raise ModelError("model output %r named in its metadata is missing (outputs: %s)"
+                                 % (o["name"], ", ".join(sorted(names))))
+        self._out_names = [self._hm["name"], self._paf["name"]]
+
+    def infer_maps(self, img: np.ndarray) -> Tuple[np.ndarray, np.ndarray, object, float, float]:
+        """Preprocess + inference: (heatmaps [K,H,W], pafs [2L,H,W], transform, pre_ms, inf_ms)."""
+        t0 = time.perf_counter()
+        x, tr = preprocess_bottomup(img, self.meta, self.height)
+        t1 = time.perf_counter()
+        outs = self.backend.run({self.backend.input_name: x}, self._out_names)
+        t2 = time.perf_counter()
+        hm = to_chw(outs[self._hm["name"]], self._hm.get("layout", "NCHW"), "heatmaps")
+        paf = to_chw(outs[self._paf["name"]], self._paf.get("layout", "NCHW"), "pafs")
+        return hm, paf, tr, (t1 - t0) * 1e3, (t2 - t1) * 1e3
+
+    def decode_maps(self, hm: np.ndarray, paf: np.ndarray, tr) -> Tuple[np.ndarray, np.ndarray]:
+        """Heatmaps + PAFs → people ``[P,K,3]`` in image pixels and person scores."""
+        from .. import decode
+
+        people, scores = decode.decode_bottomup(hm, paf, self.limbs, **self.decode_options)
+        people = np.array(people, np.float32, copy=True)
+        found = people[:, :, 2] > 0
+        xy = heatmap_to_input(people[:, :, :2], self.meta.stride, float(self.meta.get("heatmap_offset", 0.5)))
+        xy = tr.input_to_image(xy)
+        people[:, :, :2] = np.where(found[..., None], xy, -1.0)
+        return people, scores
+
+    def __call__(self, img: np.ndarray) -> PoseResult:
+        t0 = time.perf_counter()
+        hm, paf, tr, pre_ms, inf_ms = self.infer_maps(img)
+        people, scores = self.decode_maps(hm, paf, tr)
+        t3 = time.perf_counter()
+        m = self.meta
+        return PoseResult(people, scores, m.keypoints, m.get("skeleton", []), m.get("to_coco17"),
+                          timings={"preprocess_ms": pre_ms, "inference_ms": inf_ms,
+                                   "postprocess_ms": (t3 - t0) * 1e3 - pre_ms - inf_ms})
