@@ -1,0 +1,395 @@
+"""The ``edgepose`` command line: export, infer, eval, bench, info, build-engine.
+
+Errors are one line on stderr and a non-zero exit (2 for bad input, 1 for anything unexpected);
+set ``EDGEPOSE_DEBUG=1`` for a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import List, Optional
+
+import numpy as np
+
+from . import __version__
+from .errors import EdgeposeError, InputError
+
+
+def _size(text: str):
+    try:
+        h, w = text.lower().split("x")
+        return int(h), int(w)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected HxW, e.g. 368x432, got %r" % text)
+
+
+def _progress(it, total=None, desc=""):
+    if not sys.stderr.isatty():
+        return it
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return it
+    return tqdm(it, total=total, desc=desc, unit="frame")
+
+
+def _estimator(args):
+    from .pipelines import load_estimator
+
+    opts = {}
+    if getattr(args, "height", None):
+        opts["height"] = args.height
+    if getattr(args, "refine", None):
+        opts["refine"] = args.refine
+    return load_estimator(args.model, detector=getattr(args, "detector", None),
+                          threads=getattr(args, "threads", None),
+                          providers=getattr(args, "providers", None), **opts)
+
+
+def _boxes_arg(args):
+    """{image_id: (boxes, scores)} from --boxes (COCO detection results), or None."""
+    if not getattr(args, "boxes", None):
+        return None
+    from .pipelines.topdown import load_coco_boxes
+
+    return load_coco_boxes(args.boxes)
+
+
+def _image_id(path: str, default: int) -> int:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    return int(stem) if stem.isdigit() else default
+
+
+# ----------------------------------------------------------------------------------------------
+def cmd_export(args) -> int:
+    from .exporters import api
+
+    opts = {}
+    for k in ("calib_method", "n_calib", "max_ap_drop", "coco", "images", "workspace_mb", "dla_core"):
+        v = getattr(args, k, None)
+        if v is not None:
+            opts["images_dir" if k == "images" else ("method" if k == "calib_method" else k)] = v
+    report = api.export(args.source, target=args.target, out=args.output, arch=args.arch,
+                        spec=args.spec, input_size=args.input_size, dynamic=args.dynamic,
+                        opset=args.opset, calib=args.calib, **opts)
+    if args.json:
+        from .io import write_json
+
+        write_json(args.json, report)
+    print("wrote %s" % report.get("output", args.output))
+    return 0
+
+
+def cmd_infer(args) -> int:
+    from .draw import draw_poses
+    from .io import (VideoReader, VideoWriter, input_kind, list_images, read_image, write_image,
+                     write_json)
+
+    kind = input_kind(args.input)
+    est = _estimator(args)
+    boxes_by_image = _boxes_arg(args)
+    out_dir = args.out or "edgepose_out"
+    results: List[dict] = []
+    summary = []
+
+    def run(img, iid):
+        if boxes_by_image is not None:
+            b = boxes_by_image.get(iid, (np.zeros((0, 4), np.float32), None))[0]
+            return est(img, boxes=b)
+        return est(img)
+
+    if kind in ("image", "folder"):
+        paths = [args.input] if kind == "image" else list_images(args.input)
+        if not paths:
+            raise InputError("no images found in %s" % args.input)
+        for i, p in enumerate(_progress(paths, len(paths), "infer")):
+            img = read_image(p)
+            iid = _image_id(p, i)
+            res = run(img, iid)
+            if res.to_coco17 is not None:
+                results.extend(res.to_coco_results(iid))
+            summary.append({"file": os.path.basename(p), "image_id": iid, **res.to_dict()})
+            if not args.no_draw:
+                name = os.path.splitext(os.path.basename(p))[0] + ".jpg"
+                write_image(os.path.join(out_dir, name), draw_poses(img, res))
+            print("%s: %d people" % (os.path.basename(p), len(res)))
+    else:
+        reader = VideoReader(args.input)
+        writer = None
+        if not args.no_draw:
+            name = os.path.splitext(os.path.basename(args.input))[0] + ".mp4"
+            writer = VideoWriter(os.path.join(out_dir, name), reader.fps, reader.size)
+        counts = []
+        try:
+            for i, frame in enumerate(_progress(reader, len(reader) or None, "infer")):
+                res = run(frame, i)
+                counts.append(len(res))
+                if res.to_coco17 is not None:
+                    results.extend(res.to_coco_results(i))
+                summary.append({"frame": i, **res.to_dict()})
+                if writer is not None:
+                    writer.write(draw_poses(frame, res))
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        if writer is not None:
+            writer.close()
+        c = np.array(counts) if counts else np.zeros(1)
+        print("%s: %d frames, people per frame: median %d, min %d, max %d%s"
+              % (os.path.basename(args.input), len(counts), int(np.median(c)), c.min(), c.max(),
+                 "; wrote %s" % writer.path if writer else ""))
+    json_path = args.json or os.path.join(out_dir, "results.json")
+    write_json(json_path, results)
+    if args.summary_json:
+        write_json(args.summary_json, summary)
+    print("wrote %s" % json_path)
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from .evaluate import STAT_NAMES, evaluate_coco
+    from .io import write_json
+
+    est = _estimator(args)
+    r = evaluate_coco(est, args.coco, args.images, boxes_by_image=_boxes_arg(args),
+                      progress=sys.stderr.isatty())
+    stats = r["stats"]
+    print("COCO keypoints on %d images (%d predicted people):" % (r["images"], r["people"]))
+    for k in STAT_NAMES:
+        print("  %-5s %.3f" % (k, stats[k]))
+    if args.json:
+        write_json(args.json, {**stats, "images": r["images"], "people": r["people"],
+                               "model": os.path.abspath(args.model)})
+    if args.results:
+        write_json(args.results, r["results"])
+    return 0
+
+
+def _stats(values: List[float]) -> dict:
+    a = np.asarray(values, np.float64)
+    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)),
+            "mean": float(a.mean()), "min": float(a.min())}
+
+
+def bench_estimator(est, img, runs: int = 50, warmup: int = 5) -> dict:
+    """Median/p90 of the pipeline's stages over ``runs`` calls after ``warmup`` calls."""
+    keys = ("preprocess_ms", "inference_ms", "postprocess_ms", "total_ms")
+    rec = {k: [] for k in keys}
+    people = 0
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        res = est(img)
+        total = (time.perf_counter() - t0) * 1e3
+        if i < warmup:
+            continue
+        for k in keys[:3]:
+            rec[k].append(res.timings.get(k, 0.0))
+        rec["total_ms"].append(total)
+        people = len(res)
+        if "detect_ms" in res.timings:
+            rec.setdefault("detect_ms", []).append(res.timings["detect_ms"])
+    out = {k: _stats(v) for k, v in rec.items()}
+    out["people"] = people
+    return out
+
+
+def cmd_bench(args) -> int:
+    from .assets import asset
+    from .io import read_image, write_json
+
+    img_path = args.image or asset("coco", "000000196141.jpg")
+    if img_path is None:
+        raise InputError("no --image given and the sample assets are absent (set EDGEPOSE_ASSETS)")
+    img = read_image(img_path)
+    est = _estimator(args)
+    res = bench_estimator(est, img, runs=args.runs, warmup=args.warmup)
+    backend = est.backend
+    info = {"model": os.path.abspath(args.model), "image": os.path.basename(img_path),
+            "image_size": [img.shape[1], img.shape[0]], "backend": backend.describe(),
+            "threads": args.threads, "runs": args.runs, "edgepose_version": __version__}
+    if est.meta.family == "bottomup":
+        from .preprocess import bottomup_input_size
+
+        H, W, _ = bottomup_input_size(img.shape[:2], est.meta, args.height)
+        info["input_size"] = [H, W]
+    print("%s  (%s, %dx%d image, %d runs, threads=%s)" % (os.path.basename(args.model), backend.describe(),
+                                                         img.shape[1], img.shape[0], args.runs,
+                                                         args.threads or "default"))
+    print("  %-16s %9s %9s" % ("stage", "median", "p90"))
+    for k, v in res.items():
+        if isinstance(v, dict):
+            print("  %-16s %9.3f %9.3f" % (k, v["median"], v["p90"]))
+    print("  people: %d" % res["people"])
+    if est.meta.family == "bottomup":
+        pp = res["preprocess_ms"]["median"] + res["postprocess_ms"]["median"]
+        share = pp / max(res["inference_ms"]["median"], 1e-9)
+        res["pre_post_share_of_inference"] = share
+        print("  pre+post = %.1f%% of inference" % (100 * share))
+    else:
+        from .pipelines.topdown import benchmark_people
+
+        per = benchmark_people(est, img, counts=(1, 5, 20), runs=max(5, args.runs // 5))
+        res["per_person"] = per
+        print("  per person: %s" % json.dumps(per))
+    if args.json:
+        write_json(args.json, {**info, **res})
+    return 0
+
+
+def cmd_info(args) -> int:
+    from .backends import load_backend
+
+    backend = load_backend(args.model)
+    meta = backend.meta
+    if args.json:
+        print(json.dumps({"backend": backend.describe(),
+                          "inputs": [[t.name, list(t.shape), str(t.dtype)] for t in backend.inputs],
+                          "outputs": [[t.name, list(t.shape), str(t.dtype)] for t in backend.outputs],
+                          "metadata": meta.data if meta else None}, indent=1))
+        return 0
+    print("model:    %s" % args.model)
+    print("backend:  %s" % backend.describe())
+    for t in backend.inputs:
+        print("input:    %s %s %s" % (t.name, list(t.shape), t.dtype))
+    for t in backend.outputs:
+        print("output:   %s %s %s" % (t.name, list(t.shape), t.dtype))
+    if meta is None:
+        print("metadata: none (import with `edgepose export MODEL.onnx --spec SPEC.json --target onnx -o OUT.onnx`)")
+        return 0
+    d = meta.data
+    inp = d["input"]
+    print("family:   %s (%s)" % (d["family"], d.get("arch", "?")))
+    print("input:    %s %dx%d %s mean=%s std=%s%s" % (inp["layout"], inp["height"], inp["width"],
+                                                      inp["channel_order"], inp["mean"], inp["std"],
+                                                      " dynamic H/W" if inp.get("dynamic_hw") else ""))
+    print("stride:   %s (heatmap offset %s)" % (d["stride"], d.get("heatmap_offset")))
+    print("keypoints (%d): %s" % (len(d["keypoints"]), ", ".join(d["keypoints"])))
+    if d.get("limbs"):
+        print("limbs:    %d PAF pairs" % len(d["limbs"]))
+    print("decode:   %s" % json.dumps(d["decode"], sort_keys=True))
+    print("precision: %s" % d.get("precision"))
+    for k in ("source_sha256", "edgepose_version"):
+        if d.get(k):
+            print("%s: %s" % (k, d[k]))
+    return 0
+
+
+def cmd_build_engine(args) -> int:
+    from .backends.tensorrt import build_engine
+
+    path = build_engine(args.bundle, precision=args.precision, workspace_mb=args.workspace_mb,
+                        dla_core=args.dla_core, force=args.force)
+    print("engine: %s" % path)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgepose", description="Pose models from PyTorch to the edge.")
+    p.add_argument("--version", action="version", version="edgepose " + __version__)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def model_opts(sp, detector=True):
+        sp.add_argument("--threads", type=int, help="inference threads")
+        sp.add_argument("--providers", nargs="+", help="onnxruntime execution providers")
+        sp.add_argument("--height", type=int, help="bottom-up input height (dynamic-size models)")
+        sp.add_argument("--refine", choices=["none", "quarter", "dark", "centroid"],
+                        help="subpixel refinement (default: the model's)")
+        if detector:
+            sp.add_argument("--detector", help="person detector model (top-down models)")
+            sp.add_argument("--boxes", help="person boxes, COCO detection-results JSON (top-down)")
+
+    e = sub.add_parser("export", help="export a checkpoint or ONNX model to a deployment target")
+    e.add_argument("source", help="checkpoint (.pth) or ONNX model")
+    e.add_argument("-o", "--output", required=True, help="output file or bundle directory")
+    e.add_argument("--target", default="onnx",
+                   help="onnx | cpu-int8 | tflite-fp32 | tflite-fp16 | rpi-int8 | jetson-int8 | jetson-fp16 | jetson-int8-dla")
+    e.add_argument("--arch", help="lightweight-openpose | hrnet (checkpoints)")
+    e.add_argument("--spec", help="JSON spec describing a foreign ONNX model")
+    e.add_argument("--input-size", type=_size, help="HxW")
+    e.add_argument("--dynamic", action="store_true", help="dynamic input height/width")
+    e.add_argument("--opset", type=int, default=13)
+    e.add_argument("--calib", help="calibration data: image folder, video, or COCO json")
+    e.add_argument("--n-calib", type=int, help="number of calibration samples")
+    e.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"])
+    e.add_argument("--max-ap-drop", type=float, help="accuracy gate in AP points (default 1.0)")
+    e.add_argument("--coco", help="COCO keypoints file for the accuracy report")
+    e.add_argument("--images", help="images folder of --coco")
+    e.add_argument("--workspace-mb", type=int, help="TensorRT workspace limit")
+    e.add_argument("--dla-core", type=int, help="DLA core (jetson-int8-dla)")
+    e.add_argument("--json", help="write the export report here")
+    e.set_defaults(func=cmd_export)
+
+    i = sub.add_parser("infer", help="run a model on an image, a folder or a video")
+    i.add_argument("model")
+    i.add_argument("input", help="image, folder of images, or video file")
+    i.add_argument("--out", help="output folder for annotated images/video (default edgepose_out)")
+    i.add_argument("--json", help="COCO results JSON (default OUT/results.json)")
+    i.add_argument("--summary-json", help="per-image/frame people in edgepose's own format")
+    i.add_argument("--no-draw", action="store_true", help="do not write annotated images/video")
+    model_opts(i)
+    i.set_defaults(func=cmd_infer)
+
+    v = sub.add_parser("eval", help="COCO keypoint AP/AR with pycocotools")
+    v.add_argument("model")
+    v.add_argument("--coco", required=True, help="COCO person-keypoints annotation file")
+    v.add_argument("--images", required=True, help="folder with the images it names")
+    v.add_argument("--json", help="write the stats here")
+    v.add_argument("--results", help="write the COCO results here")
+    model_opts(v)
+    v.set_defaults(func=cmd_eval)
+
+    b = sub.add_parser("bench", help="time preprocessing, inference, post-processing")
+    b.add_argument("model")
+    b.add_argument("--image", help="image to run (default: a COCO sample from EDGEPOSE_ASSETS)")
+    b.add_argument("--runs", type=int, default=50)
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--json", help="write the timings here")
+    model_opts(b)
+    b.set_defaults(func=cmd_bench)
+
+    n = sub.add_parser("info", help="show a model's inputs, outputs and metadata")
+    n.add_argument("model")
+    n.add_argument("--json", action="store_true")
+    n.set_defaults(func=cmd_info)
+
+    g = sub.add_parser("build-engine", help="build the TensorRT engine of a bundle (on the Jetson)")
+    g.add_argument("bundle")
+    g.add_argument("--precision", choices=["int8", "fp16", "fp32"])
+    g.add_argument("--workspace-mb", type=int)
+    g.add_argument("--dla-core", type=int)
+    g.add_argument("--force", action="store_true", help="rebuild even if a matching engine exists")
+    g.set_defaults(func=cmd_build_engine)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except EdgeposeError as e:
+        if os.environ.get("EDGEPOSE_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print("edgepose: error: %s" % msg, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgepose: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # unexpected: still one line, but a distinct exit code
+        if os.environ.get("EDGEPOSE_DEBUG"):
+            raise
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print("edgepose: error: %s%s (set EDGEPOSE_DEBUG=1 for a traceback)"
+              % (type(e).__name__, ": " + msg if msg else ""), file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
