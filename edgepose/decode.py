@@ -1,0 +1,295 @@
+"""Decoding network outputs into keypoints: peaks, sub-pixel refinement, PAF grouping.
+
+Every function validates its input and runs one call into the C++ extension ``edgepose._ext``
+(GIL released during the computation). :mod:`edgepose.reference` holds a readable numpy version
+of each algorithm; it defines the behaviour and is used when the extension is not built.
+
+Coordinates
+    All coordinates are heatmap pixels, with pixel centres at integer indices: the value
+    ``heatmaps[..., y, x]`` sits at ``(x, y)``. A pipeline maps a heatmap point to model-input
+    pixels with ``x_in = (x_hm + heatmap_offset) * stride - heatmap_offset`` (same for y;
+    ``stride`` and ``heatmap_offset`` come from the model metadata, see
+    :func:`edgepose.preprocess.heatmap_to_input`), then to the image with its preprocessing
+    transform.
+
+Peaks (tie rule)
+    A pixel is a peak when its value is strictly above ``threshold``, strictly greater than its
+    8-neighbours that come before it in row-major scan order (W, NW, N, NE) and greater than or
+    equal to the neighbours after it (E, SW, S, SE); outside the map counts as -inf. A plateau
+    of equal values thus gives one peak: its first pixel in scan order. Peaks of a channel are
+    returned best first (score descending; equal scores in scan order), at most ``max_peaks``.
+    The score of a peak is the heatmap value at its pixel.
+
+Refinement (``refine``)
+    ``none``      the pixel centre.
+    ``quarter``   HRNet / SimpleBaseline: 0.25 px towards the higher horizontal and vertical
+                  neighbour (per axis; no shift when the neighbours are equal or missing).
+    ``dark``      DARK (Zhang et al., CVPR 2020): the heatmap is smoothed with a
+                  ``dark_kernel`` x ``dark_kernel`` Gaussian (OpenCV's sigma for that size, zero
+                  outside the map) -- only in the window around the peak -- and the peak moves
+                  by the Newton step ``-H^-1 g`` of the log of the smoothed map (clipped to
+                  +-1 px). Near the border (5x5 window not inside the map) or when the Hessian
+                  is not negative definite it falls back to ``quarter``.
+    ``centroid``  the ``max(value, 0)``-weighted centroid of the 3x3 window (clipped to the map).
+
+Top-down
+    Per map the argmax (first in scan order on ties), its value as score, then the refinement.
+
+Grouping (OpenPose-style, bottom-up)
+    ``limbs`` rows are ``(part_a, part_b, paf_x_channel, paf_y_channel)``; they are processed in
+    table order. For every candidate pair of peaks (a of part_a, b of part_b) the PAF is sampled
+    bilinearly at ``paf_samples`` evenly spaced points from a to b (endpoints included) and
+    projected on the unit vector a -> b. The pair is a valid connection when more than
+    ``min_sample_fraction * paf_samples`` projections exceed ``paf_score_threshold`` and its
+    score -- the mean projection plus OpenPose's length prior
+    ``min(0.5 * map_height / length - 1, 0)`` -- is positive. Per limb, connections are matched
+    so that each peak is used at most once: ``greedy`` by descending score (OpenPose,
+    Lightweight OpenPose) or ``hungarian`` (largest total score). Each matched connection, in
+    descending score: starts a new person when neither peak belongs to one; adds the free end
+    to the person owning the other end when that person has no such part yet; merges two
+    people when it links them and they share no keypoint type (otherwise it is ignored).
+    People with fewer than ``min_parts`` keypoints or a score below ``min_person_score`` are
+    dropped.
+
+Person score
+    ``(sum of the person's keypoint scores + sum of its connection scores) / (2K - 1)`` for K
+    keypoint types: the mean over all K keypoints and the K - 1 connections of a spanning tree,
+    missing ones counting as 0. A complete, confident person scores about 1, a fragment little.
+    People are returned by descending score.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import numpy as np
+
+from .errors import InputError
+
+try:  # the compiled core; the numpy reference stands in when it is not built
+    from . import _ext  # type: ignore
+except ImportError:  # pragma: no cover - exercised only without a build
+    _ext = None
+
+REFINES = ("none", "quarter", "dark", "centroid")
+MATCHINGS = ("greedy", "hungarian")
+
+__all__ = ["find_peaks", "decode_topdown", "group_people", "decode_bottomup", "DecodeError",
+           "DecodeTypeError", "REFINES", "MATCHINGS", "has_extension"]
+
+
+class DecodeError(InputError, ValueError):
+    """Bad input to a decode function (shape, values, options). Also a ValueError."""
+
+
+class DecodeTypeError(InputError, TypeError):
+    """Input of the wrong type or dtype. Also a TypeError."""
+
+
+def has_extension() -> bool:
+    """Whether the compiled core is available (else the numpy reference runs)."""
+    return _ext is not None and hasattr(_ext, "decode_bottomup")
+
+
+# ----------------------------------------------------------------------------------------------
+# validation (cheap checks here; finiteness is checked inside the extension in the same pass)
+# ----------------------------------------------------------------------------------------------
+def _array(a, name: str, ndims: Sequence[int], dtype=np.float32) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise DecodeTypeError("%s must be a numpy array, got %s" % (name, type(a).__name__))
+    if a.dtype != dtype:
+        raise DecodeTypeError("%s must be %s, got %s" % (name, np.dtype(dtype).name, a.dtype))
+    if a.ndim not in ndims:
+        raise DecodeError("%s must have %s dimensions, got shape %s"
+                          % (name, " or ".join(str(d) for d in ndims), a.shape))
+    if not a.flags["C_CONTIGUOUS"]:
+        raise DecodeError("%s must be C-contiguous (use np.ascontiguousarray)" % name)
+    return a
+
+
+def _nonempty(a: np.ndarray, name: str) -> None:
+    if a.size == 0:
+        raise DecodeError("%s is empty: shape %s" % (name, a.shape))
+
+
+def _finite(a: np.ndarray, name: str) -> None:
+    if not np.isfinite(a).all():
+        raise DecodeError("%s contains NaN or inf" % name)
+
+
+def _refine(refine: str, dark_kernel: int) -> None:
+    if refine not in REFINES:
+        raise DecodeError("refine must be one of %s, got %r" % (", ".join(REFINES), refine))
+    if not isinstance(dark_kernel, (int, np.integer)) or dark_kernel < 1 or dark_kernel % 2 == 0 \
+            or dark_kernel > 99:
+        raise DecodeError("dark_kernel must be an odd integer in 1..99, got %r" % (dark_kernel,))
+
+
+def _int(v, name: str, lo: int, hi: int = 1 << 30) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+        raise DecodeError("%s must be an integer in %d..%d, got %r" % (name, lo, hi, v))
+    return int(v)
+
+
+def _float(v, name: str) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise DecodeError("%s must be a number, got %r" % (name, v)) from None
+    if not np.isfinite(f):
+        raise DecodeError("%s must be finite, got %r" % (name, v))
+    return f
+
+
+def _limbs(limbs, num_parts: int, num_pafs: int) -> np.ndarray:
+    try:
+        arr = np.asarray(limbs)
+    except Exception:
+        raise DecodeError("limbs must be an [L,4] integer table") from None
+    if arr.size == 0:
+        arr = arr.reshape(0, 4)
+    if arr.ndim != 2 or arr.shape[1] != 4:
+        raise DecodeError("limbs must be an [L,4] table (part_a, part_b, paf_x, paf_y), got shape %s"
+                          % (arr.shape,))
+    if arr.dtype.kind not in "iu":
+        raise DecodeTypeError("limbs must hold integers, got %s" % arr.dtype)
+    arr = np.ascontiguousarray(arr, np.int64)
+    if len(arr):
+        if arr[:, :2].min() < 0 or arr[:, :2].max() >= num_parts:
+            raise DecodeError("limbs: part index out of range 0..%d" % (num_parts - 1))
+        if arr[:, 2:].min() < 0 or arr[:, 2:].max() >= num_pafs:
+            raise DecodeError("limbs: PAF channel out of range 0..%d" % (num_pafs - 1))
+    return arr
+
+
+def _grouping(paf_samples, paf_score_threshold, min_sample_fraction, min_parts, min_person_score,
+              matching) -> tuple:
+    if matching not in MATCHINGS:
+        raise DecodeError("matching must be one of %s, got %r" % (", ".join(MATCHINGS), matching))
+    return (_int(paf_samples, "paf_samples", 1, 1000),
+            _float(paf_score_threshold, "paf_score_threshold"),
+            _float(min_sample_fraction, "min_sample_fraction"),
+            _int(min_parts, "min_parts", 0),
+            _float(min_person_score, "min_person_score"),
+            matching)
+
+
+def _call(fn, *args):
+    try:
+        return fn(*args)
+    except TypeError as e:
+        raise DecodeTypeError(str(e)) from None
+    except ValueError as e:
+        raise DecodeError(str(e)) from None
+
+
+# ----------------------------------------------------------------------------------------------
+# public API
+# ----------------------------------------------------------------------------------------------
+def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, max_peaks: int = 32,
+               refine: str = "quarter", dark_kernel: int = 11) -> Tuple[np.ndarray, np.ndarray]:
+    """Local maxima of each heatmap channel, best first.
+
+    heatmaps  float32 ``[C,H,W]`` or ``[N,C,H,W]``, C-contiguous, finite.
+    Returns ``(peaks, offsets)``: peaks float32 ``[M,3]`` rows ``(x, y, score)`` in heatmap
+    pixels; offsets int64 ``[C+1]`` (or ``[N*C+1]``), CSR: channel c's peaks are
+    ``peaks[offsets[c]:offsets[c+1]]``, by descending score (at most ``max_peaks``).
+    See the module docstring for the tie rule and the refinements.
+    """
+    hm = _array(heatmaps, "heatmaps", (3, 4))
+    _nonempty(hm, "heatmaps")
+    _refine(refine, dark_kernel)
+    threshold = _float(threshold, "threshold")
+    max_peaks = _int(max_peaks, "max_peaks", 0)
+    if has_extension():
+        return _call(_ext.find_peaks, hm, threshold, max_peaks, refine, int(dark_kernel))
+    _finite(hm, "heatmaps")
+    from . import reference
+
+    return reference.find_peaks(hm, threshold, max_peaks, refine, int(dark_kernel))
+
+
+def decode_topdown(heatmaps: np.ndarray, refine: str = "dark", dark_kernel: int = 11
+                   ) -> Tuple[np.ndarray, np.ndarray]:
+    """Top-down decode: float32 ``[N,K,H,W]`` → (coords float32 ``[N,K,2]`` (x, y) in heatmap
+    pixels, scores float32 ``[N,K]`` = the maximum value of each map)."""
+    hm = _array(heatmaps, "heatmaps", (4,))
+    _refine(refine, dark_kernel)
+    if hm.shape[0] == 0:
+        return np.zeros((0, hm.shape[1], 2), np.float32), np.zeros((0, hm.shape[1]), np.float32)
+    _nonempty(hm, "heatmaps")
+    if has_extension():
+        return _call(_ext.decode_topdown, hm, refine, int(dark_kernel))
+    _finite(hm, "heatmaps")
+    from . import reference
+
+    return reference.decode_topdown(hm, refine, int(dark_kernel))
+
+
+def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs,
+                 num_keypoints: int = None, paf_samples: int = 10,
+                 paf_score_threshold: float = 0.05, min_sample_fraction: float = 0.8,
+                 min_parts: int = 3, min_person_score: float = 0.2, matching: str = "greedy"
+                 ) -> Tuple[np.ndarray, np.ndarray]:
+    """Assemble people from per-keypoint peaks and PAFs (see the module docstring).
+
+    peaks    float32 ``[M,3]`` (x, y, score), offsets int64 ``[K+1]`` as from :func:`find_peaks`
+    pafs     float32 ``[2L,H,W]`` on the same grid as the peaks
+    limbs    int ``[L,4]`` rows (part_a, part_b, paf_x_channel, paf_y_channel)
+    Returns ``(people, person_scores)``: float32 ``[P,K,3]`` (x, y, score; a missing keypoint is
+    ``(-1, -1, 0)``) and float32 ``[P]``, by descending person score.
+    """
+    pk = _array(peaks, "peaks", (2,))
+    if pk.shape[1] != 3:
+        raise DecodeError("peaks must be [M,3] (x, y, score), got shape %s" % (pk.shape,))
+    off = _array(offsets, "offsets", (1,), np.int64)
+    if len(off) < 1 or off[0] != 0 or off[-1] != len(pk) or np.any(np.diff(off) < 0):
+        raise DecodeError("offsets must be non-decreasing CSR offsets from 0 to len(peaks)=%d"
+                          % len(pk))
+    K = len(off) - 1
+    if num_keypoints is not None and _int(num_keypoints, "num_keypoints", 0) != K:
+        raise DecodeError("num_keypoints=%s but offsets describe %d keypoint types"
+                          % (num_keypoints, K))
+    pf = _array(pafs, "pafs", (3,))
+    _nonempty(pf, "pafs")
+    lt = _limbs(limbs, K, pf.shape[0])
+    opts = _grouping(paf_samples, paf_score_threshold, min_sample_fraction, min_parts,
+                     min_person_score, matching)
+    if has_extension():
+        return _call(_ext.group_people, pk, off, pf, lt, *opts)
+    _finite(pk, "peaks")
+    _finite(pf, "pafs")
+    from . import reference
+
+    return reference.group_people(pk, off, pf, lt, K, *opts)
+
+
+def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str = "quarter",
+                    peak_threshold: float = 0.1, max_peaks: int = 32, paf_samples: int = 10,
+                    paf_score_threshold: float = 0.05, min_sample_fraction: float = 0.8,
+                    min_parts: int = 3, min_person_score: float = 0.2, matching: str = "greedy",
+                    dark_kernel: int = 11) -> Tuple[np.ndarray, np.ndarray]:
+    """Peaks + grouping in one extension call.
+
+    heatmaps float32 ``[K,H,W]`` (keypoint channels only, no background), pafs float32
+    ``[2L,H,W]`` (same H, W). Returns what :func:`group_people` returns.
+    """
+    hm = _array(heatmaps, "heatmaps", (3,))
+    _nonempty(hm, "heatmaps")
+    pf = _array(pafs, "pafs", (3,))
+    _nonempty(pf, "pafs")
+    if pf.shape[1:] != hm.shape[1:]:
+        raise DecodeError("pafs %s and heatmaps %s differ in H, W" % (pf.shape, hm.shape))
+    _refine(refine, dark_kernel)
+    lt = _limbs(limbs, hm.shape[0], pf.shape[0])
+    thr = _float(peak_threshold, "peak_threshold")
+    mp = _int(max_peaks, "max_peaks", 0)
+    opts = _grouping(paf_samples, paf_score_threshold, min_sample_fraction, min_parts,
+                     min_person_score, matching)
+    if has_extension():
+        return _call(_ext.decode_bottomup, hm, pf, lt, refine, thr, mp, int(dark_kernel), *opts)
+    _finite(hm, "heatmaps")
+    _finite(pf, "pafs")
+    from . import reference
+
+    peaks, offsets = reference.find_peaks(hm, thr, mp, refine, int(dark_kernel))
+    return reference.group_people(peaks, offsets, pf, lt, hm.shape[0], *opts)
