@@ -32,7 +32,6 @@ Layout of the JSON (``format_version`` 1)::
 """
 from __future__ import annotations
 
-import copy
 import json
 from typing import Any, Dict, Optional
 
@@ -76,7 +75,10 @@ class ModelMeta:
     def __init__(self, data: Dict[str, Any]):
         if not isinstance(data, dict):
             raise ModelError("model metadata is not a JSON object")
-        data = copy.deepcopy(data)
+        try:  # canonical JSON types (tuples -> lists), so that metadata round-trips exactly
+            data = json.loads(json.dumps(data))
+        except (TypeError, ValueError) as e:
+            raise ModelError("model metadata is not JSON-serialisable: %s" % e)
         family = _require(data, "family", "")
         if family not in ("bottomup", "topdown"):
             raise ModelError("model metadata: family must be 'bottomup' or 'topdown', got %r" % (family,))
