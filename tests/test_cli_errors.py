@@ -1,0 +1,88 @@
+"""Bad input at the command line: one clear line on stderr, a non-zero exit, nothing half-written."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from edgepose.cli import main
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    return rc, err
+
+
+def one_line_error(rc, err, *words):
+    assert rc == 2, (rc, err)
+    assert len(err.splitlines()) == 1 and err.startswith("edgepose: error:"), err
+    for w in words:
+        assert w in err, err
+
+
+def test_missing_model(capsys, tmp_path):
+    img = tmp_path / "a.jpg"
+    img.write_bytes(b"x")
+    rc, err = run(capsys, "infer", str(tmp_path / "missing.onnx"), str(img), "--out", str(tmp_path / "o"))
+    one_line_error(rc, err, "not found", "missing.onnx")
+    assert not (tmp_path / "o").exists()
+
+
+def test_text_file_named_onnx(capsys, tmp_path):
+    fake = tmp_path / "model.onnx"
+    fake.write_text("this is not a model\n")
+    rc, err = run(capsys, "info", str(fake))
+    one_line_error(rc, err, "model.onnx")
+
+
+def test_onnx_without_metadata_needs_spec(capsys, tfpose_onnx, assets, tmp_path):
+    img = os.path.join(assets, "coco", "000000196141.jpg")
+    rc, err = run(capsys, "infer", tfpose_onnx, img, "--out", str(tmp_path / "o"))
+    one_line_error(rc, err, "no edgepose metadata", "--spec")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unreadable_image(capsys, tfpose_model, tmp_path):
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8\xff garbage")
+    rc, err = run(capsys, "infer", tfpose_model, str(bad), "--out", str(tmp_path / "o"))
+    one_line_error(rc, err, "broken.jpg")
+    assert not (tmp_path / "o" / "results.json").exists()
+
+
+def test_empty_video(capsys, tfpose_model, tmp_path):
+    v = tmp_path / "empty.mp4"
+    v.write_bytes(b"")
+    rc, err = run(capsys, "infer", tfpose_model, str(v), "--out", str(tmp_path / "o"))
+    one_line_error(rc, err, "empty")
+    assert not (tmp_path / "o").exists() or os.listdir(tmp_path / "o") == []
+
+
+def test_non_checkpoint_pth(capsys, tmp_path):
+    p = tmp_path / "weights.pth"
+    p.write_text("hello")
+    out = tmp_path / "m.onnx"
+    rc, err = run(capsys, "export", str(p), "--arch", "lightweight-openpose", "-o", str(out))
+    one_line_error(rc, err)
+    assert os.listdir(tmp_path) == ["weights.pth"]
+
+
+def test_spec_that_does_not_fit(capsys, tfpose_onnx, tmp_path):
+    spec = json.load(open(os.path.join(os.path.dirname(__file__), "..", "examples",
+                                       "tfpose_mobilenet_thin.spec.json")))
+    spec_bad = json.loads(json.dumps(spec).replace('"NHWC"', '"NCHW"'))
+    sp = tmp_path / "bad.spec.json"
+    sp.write_text(json.dumps(spec_bad))
+    out = tmp_path / "m.onnx"
+    rc, err = run(capsys, "export", tfpose_onnx, "--spec", str(sp), "-o", str(out))
+    one_line_error(rc, err)
+    assert sorted(os.listdir(tmp_path)) == ["bad.spec.json"]
+
+
+def test_console_script_exit_code_no_traceback(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "edgepose", "info", str(tmp_path / "nope.onnx")],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr and "not found" in r.stderr
