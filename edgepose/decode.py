@@ -140,25 +140,32 @@ def _float(v, name: str) -> float:
     return f
 
 
-def _limbs(limbs, num_parts: int, num_pafs: int) -> np.ndarray:
+def _limbs(limbs) -> np.ndarray:
+    """The limb table as C-contiguous int64 ``[L,4]`` (ranges are checked by the callee)."""
+    if isinstance(limbs, np.ndarray) and limbs.dtype == np.int64 and limbs.ndim == 2 \
+            and limbs.flags["C_CONTIGUOUS"]:
+        return limbs
     try:
         arr = np.asarray(limbs)
     except Exception:
         raise DecodeError("limbs must be an [L,4] integer table") from None
     if arr.size == 0:
         arr = arr.reshape(0, 4)
+    if arr.dtype.kind not in "iu":
+        raise DecodeTypeError("limbs must hold integers, got %s" % arr.dtype)
+    return np.ascontiguousarray(arr, np.int64)
+
+
+def _check_limbs_py(arr: np.ndarray, num_parts: int, num_pafs: int) -> None:
+    """Range checks of the limb table for the numpy fallback (the extension does its own)."""
     if arr.ndim != 2 or arr.shape[1] != 4:
         raise DecodeError("limbs must be an [L,4] table (part_a, part_b, paf_x, paf_y), got shape %s"
                           % (arr.shape,))
-    if arr.dtype.kind not in "iu":
-        raise DecodeTypeError("limbs must hold integers, got %s" % arr.dtype)
-    arr = np.ascontiguousarray(arr, np.int64)
     if len(arr):
         if arr[:, :2].min() < 0 or arr[:, :2].max() >= num_parts:
             raise DecodeError("limbs: part index out of range 0..%d" % (num_parts - 1))
         if arr[:, 2:].min() < 0 or arr[:, 2:].max() >= num_pafs:
             raise DecodeError("limbs: PAF channel out of range 0..%d" % (num_pafs - 1))
-    return arr
 
 
 def _grouping(paf_samples, paf_score_threshold, min_sample_fraction, min_parts, min_person_score,
@@ -242,20 +249,21 @@ def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs
     if pk.shape[1] != 3:
         raise DecodeError("peaks must be [M,3] (x, y, score), got shape %s" % (pk.shape,))
     off = _array(offsets, "offsets", (1,), np.int64)
-    if len(off) < 1 or off[0] != 0 or off[-1] != len(pk) or np.any(np.diff(off) < 0):
-        raise DecodeError("offsets must be non-decreasing CSR offsets from 0 to len(peaks)=%d"
-                          % len(pk))
+    _nonempty(off, "offsets")
     K = len(off) - 1
     if num_keypoints is not None and _int(num_keypoints, "num_keypoints", 0) != K:
         raise DecodeError("num_keypoints=%s but offsets describe %d keypoint types"
                           % (num_keypoints, K))
     pf = _array(pafs, "pafs", (3,))
     _nonempty(pf, "pafs")
-    lt = _limbs(limbs, K, pf.shape[0])
+    lt = _limbs(limbs)
     opts = _grouping(paf_samples, paf_score_threshold, min_sample_fraction, min_parts,
                      min_person_score, matching)
     if has_extension():
         return _call(_ext.group_people, pk, off, pf, lt, *opts)
+    if off[0] != 0 or off[-1] != len(pk) or np.any(np.diff(off) < 0):
+        raise DecodeError("offsets must run from 0 to len(peaks)=%d" % len(pk))
+    _check_limbs_py(lt, K, pf.shape[0])
     _finite(pk, "peaks")
     _finite(pf, "pafs")
     from . import reference
@@ -280,13 +288,14 @@ def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str =
     if pf.shape[1:] != hm.shape[1:]:
         raise DecodeError("pafs %s and heatmaps %s differ in H, W" % (pf.shape, hm.shape))
     _refine(refine, dark_kernel)
-    lt = _limbs(limbs, hm.shape[0], pf.shape[0])
+    lt = _limbs(limbs)
     thr = _float(peak_threshold, "peak_threshold")
     mp = _int(max_peaks, "max_peaks", 0)
     opts = _grouping(paf_samples, paf_score_threshold, min_sample_fraction, min_parts,
                      min_person_score, matching)
     if has_extension():
         return _call(_ext.decode_bottomup, hm, pf, lt, refine, thr, mp, int(dark_kernel), *opts)
+    _check_limbs_py(lt, hm.shape[0], pf.shape[0])
     _finite(hm, "heatmaps")
     _finite(pf, "pafs")
     from . import reference

@@ -1,0 +1,264 @@
+// Peak finding, argmax and sub-pixel refinement (see edgepose/reference.py for the definitions).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "kernels.hpp"
+
+namespace ep {
+
+namespace {
+constexpr int LANES = 8;
+constexpr double LOG_FLOOR = 1e-10;
+
+// Lane-wise max over n values; written so that compilers vectorise it without fast-math
+// (m < v ? v : m is exactly maxps(v, m)). NaNs are ignored by the comparison.
+inline float max_lanes(const float* p, int n) {
+    float m[LANES];
+    for (int j = 0; j < LANES; ++j) m[j] = -std::numeric_limits<float>::infinity();
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; ++j) m[j] = m[j] < p[i + j] ? p[i + j] : m[j];
+    float r = m[0];
+    for (int j = 1; j < LANES; ++j) r = r < m[j] ? m[j] : r;
+    for (; i < n; ++i) r = r < p[i] ? p[i] : r;
+    return r;
+}
+
+// max over n values, and a flag for non-finite values in the same pass (v - v is NaN for
+// NaN / inf, 0 otherwise; lane sums stay 0 for finite input).
+inline float max_and_check(const float* p, int n, bool& finite) {
+    float m[LANES], z[LANES];
+    for (int j = 0; j < LANES; ++j) {
+        m[j] = -std::numeric_limits<float>::infinity();
+        z[j] = 0.f;
+    }
+    int i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; ++j) {
+            float v = p[i + j];
+            m[j] = m[j] < v ? v : m[j];
+            z[j] += v - v;
+        }
+    float r = m[0], zz = z[0];
+    for (int j = 1; j < LANES; ++j) {
+        r = r < m[j] ? m[j] : r;
+        zz += z[j];
+    }
+    for (; i < n; ++i) {
+        r = r < p[i] ? p[i] : r;
+        zz += p[i] - p[i];
+    }
+    finite = zz == 0.f;
+    return r;
+}
+
+inline double sgn(double d) { return d > 0 ? 1.0 : (d < 0 ? -1.0 : 0.0); }
+
+inline void quarter(const float* hm, int H, int W, int x, int y, float& fx, float& fy) {
+    double ox = 0, oy = 0;
+    if (x >= 1 && x <= W - 2)
+        ox = 0.25 * sgn((double)hm[(size_t)y * W + x + 1] - (double)hm[(size_t)y * W + x - 1]);
+    if (y >= 1 && y <= H - 2)
+        oy = 0.25 * sgn((double)hm[(size_t)(y + 1) * W + x] - (double)hm[(size_t)(y - 1) * W + x]);
+    fx = (float)(x + ox);
+    fy = (float)(y + oy);
+}
+
+// DARK on the 5x5 window around (x, y): blur only the points the derivatives need.
+inline bool dark(const float* hm, int H, int W, int x, int y, const double* g, int ksize,
+                 float& fx, float& fy) {
+    if (!(x >= 2 && x <= W - 3 && y >= 2 && y <= H - 3)) return false;
+    const int r = (ksize - 1) / 2;
+    // horizontal pass: rows y-2-r .. y+2+r, columns x-2 .. x+2
+    const int nrows = 5 + 2 * r;
+    double hb[5 + 2 * 49][5];
+    for (int i = 0; i < nrows; ++i) {
+        const int yy = y - 2 - r + i;
+        if (yy < 0 || yy >= H) {
+            for (int c = 0; c < 5; ++c) hb[i][c] = 0.0;
+            continue;
+        }
+        const float* row = hm + (size_t)yy * W;
+        for (int c = 0; c < 5; ++c) {
+            const int cx = x - 2 + c;
+            const int t0 = std::max(-r, -cx), t1 = std::min(r, W - 1 - cx);
+            double acc = 0.0;
+            for (int t = t0; t <= t1; ++t) acc += g[t + r] * (double)row[cx + t];
+            hb[i][c] = acc;
+        }
+    }
+    // vertical pass -> log of the blurred 5x5 window (the 13 points used)
+    double L[5][5];
+    static const int pts[13][2] = {{2, 2}, {2, 1}, {2, 3}, {1, 2}, {3, 2}, {2, 0}, {2, 4},
+                                   {0, 2}, {4, 2}, {1, 1}, {1, 3}, {3, 1}, {3, 3}};
+    for (const auto& pt : pts) {
+        const int wy = pt[0], wx = pt[1];
+        double acc = 0.0;
+        for (int t = 0; t < ksize; ++t) acc += g[t] * hb[wy + t][wx];
+        L[wy][wx] = std::log(std::max(acc, LOG_FLOOR));
+    }
+    const double dx = 0.5 * (L[2][3] - L[2][1]);
+    const double dy = 0.5 * (L[3][2] - L[1][2]);
+    const double dxx = 0.25 * (L[2][4] - 2 * L[2][2] + L[2][0]);
+    const double dyy = 0.25 * (L[4][2] - 2 * L[2][2] + L[0][2]);
+    const double dxy = 0.25 * (L[3][3] - L[1][3] - L[3][1] + L[1][1]);
+    const double det = dxx * dyy - dxy * dxy;
+    if (!(dxx < 0 && det > 0)) return false;
+    double ox = -(dyy * dx - dxy * dy) / det;
+    double oy = -(-dxy * dx + dxx * dy) / det;
+    ox = std::min(std::max(ox, -1.0), 1.0);
+    oy = std::min(std::max(oy, -1.0), 1.0);
+    fx = (float)(x + ox);
+    fy = (float)(y + oy);
+    return true;
+}
+
+inline void centroid(const float* hm, int H, int W, int x, int y, float& fx, float& fy) {
+    double sw = 0, sx = 0, sy = 0;
+    for (int yy = std::max(0, y - 1); yy < std::min(H, y + 2); ++yy)
+        for (int xx = std::max(0, x - 1); xx < std::min(W, x + 2); ++xx) {
+            const double w = std::max((double)hm[(size_t)yy * W + xx], 0.0);
+            sw += w;
+            sx += w * xx;
+            sy += w * yy;
+        }
+    if (sw > 0) {
+        fx = (float)(sx / sw);
+        fy = (float)(sy / sw);
+    } else {
+        fx = (float)x;
+        fy = (float)y;
+    }
+}
+}  // namespace
+
+bool all_finite(const float* p, size_t n) {
+    float z[LANES] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; ++j) z[j] += p[i + j] - p[i + j];
+    float zz = 0.f;
+    for (int j = 0; j < LANES; ++j) zz += z[j];
+    for (; i < n; ++i) zz += p[i] - p[i];
+    return zz == 0.f;
+}
+
+void gaussian_kernel(int ksize, std::vector<double>& g) {
+    const double sigma = 0.3 * ((ksize - 1) * 0.5 - 1.0) + 0.8;
+    const int r = (ksize - 1) / 2;
+    g.resize(ksize);
+    double s = 0;
+    for (int i = -r; i <= r; ++i) {
+        g[i + r] = std::exp(-(double)(i * i) / (2.0 * sigma * sigma));
+        s += g[i + r];
+    }
+    for (auto& v : g) v /= s;
+}
+
+void refine_point(const float* hm, int H, int W, int x, int y, Refine r, const double* g,
+                  int ksize, float& fx, float& fy) {
+    switch (r) {
+        case Refine::None:
+            fx = (float)x;
+            fy = (float)y;
+            return;
+        case Refine::Centroid:
+            centroid(hm, H, W, x, y, fx, fy);
+            return;
+        case Refine::Dark:
+            if (dark(hm, H, W, x, y, g, ksize, fx, fy)) return;
+            quarter(hm, H, W, x, y, fx, fy);
+            return;
+        case Refine::Quarter:
+        default:
+            quarter(hm, H, W, x, y, fx, fy);
+            return;
+    }
+}
+
+size_t argmax(const float* p, size_t n, float& vmax) {
+    // block maxima (vectorised), then the first block holding the global max, then the first
+    // index in that block: the first maximum in scan order, one full pass over the data.
+    constexpr size_t B = 64;
+    const size_t nb = (n + B - 1) / B;
+    float bm_stack[256];
+    std::vector<float> bm_heap;
+    float* bm = bm_stack;
+    if (nb > 256) {
+        bm_heap.resize(nb);
+        bm = bm_heap.data();
+    }
+    float m = -std::numeric_limits<float>::infinity();
+    for (size_t b = 0; b < nb; ++b) {
+        const size_t i0 = b * B, len = std::min(B, n - i0);
+        bm[b] = max_lanes(p + i0, (int)len);
+        m = m < bm[b] ? bm[b] : m;
+    }
+    size_t b = 0;
+    while (b + 1 < nb && bm[b] != m) ++b;
+    size_t i = b * B;
+    const size_t end = std::min(n, i + B);
+    while (i + 1 < end && p[i] != m) ++i;
+    vmax = p[i];
+    return i;
+}
+
+bool channel_peaks(const float* hm, int H, int W, float thr, int max_peaks, Refine r,
+                   const double* g, int ksize, PeakScratch& s, std::vector<Peak>& out) {
+    s.val.clear();
+    s.pos.clear();
+    bool finite_all = true;
+    for (int y = 0; y < H; ++y) {
+        const float* row = hm + (size_t)y * W;
+        bool fin;
+        const float rmax = max_and_check(row, W, fin);
+        finite_all &= fin;
+        if (!(rmax > thr)) continue;
+        const float* up = y > 0 ? row - W : nullptr;
+        const float* dn = y + 1 < H ? row + W : nullptr;
+        for (int x = 0; x < W; ++x) {
+            const float v = row[x];
+            if (!(v > thr)) continue;
+            // before in scan order: strictly greater; after: greater or equal
+            if (x > 0 && !(v > row[x - 1])) continue;
+            if (x + 1 < W && !(v >= row[x + 1])) continue;
+            if (up) {
+                if (!(v > up[x])) continue;
+                if (x > 0 && !(v > up[x - 1])) continue;
+                if (x + 1 < W && !(v > up[x + 1])) continue;
+            }
+            if (dn) {
+                if (!(v >= dn[x])) continue;
+                if (x > 0 && !(v >= dn[x - 1])) continue;
+                if (x + 1 < W && !(v >= dn[x + 1])) continue;
+            }
+            s.val.push_back(v);
+            s.pos.push_back(y * W + x);
+        }
+    }
+    if (!finite_all) return false;
+    const int n = (int)s.val.size();
+    s.order.resize(n);
+    for (int i = 0; i < n; ++i) s.order[i] = i;
+    auto better = [&](int a, int b) {
+        return s.val[a] > s.val[b] || (s.val[a] == s.val[b] && a < b);
+    };
+    const int keep = std::min(n, max_peaks);
+    if (keep < n)
+        std::partial_sort(s.order.begin(), s.order.begin() + keep, s.order.end(), better);
+    else
+        std::sort(s.order.begin(), s.order.end(), better);
+    for (int k = 0; k < keep; ++k) {
+        const int i = s.order[k];
+        const int y = s.pos[i] / W, x = s.pos[i] % W;
+        Peak p;
+        refine_point(hm, H, W, x, y, r, g, ksize, p.x, p.y);
+        p.score = s.val[i];
+        out.push_back(p);
+    }
+    return true;
+}
+
+}  // namespace ep
