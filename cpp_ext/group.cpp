@@ -10,23 +10,30 @@ namespace ep {
 
 namespace {
 
-inline double bilinear(const float* m, int H, int W, double x, double y) {
+// Bilinear samples of the two PAF channels at continuous (x, y), clamped to the map; returns
+// their projection on (ux, uy). Same arithmetic as reference.bilinear.
+inline double paf_dot(const float* px, const float* py, int H, int W, double x, double y,
+                      double ux, double uy) {
     x = std::min(std::max(x, 0.0), W - 1.0);
     y = std::min(std::max(y, 0.0), H - 1.0);
-    const int x0 = (int)std::floor(x), y0 = (int)std::floor(y);
+    const int x0 = (int)x, y0 = (int)y;   // x, y >= 0: truncation is floor
     const int x1 = std::min(x0 + 1, W - 1), y1 = std::min(y0 + 1, H - 1);
     const double ax = x - x0, ay = y - y0;
-    const float* r0 = m + (size_t)y0 * W;
-    const float* r1 = m + (size_t)y1 * W;
-    const double top = (1.0 - ax) * (double)r0[x0] + ax * (double)r0[x1];
-    const double bot = (1.0 - ax) * (double)r1[x0] + ax * (double)r1[x1];
-    return (1.0 - ay) * top + ay * bot;
+    const size_t i00 = (size_t)y0 * W + x0, i01 = (size_t)y0 * W + x1;
+    const size_t i10 = (size_t)y1 * W + x0, i11 = (size_t)y1 * W + x1;
+    const double tx = (1.0 - ax) * (double)px[i00] + ax * (double)px[i01];
+    const double bx = (1.0 - ax) * (double)px[i10] + ax * (double)px[i11];
+    const double ty = (1.0 - ax) * (double)py[i00] + ax * (double)py[i01];
+    const double by = (1.0 - ax) * (double)py[i10] + ax * (double)py[i11];
+    return ((1.0 - ay) * tx + ay * bx) * ux + ((1.0 - ay) * ty + ay * by) * uy;
 }
 
-// Connection score of a -> b, or false when not a valid connection. Stops sampling as soon as
-// too many samples fall at or below the threshold (the result cannot be valid any more).
+// Connection score of a -> b, or false when not a valid connection. Samples are visited from
+// the middle of the segment outwards (wrong pairs fail there first) and sampling stops as soon
+// as too many fall at or below the threshold: the result cannot be valid any more.
 inline bool connection_score(const Peak& a, const Peak& b, const float* px, const float* py, int H,
-                             int W, const GroupOptions& o, int need, double& score) {
+                             int W, const GroupOptions& o, int need, const int* visit,
+                             double& score) {
     const double ax = a.x, ay = a.y;
     const double dx = (double)b.x - ax, dy = (double)b.y - ay;
     const double norm = std::sqrt(dx * dx + dy * dy);
@@ -37,10 +44,10 @@ inline bool connection_score(const Peak& a, const Peak& b, const float* px, cons
     if (max_fail < 0) return false;
     int fails = 0;
     double total = 0.0;
-    for (int s = 0; s < S; ++s) {
+    for (int k = 0; k < S; ++k) {
+        const int s = visit[k];
         const double t = S > 1 ? s / (S - 1.0) : 0.5;
-        const double sx = ax + t * dx, sy = ay + t * dy;
-        const double v = bilinear(px, H, W, sx, sy) * ux + bilinear(py, H, W, sx, sy) * uy;
+        const double v = paf_dot(px, py, H, W, ax + t * dx, ay + t * dy, ux, uy);
         total += v;
         if (!(v > o.paf_score_threshold) && ++fails > max_fail) return false;
     }
@@ -161,6 +168,14 @@ void group_people(const Peak* peaks, const int64_t* offsets, int K, const float*
     s.nconn.clear();
     s.alive.clear();
     const int need = (int)std::floor(opt.min_sample_fraction * opt.paf_samples) + 1;
+    // sample visiting order: middle first, then outwards
+    s.visit.resize(opt.paf_samples);
+    for (int k = 0; k < opt.paf_samples; ++k) s.visit[k] = k;
+    {
+        const double mid = 0.5 * (opt.paf_samples - 1);
+        std::stable_sort(s.visit.begin(), s.visit.end(),
+                         [mid](int p, int q) { return std::fabs(p - mid) < std::fabs(q - mid); });
+    }
     const size_t plane = (size_t)H * W;
     for (int l = 0; l < L; ++l) {
         const int pa = (int)limbs[4 * l], pb = (int)limbs[4 * l + 1];
@@ -174,7 +189,8 @@ void group_people(const Peak* peaks, const int64_t* offsets, int K, const float*
         for (int i = 0; i < na; ++i)
             for (int j = 0; j < nb; ++j, ++gen) {
                 double sc;
-                if (connection_score(peaks[a0 + i], peaks[b0 + j], px, py, H, W, opt, need, sc))
+                if (connection_score(peaks[a0 + i], peaks[b0 + j], px, py, H, W, opt, need,
+                                     s.visit.data(), sc))
                     s.cands.push_back({sc, i, j, gen});
             }
         match_limb(s, na, nb, opt.hungarian);

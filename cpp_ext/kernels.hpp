@@ -34,8 +34,9 @@ struct PeakScratch {
 bool channel_peaks(const float* hm, int H, int W, float thr, int max_peaks, Refine r,
                    const double* g, int ksize, PeakScratch& s, std::vector<Peak>& out);
 
-// Argmax (first in scan order) of n values; returns the index, writes the value.
-size_t argmax(const float* p, size_t n, float& vmax);
+// Argmax (first in scan order) of n values; returns the index, writes the value and whether
+// all n values are finite.
+size_t argmax(const float* p, size_t n, float& vmax, bool& finite);
 
 struct GroupOptions {
     int paf_samples = 10;
@@ -62,7 +63,7 @@ struct GroupScratch {
     std::vector<double> hcost, hu, hv, hminv;   // Hungarian
     std::vector<int32_t> hp, hway, hbest;
     std::vector<uint8_t> hused;
-    std::vector<int32_t> order;
+    std::vector<int32_t> order, visit;
     std::vector<double> pscore;
 };
 

@@ -204,13 +204,16 @@ py::tuple decode_topdown(py::handle heatmaps, const std::string& refine, int dar
         for (py::ssize_t i = 0; i < N * K; ++i) {
             const float* m = p + plane * i;
             float v;
-            const size_t idx = ep::argmax(m, plane, v);
+            bool fin;
+            const size_t idx = ep::argmax(m, plane, v, fin);
+            if (!fin) {
+                finite = false;
+                break;
+            }
             const int y = (int)(idx / W), x = (int)(idx % W);
             ep::refine_point(m, H, W, x, y, r, w.g.data(), dark_kernel, co[2 * i], co[2 * i + 1]);
             sc[i] = v;
         }
-        // finiteness after the fact: an inf/NaN anywhere makes the whole result invalid
-        finite = ep::all_finite(p, plane * N * K);
     }
     if (!finite) value_error("heatmaps contain NaN or inf");
     return py::make_tuple(coords, scores);

@@ -6,51 +6,60 @@
 
 #include "kernels.hpp"
 
+#if defined(__SSE2__) || defined(_M_X64)
+#include <emmintrin.h>
+#define EP_SSE2 1
+#elif defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#define EP_NEON 1
+#endif
+
 namespace ep {
 
 namespace {
-constexpr int LANES = 8;
 constexpr double LOG_FLOOR = 1e-10;
 
-// Lane-wise max over n values; written so that compilers vectorise it without fast-math
-// (m < v ? v : m is exactly maxps(v, m)). NaNs are ignored by the comparison.
-inline float max_lanes(const float* p, int n) {
-    float m[LANES];
-    for (int j = 0; j < LANES; ++j) m[j] = -std::numeric_limits<float>::infinity();
-    int i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int j = 0; j < LANES; ++j) m[j] = m[j] < p[i + j] ? p[i + j] : m[j];
-    float r = m[0];
-    for (int j = 1; j < LANES; ++j) r = r < m[j] ? m[j] : r;
-    for (; i < n; ++i) r = r < p[i] ? p[i] : r;
-    return r;
-}
-
-// max over n values, and a flag for non-finite values in the same pass (v - v is NaN for
-// NaN / inf, 0 otherwise; lane sums stay 0 for finite input).
-inline float max_and_check(const float* p, int n, bool& finite) {
-    float m[LANES], z[LANES];
-    for (int j = 0; j < LANES; ++j) {
-        m[j] = -std::numeric_limits<float>::infinity();
-        z[j] = 0.f;
+// max over n values, and a non-finite check in the same pass: v - v is 0 for finite v and NaN
+// for NaN / inf, so the running sums z stay 0 exactly when every value is finite.
+// SSE2 (every x86-64) or NEON (aarch64) intrinsics, scalar otherwise; no -march needed.
+inline float max_and_check(const float* p, size_t n, bool& finite) {
+    size_t i = 0;
+    float r = -std::numeric_limits<float>::infinity(), zz = 0.f;
+#if defined(EP_SSE2)
+    __m128 m0 = _mm_set1_ps(r), m1 = m0, z0 = _mm_setzero_ps(), z1 = z0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128 a = _mm_loadu_ps(p + i), b = _mm_loadu_ps(p + i + 4);
+        m0 = _mm_max_ps(m0, a);
+        m1 = _mm_max_ps(m1, b);
+        z0 = _mm_add_ps(z0, _mm_sub_ps(a, a));
+        z1 = _mm_add_ps(z1, _mm_sub_ps(b, b));
     }
-    int i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int j = 0; j < LANES; ++j) {
-            float v = p[i + j];
-            m[j] = m[j] < v ? v : m[j];
-            z[j] += v - v;
-        }
-    float r = m[0], zz = z[0];
-    for (int j = 1; j < LANES; ++j) {
-        r = r < m[j] ? m[j] : r;
+    m0 = _mm_max_ps(m0, m1);
+    z0 = _mm_add_ps(z0, z1);
+    alignas(16) float mm[4], z[4];
+    _mm_store_ps(mm, m0);
+    _mm_store_ps(z, z0);
+    for (int j = 0; j < 4; ++j) {
+        r = r < mm[j] ? mm[j] : r;
         zz += z[j];
     }
+#elif defined(EP_NEON)
+    float32x4_t m0 = vdupq_n_f32(r), m1 = m0, z0 = vdupq_n_f32(0.f), z1 = z0;
+    for (; i + 8 <= n; i += 8) {
+        const float32x4_t a = vld1q_f32(p + i), b = vld1q_f32(p + i + 4);
+        m0 = vmaxq_f32(m0, a);
+        m1 = vmaxq_f32(m1, b);
+        z0 = vaddq_f32(z0, vsubq_f32(a, a));
+        z1 = vaddq_f32(z1, vsubq_f32(b, b));
+    }
+    r = vmaxvq_f32(vmaxq_f32(m0, m1));
+    zz = vaddvq_f32(vaddq_f32(z0, z1));
+#endif
     for (; i < n; ++i) {
         r = r < p[i] ? p[i] : r;
         zz += p[i] - p[i];
     }
-    finite = zz == 0.f;
+    finite = zz == 0.f;   // NaN != 0
     return r;
 }
 
@@ -135,14 +144,9 @@ inline void centroid(const float* hm, int H, int W, int x, int y, float& fx, flo
 }  // namespace
 
 bool all_finite(const float* p, size_t n) {
-    float z[LANES] = {0, 0, 0, 0, 0, 0, 0, 0};
-    size_t i = 0;
-    for (; i + LANES <= n; i += LANES)
-        for (int j = 0; j < LANES; ++j) z[j] += p[i + j] - p[i + j];
-    float zz = 0.f;
-    for (int j = 0; j < LANES; ++j) zz += z[j];
-    for (; i < n; ++i) zz += p[i] - p[i];
-    return zz == 0.f;
+    bool finite;
+    max_and_check(p, n, finite);
+    return finite;
 }
 
 void gaussian_kernel(int ksize, std::vector<double>& g) {
@@ -178,9 +182,9 @@ void refine_point(const float* hm, int H, int W, int x, int y, Refine r, const d
     }
 }
 
-size_t argmax(const float* p, size_t n, float& vmax) {
-    // block maxima (vectorised), then the first block holding the global max, then the first
-    // index in that block: the first maximum in scan order, one full pass over the data.
+size_t argmax(const float* p, size_t n, float& vmax, bool& finite) {
+    // block maxima (SIMD, with the finiteness check), then the first block holding the global
+    // max, then the first index in it: the first maximum in scan order in one pass over the data.
     constexpr size_t B = 64;
     const size_t nb = (n + B - 1) / B;
     float bm_stack[256];
@@ -191,9 +195,12 @@ size_t argmax(const float* p, size_t n, float& vmax) {
         bm = bm_heap.data();
     }
     float m = -std::numeric_limits<float>::infinity();
+    finite = true;
     for (size_t b = 0; b < nb; ++b) {
         const size_t i0 = b * B, len = std::min(B, n - i0);
-        bm[b] = max_lanes(p + i0, (int)len);
+        bool fin;
+        bm[b] = max_and_check(p + i0, len, fin);
+        finite &= fin;
         m = m < bm[b] ? bm[b] : m;
     }
     size_t b = 0;
@@ -213,7 +220,7 @@ bool channel_peaks(const float* hm, int H, int W, float thr, int max_peaks, Refi
     for (int y = 0; y < H; ++y) {
         const float* row = hm + (size_t)y * W;
         bool fin;
-        const float rmax = max_and_check(row, W, fin);
+        const float rmax = max_and_check(row, (size_t)W, fin);
         finite_all &= fin;
         if (!(rmax > thr)) continue;
         const float* up = y > 0 ? row - W : nullptr;

@@ -336,3 +336,69 @@ def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str =
     peaks, offsets = find_peaks(heatmaps, peak_threshold, max_peaks, refine, dark_kernel)
     return group_people(peaks, offsets, pafs, limbs, None, paf_samples, paf_score_threshold,
                         min_sample_fraction, min_parts, min_person_score, matching)
+
+
+# ----------------------------------------------------------------------------------------------
+# synthetic maps (tests, benchmarks): OpenPose's ground-truth rendering
+# ----------------------------------------------------------------------------------------------
+# A standing CMU-18 person facing the camera, height 1 (x centred, y from the top of the head).
+CMU18_TEMPLATE = np.array([
+    (0.00, 0.08), (0.00, 0.20), (-0.13, 0.21), (-0.17, 0.38), (-0.19, 0.54), (0.13, 0.21),
+    (0.17, 0.38), (0.19, 0.54), (-0.08, 0.55), (-0.09, 0.76), (-0.10, 0.97), (0.08, 0.55),
+    (0.09, 0.76), (0.10, 0.97), (-0.035, 0.05), (0.035, 0.05), (-0.07, 0.07), (0.07, 0.07),
+], np.float64)
+
+
+def render_maps(people: np.ndarray, H: int, W: int, limbs, sigma: float = 1.0,
+                paf_width: float = 1.0) -> Tuple[np.ndarray, np.ndarray]:
+    """Heatmaps ``[K,H,W]`` and PAFs ``[2L,H,W]`` of people ``[P,K,3]`` (x, y, visible).
+
+    Heatmap k = max over people of a Gaussian (``sigma`` px) at the keypoint; the PAF of a limb
+    is the unit vector a -> b on pixels within ``paf_width`` px of the segment, averaged where
+    people overlap (as OpenPose renders its training targets).
+    """
+    people = np.asarray(people, np.float64)
+    K = people.shape[1]
+    limbs = np.asarray(limbs, np.int64).reshape(-1, 4)
+    C = 2 * len(limbs) if len(limbs) == 0 else int(limbs[:, 2:].max()) + 1
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float64)
+    hm = np.zeros((K, H, W))
+    for p in people:
+        for k in range(K):
+            if p[k, 2] > 0:
+                g = np.exp(-((xx - p[k, 0]) ** 2 + (yy - p[k, 1]) ** 2) / (2 * sigma * sigma))
+                hm[k] = np.maximum(hm[k], g)
+    paf = np.zeros((C, H, W))
+    for pa, pb, cx, cy in limbs:
+        acc = np.zeros((2, H, W))
+        cnt = np.zeros((H, W))
+        for p in people:
+            if p[pa, 2] <= 0 or p[pb, 2] <= 0:
+                continue
+            d = p[pb, :2] - p[pa, :2]
+            n = float(np.hypot(*d))
+            if n < 1e-6:
+                continue
+            u = d / n
+            rx, ry = xx - p[pa, 0], yy - p[pa, 1]
+            along = rx * u[0] + ry * u[1]
+            across = np.abs(rx * u[1] - ry * u[0])
+            on = (along >= -paf_width) & (along <= n + paf_width) & (across <= paf_width)
+            acc[0][on] += u[0]
+            acc[1][on] += u[1]
+            cnt[on] += 1
+        nz = cnt > 0
+        paf[cx][nz] = acc[0][nz] / cnt[nz]
+        paf[cy][nz] = acc[1][nz] / cnt[nz]
+    return hm.astype(np.float32), paf.astype(np.float32)
+
+
+def template_people(centres_heights, template: np.ndarray = CMU18_TEMPLATE) -> np.ndarray:
+    """People ``[P,K,3]`` from ``[(x_centre, y_top, height), ...]`` and the template pose."""
+    out = []
+    for x, y, h in centres_heights:
+        kp = np.ones((len(template), 3))
+        kp[:, 0] = x + template[:, 0] * h
+        kp[:, 1] = y + template[:, 1] * h
+        out.append(kp)
+    return np.array(out, np.float64).reshape(-1, len(template), 3)
