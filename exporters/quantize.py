@@ -1,0 +1,641 @@
+"""Q/DQ quantization machinery shared by the ONNX Runtime INT8 and TensorRT targets.
+
+``quantize_qdq`` writes an explicit-quantization ONNX model (QuantizeLinear/DequantizeLinear
+pairs, per-channel int8 weights) with ranges measured on the user's calibration inputs.
+
+Pieces, each usable alone:
+
+* :func:`collect_stats` runs the float model once over the calibration inputs and keeps, per
+  activation tensor, a streaming min/max and (for percentile/MSE/entropy) a fixed-size
+  histogram. Memory is bounded by ``n_tensors x bins`` whatever the number of samples: unlike
+  onnxruntime's Entropy/Percentile calibrators it never holds every intermediate output of
+  every sample (about 8.6 GB for 32 images at 368x368). ``method="ort-entropy"`` /
+  ``"ort-percentile"`` use onnxruntime's own calibrators: those do hold everything, so their
+  memory is estimated first and they refuse above ``max_memory_mb``.
+* :func:`ranges_from_stats` turns statistics into ``{tensor: (min, max)}``: ``minmax``,
+  ``percentile`` (per tensor), ``mse`` (the clipping that minimises the expected squared
+  quantization error of that tensor, on its histogram), ``entropy`` (KL, TensorRT-style).
+* :func:`equalize_model` is cross-layer equalization for depthwise-separable ReLU nets (Nagel
+  et al., 2019): positive per-channel rescaling across ReLU between a conv and the next conv.
+* :func:`quantize_with_ranges` writes the Q/DQ model with onnxruntime's QDQ quantizer.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from edgepose.errors import EdgeposeError, ExportError
+
+__all__ = ["QuantStats", "collect_stats", "ranges_from_stats", "quantize_qdq",
+           "quantize_with_ranges", "equalize_model", "quantizable_nodes", "METHODS",
+           "estimate_ort_calibrator_memory_mb"]
+
+METHODS = ("minmax", "percentile", "mse", "entropy", "ort-entropy", "ort-percentile")
+DEFAULT_BINS = 2048
+DEFAULT_MAX_MEMORY_MB = 4096
+
+
+# ----------------------------------------------------------------------------------------------
+# helpers
+# ----------------------------------------------------------------------------------------------
+def _load(model) :
+    import onnx
+    if isinstance(model, (str, os.PathLike)):
+        if not os.path.isfile(model):
+            raise ExportError("model file not found: %s" % model)
+        try:
+            return onnx.load(os.fspath(model))
+        except Exception as e:
+            raise ExportError("%s is not a readable ONNX model: %s" % (model, str(e).splitlines()[0] if str(e) else type(e).__name__))
+    return model
+
+
+def _save_atomic(model, out: str) -> None:
+    import onnx
+    d = os.path.dirname(os.path.abspath(out)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=d)
+    os.close(fd)
+    try:
+        onnx.save(model, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _session(model_bytes_or_path, threads: Optional[int] = None):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    if threads:
+        so.intra_op_num_threads = int(threads)
+    return ort.InferenceSession(model_bytes_or_path, sess_options=so, providers=["CPUExecutionProvider"])
+
+
+def _input_name(model) -> str:
+    inits = {i.name for i in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    if len(names) != 1:
+        raise ExportError("quantization supports models with one input, this one has %d" % len(names))
+    return names[0]
+
+
+def _float_tensors(model) -> List[str]:
+    """Activation tensors (non-initializer node inputs/outputs) that are float32."""
+    import onnx
+    from onnx import shape_inference
+    inits = {i.name for i in model.graph.initializer}
+    try:
+        inferred = shape_inference.infer_shapes(model)
+        vi = {v.name: v for v in list(inferred.graph.value_info) + list(inferred.graph.input)
+              + list(inferred.graph.output)}
+    except Exception:
+        vi = {}
+    names: List[str] = []
+    seen = set()
+    consts = {n.output[0] for n in model.graph.node if n.op_type == "Constant"}
+    for n in model.graph.node:
+        for t in list(n.input) + list(n.output):
+            if not t or t in inits or t in consts or t in seen:
+                continue
+            v = vi.get(t)
+            if v is not None and v.type.tensor_type.elem_type not in (0, onnx.TensorProto.FLOAT):
+                continue
+            seen.add(t)
+            names.append(t)
+    return names
+
+
+def quantizable_nodes(model, op_types: Sequence[str] = ("Conv",)) -> List[str]:
+    model = _load(model)
+    return [n.name for n in model.graph.node if n.op_type in op_types]
+
+
+# ----------------------------------------------------------------------------------------------
+# statistics
+# ----------------------------------------------------------------------------------------------
+class QuantStats:
+    """Per-tensor statistics of the float model on the calibration inputs."""
+
+    def __init__(self, minmax: Dict[str, Tuple[float, float]],
+                 hists: Optional[Dict[str, Tuple[np.ndarray, float, float]]] = None,
+                 n_samples: int = 0):
+        self.minmax = minmax
+        self.hists = hists or {}
+        self.n_samples = n_samples
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.minmax
+
+
+def _augment(model, tensors: Sequence[str]):
+    import onnx
+    from onnx import helper
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for t in tensors:
+        if t not in have:
+            m.graph.output.append(helper.make_empty_tensor_value_info(t))
+    return m
+
+
+def estimate_ort_calibrator_memory_mb(model, calib_inputs: Sequence[np.ndarray]) -> float:
+    """What onnxruntime's histogram calibrators hold: every float activation of every sample."""
+    model = _load(model)
+    sess = _session(_augment(model, _float_tensors(model)).SerializeToString())
+    outs = sess.run(None, {sess.get_inputs()[0].name: calib_inputs[0]})
+    per = sum(o.nbytes for o in outs if isinstance(o, np.ndarray))
+    return per * len(calib_inputs) / 2.0 ** 20
+
+
+def collect_stats(model, calib_inputs: Sequence[np.ndarray], histograms: bool = False,
+                  bins: int = DEFAULT_BINS, tensors: Optional[Sequence[str]] = None,
+                  threads: Optional[int] = None) -> QuantStats:
+    """Streaming min/max (and histograms on a second pass) of every float activation."""
+    model = _load(model)
+    if not calib_inputs:
+        raise ExportError("no calibration inputs")
+    tensors = list(tensors) if tensors is not None else _float_tensors(model)
+    aug = _augment(model, tensors)
+    sess = _session(aug.SerializeToString(), threads)
+    in_name = sess.get_inputs()[0].name
+    out_names = [o.name for o in sess.get_outputs()]
+    mins: Dict[str, float] = {}
+    maxs: Dict[str, float] = {}
+    for x in calib_inputs:
+        x = np.asarray(x, np.float32)
+        if not np.all(np.isfinite(x)):
+            raise ExportError("a calibration input contains NaN or infinity")
+        outs = sess.run(out_names, {in_name: x})
+        for name, o in zip(out_names, outs):
+            if not isinstance(o, np.ndarray) or o.dtype != np.float32 or o.size == 0:
+                continue
+            lo, hi = float(o.min()), float(o.max())
+            mins[name] = min(lo, mins.get(name, lo))
+            maxs[name] = max(hi, maxs.get(name, hi))
+    minmax = {k: (mins[k], maxs[k]) for k in mins}
+    hists: Dict[str, Tuple[np.ndarray, float, float]] = {}
+    if histograms:
+        acc = {k: np.zeros(bins, np.int64) for k in minmax}
+        for x in calib_inputs:
+            outs = sess.run(out_names, {in_name: np.asarray(x, np.float32)})
+            for name, o in zip(out_names, outs):
+                if name not in acc:
+                    continue
+                lo, hi = minmax[name]
+                if hi <= lo:
+                    acc[name][0] += o.size
+                    continue
+                idx = ((o.reshape(-1) - lo) * (bins / (hi - lo))).astype(np.int64)
+                np.clip(idx, 0, bins - 1, out=idx)
+                acc[name] += np.bincount(idx, minlength=bins)
+        hists = {k: (acc[k], minmax[k][0], minmax[k][1]) for k in acc}
+    return QuantStats(minmax, hists, len(calib_inputs))
+
+
+def _qerr(centers: np.ndarray, counts: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+          levels: int) -> np.ndarray:
+    """Expected squared error of quantizing the histogram with ranges [lo_i, hi_i] (vectorised)."""
+    scale = np.maximum(hi - lo, 1e-12) / (levels - 1)
+    c = centers[None, :]
+    q = np.clip(np.round((c - lo[:, None]) / scale[:, None]), 0, levels - 1) * scale[:, None] + lo[:, None]
+    return ((q - c) ** 2 * counts[None, :]).sum(axis=1)
+
+
+def _range_one(method: str, hist: Optional[Tuple[np.ndarray, float, float]],
+               lo: float, hi: float, percentile: float, levels: int) -> Tuple[float, float]:
+    if method == "minmax" or hist is None or hi <= lo:
+        return lo, hi
+    counts, hlo, hhi = hist
+    bins = len(counts)
+    edges = np.linspace(hlo, hhi, bins + 1)
+    centers = 0.5 * (edges[:-1] + edges[1:])
+    total = counts.sum()
+    if total == 0:
+        return lo, hi
+    if method == "percentile":
+        cdf = np.cumsum(counts) / float(total)
+        p = percentile / 100.0
+        top = edges[min(bins, int(np.searchsorted(cdf, p)) + 1)]
+        bot = lo if lo >= 0 else edges[int(np.searchsorted(cdf, 1.0 - p))]
+        return float(min(bot, 0.0) if lo < 0 else lo), float(max(top, 1e-8))
+    if method == "mse":
+        alphas = np.concatenate([np.linspace(0.01, 0.2, 20), np.linspace(0.21, 1.0, 80)])
+        los = np.where(lo < 0, lo * alphas, lo)
+        his = np.where(hi > 0, hi * alphas, hi)
+        # keep zero exactly representable for one-sided (ReLU) tensors
+        err = _qerr(centers, counts.astype(np.float64), los, his, levels)
+        i = int(np.argmin(err))
+        return float(los[i]), float(his[i])
+    if method == "entropy":
+        return _entropy_range(counts, edges, lo, hi, levels)
+    raise ExportError("unknown calibration method %r (choose from %s)" % (method, ", ".join(METHODS)))
+
+
+def _entropy_range(counts: np.ndarray, edges: np.ndarray, lo: float, hi: float,
+                   levels: int) -> Tuple[float, float]:
+    """KL-divergence threshold (TensorRT's entropy calibration) on |x|."""
+    bins = len(counts)
+    if lo < 0:  # fold onto |x| by re-binning
+        absmax = max(abs(lo), abs(hi))
+        centers = 0.5 * (edges[:-1] + edges[1:])
+        idx = np.clip((np.abs(centers) / absmax * bins).astype(int), 0, bins - 1)
+        hist = np.bincount(idx, weights=counts, minlength=bins).astype(np.float64)
+        top = absmax
+    else:
+        hist = counts.astype(np.float64)
+        top = hi
+    nq = levels // 2 if lo < 0 else levels
+    best, best_i = np.inf, bins
+    for i in range(max(nq, 16), bins + 1, max(1, bins // 256)):
+        ref = hist[:i].copy()
+        ref[i - 1] += hist[i:].sum()
+        if ref.sum() == 0:
+            continue
+        # quantize the first i bins into nq levels
+        chunks = np.array_split(np.arange(i), nq)
+        cand = np.zeros(i)
+        for ch in chunks:
+            s = hist[ch].sum()
+            nz = (hist[ch] > 0).sum()
+            if nz:
+                cand[ch] = np.where(hist[ch] > 0, s / nz, 0)
+        p = ref / ref.sum()
+        q = cand / max(cand.sum(), 1e-12)
+        m = p > 0
+        if np.any(q[m] == 0):
+            q = q + 1e-12
+        kl = float(np.sum(p[m] * np.log(p[m] / q[m])))
+        if kl < best:
+            best, best_i = kl, i
+    thr = top * best_i / bins
+    return (float(-thr) if lo < 0 else float(lo)), float(thr)
+
+
+def ranges_from_stats(stats: QuantStats, method: str = "minmax", percentile: float = 99.999,
+                      symmetric: bool = False, levels: int = 256,
+                      per_tensor: Optional[Dict[str, str]] = None) -> Dict[str, Tuple[float, float]]:
+    """``{tensor: (min, max)}``; ``per_tensor`` overrides the method for chosen tensors."""
+    out: Dict[str, Tuple[float, float]] = {}
+    for name, (lo, hi) in stats.minmax.items():
+        m = (per_tensor or {}).get(name, method)
+        if m != "minmax" and name not in stats.hists:
+            raise ExportError("method %r needs histograms: collect_stats(..., histograms=True)" % m)
+        a, b = _range_one(m, stats.hists.get(name), lo, hi, percentile, levels)
+        if symmetric:
+            t = max(abs(a), abs(b), 1e-8)
+            a, b = -t, t
+        out[name] = (float(min(a, 0.0)), float(max(b, 0.0)))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# cross-layer equalization (Nagel et al., 2019)
+# ----------------------------------------------------------------------------------------------
+def _consumers(model) -> Dict[str, List[Any]]:
+    cons: Dict[str, List[Any]] = {}
+    for n in model.graph.node:
+        for t in n.input:
+            cons.setdefault(t, []).append(n)
+    return cons
+
+
+def _producers(model) -> Dict[str, Any]:
+    return {t: n for n in model.graph.node for t in n.output}
+
+
+def _conv_pairs(model) -> List[Tuple[Any, Optional[Any], Any]]:
+    """(conv1, relu-or-None, conv2): conv1's only consumer path reaches exactly conv2 (group 1 or
+    depthwise), through at most one Relu. Scaling conv1's output channel c by 1/s and conv2's
+    input channel c by s leaves the function unchanged (ReLU is positively homogeneous)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    cons = _consumers(model)
+    outs = {o.name for o in model.graph.output}
+    pairs = []
+    for n in model.graph.node:
+        if n.op_type != "Conv" or len(n.input) < 2 or n.input[1] not in inits:
+            continue
+        t = n.output[0]
+        relu = None
+        c = cons.get(t, [])
+        if t in outs or len(c) != 1:
+            continue
+        nxt = c[0]
+        if nxt.op_type == "Relu":
+            relu = nxt
+            t2 = relu.output[0]
+            c2 = cons.get(t2, [])
+            if t2 in outs or len(c2) != 1:
+                continue
+            nxt = c2[0]
+        if nxt.op_type != "Conv" or nxt.input[0] != (relu.output[0] if relu else t):
+            continue
+        if len(nxt.input) < 2 or nxt.input[1] not in inits:
+            continue
+        pairs.append((n, relu, nxt))
+    return pairs
+
+
+def _group(node) -> int:
+    for a in node.attribute:
+        if a.name == "group":
+            return int(a.i)
+    return 1
+
+
+def equalize_model(model, iterations: int = 4, act_ranges: Optional[Dict[str, Tuple[float, float]]] = None,
+                   mode: str = "weights"):
+    """Cross-layer equalization; returns (new model, number of equalized pairs).
+
+    mode "weights": Nagel et al.'s s_c = sqrt(r1_c / r2_c) (r = per-channel weight ranges);
+    mode "activations": s_c chosen so that conv1's per-channel output ranges (``act_ranges`` keyed
+    ``"<tensor>#<c>"`` is not needed: pass per-channel maxima via ``act_ranges[tensor]`` as arrays)
+    become equal, moving the range into conv2's weights.
+    """
+    import onnx
+    from onnx import numpy_helper
+    model = _load(model)
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    inits = {i.name: i for i in m.graph.initializer}
+    # initializers shared by several nodes cannot be rescaled per use
+    uses: Dict[str, int] = {}
+    for n in m.graph.node:
+        for t in n.input:
+            uses[t] = uses.get(t, 0) + 1
+    pairs = [p for p in _conv_pairs(m)
+             if all(uses.get(x, 0) == 1 for x in list(p[0].input[1:]) + list(p[2].input[1:]))]
+    arrays = {k: numpy_helper.to_array(v).astype(np.float64) for k, v in inits.items()}
+    done = 0
+    for _ in range(max(1, iterations)):
+        for c1, relu, c2 in pairs:
+            w1 = arrays[c1.input[1]]
+            w2 = arrays[c2.input[1]]
+            cout = w1.shape[0]
+            g2 = _group(c2)
+            if g2 == 1:
+                if w2.shape[1] != cout:
+                    continue
+                r2 = np.abs(w2).max(axis=(0, 2, 3))
+            elif g2 == cout and w2.shape[0] == cout and w2.shape[1] == 1:
+                r2 = np.abs(w2).reshape(cout, -1).max(axis=1)
+            else:
+                continue
+            if _group(c1) != 1 and _group(c1) != cout:
+                continue
+            r1 = np.abs(w1).reshape(cout, -1).max(axis=1)
+            if mode == "activations" and act_ranges is not None:
+                t = (relu.output[0] if relu is not None else c1.output[0])
+                a = act_ranges.get(t)
+                if a is None:
+                    continue
+                a = np.maximum(np.asarray(a, np.float64), 1e-8)
+                s = a / np.exp(np.mean(np.log(a)))  # equal ranges, geometric mean kept
+            else:
+                ok = (r1 > 0) & (r2 > 0)
+                s = np.ones(cout)
+                s[ok] = np.sqrt(r1[ok] / r2[ok])
+            s = np.clip(s, 1e-4, 1e4)
+            # conv1 output channel c: /s ; conv2 input channel c: *s
+            arrays[c1.input[1]] = w1 / s.reshape(-1, *([1] * (w1.ndim - 1)))
+            if len(c1.input) > 2 and c1.input[2] in arrays:
+                arrays[c1.input[2]] = arrays[c1.input[2]] / s
+            if g2 == 1:
+                arrays[c2.input[1]] = w2 * s.reshape(1, -1, *([1] * (w2.ndim - 2)))
+            else:
+                arrays[c2.input[1]] = w2 * s.reshape(-1, *([1] * (w2.ndim - 1)))
+                # a depthwise conv2's bias is per channel too and does not scale (it adds after)
+            done += 1
+        if mode == "activations":
+            break
+    for k, init in inits.items():
+        if k in arrays:
+            new = numpy_helper.from_array(arrays[k].astype(numpy_helper.to_array(init).dtype), k)
+            init.CopyFrom(new)
+    return m, len(pairs)
+
+
+# ----------------------------------------------------------------------------------------------
+# writing the Q/DQ model
+# ----------------------------------------------------------------------------------------------
+_QTYPES = {"uint8": "QUInt8", "int8": "QInt8", "quint8": "QUInt8", "qint8": "QInt8"}
+
+
+def _qtype(name: str):
+    from onnxruntime.quantization import QuantType
+    key = _QTYPES.get(str(name).lower())
+    if key is None:
+        raise ExportError("unknown quantized type %r (uint8 or int8)" % (name,))
+    return getattr(QuantType, key)
+
+
+def tail_nodes(model) -> List[str]:
+    """Nodes between the last Conv layers and the graph outputs (Concat/Slice/Transpose...):
+    left in float, so heatmaps and PAFs leave the model unquantized."""
+    model = _load(model)
+    prod = _producers(model)
+    tail: List[str] = []
+    stack = [o.name for o in model.graph.output]
+    seen = set()
+    while stack:
+        t = stack.pop()
+        n = prod.get(t)
+        if n is None or n.name in seen:
+            continue
+        seen.add(n.name)
+        if n.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm"):
+            continue
+        tail.append(n.name)
+        stack.extend(n.input)
+    return tail
+
+
+def output_convs(model) -> List[str]:
+    """Conv nodes whose outputs reach a graph output through tail nodes only."""
+    model = _load(model)
+    prod = _producers(model)
+    tail = set(tail_nodes(model))
+    res = []
+    for n in model.graph.node:
+        if n.name in tail:
+            for t in n.input:
+                p = prod.get(t)
+                if p is not None and p.op_type == "Conv" and p.name not in res:
+                    res.append(p.name)
+    for o in model.graph.output:
+        p = prod.get(o.name)
+        if p is not None and p.op_type == "Conv" and p.name not in res:
+            res.append(p.name)
+    return res
+
+
+def quantize_with_ranges(model, out_onnx: str, ranges: Dict[str, Tuple[float, float]], *,
+                         per_channel: bool = True, activation_type: str = "uint8",
+                         weight_type: str = "int8", symmetric_activations: bool = False,
+                         reduce_range: bool = False, keep_float: Iterable[str] = (),
+                         op_types: Optional[Sequence[str]] = None, float_outputs: bool = True,
+                         extra_options: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Write the Q/DQ model for given activation ranges (onnxruntime's QDQ quantizer)."""
+    import onnx
+    from onnxruntime.quantization.calibrate import CalibrationMethod, TensorData, TensorsData
+    from onnxruntime.quantization.qdq_quantizer import QDQQuantizer
+    from onnxruntime.quantization.quant_utils import load_model_with_shape_infer
+    from pathlib import Path
+
+    model = _load(model)
+    keep = set(keep_float)
+    names = {n.name for n in model.graph.node}
+    unknown = sorted(keep - names)
+    if unknown:
+        raise ExportError("keep_float names unknown nodes: %s" % ", ".join(unknown[:5]))
+    if float_outputs:
+        keep |= set(tail_nodes(model))
+    op_types = list(op_types) if op_types is not None else [
+        "Conv", "Relu", "Clip", "MaxPool", "AveragePool", "Concat", "Add", "Mul", "Transpose",
+        "Resize", "GlobalAveragePool", "Sigmoid", "Reshape", "Slice", "Split", "MatMul", "Gemm"]
+    extra = {"ActivationSymmetric": bool(symmetric_activations), "WeightSymmetric": True,
+             "QDQKeepRemovableActivations": False}
+    if float_outputs:
+        oc = set(output_convs(model))
+    else:
+        oc = set()
+    extra.update(extra_options or {})
+    td = {}
+    for k, (lo, hi) in ranges.items():
+        td[k] = TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
+    with tempfile.TemporaryDirectory(prefix="edgepose-q-") as tmp:
+        p = os.path.join(tmp, "in.onnx")
+        onnx.save(model, p)
+        m2 = load_model_with_shape_infer(Path(p))
+        missing = [t for n in m2.graph.node if n.op_type in op_types and n.name not in keep
+                   for t in list(n.input[:1]) + list(n.output[:1]) if t and t not in td
+                   and t not in {i.name for i in m2.graph.initializer}]
+        for t in missing:  # e.g. tensors the calibration never saw: neutral, wide range
+            raise ExportError("no calibration range for tensor %s" % t)
+        q = QDQQuantizer(m2, per_channel, reduce_range, _qtype(weight_type), _qtype(activation_type),
+                         TensorsData(CalibrationMethod.MinMax, td), None, sorted(keep), op_types, extra)
+        q.quantize_model()
+        qm = q.model.model
+        # the output convs write float: drop the Q/DQ pair on their outputs
+        _strip_output_qdq(qm, {t for n in qm.graph.node if n.name in oc for t in n.output})
+        _save_atomic(qm, out_onnx)
+    n_q = sum(1 for n in qm.graph.node if n.op_type == "QuantizeLinear")
+    return {"keep_float": sorted(set(keep_float)), "tail_float": sorted(keep - set(keep_float)),
+            "quantize_linear_nodes": n_q}
+
+
+def _strip_output_qdq(model, tensors) -> int:
+    """Remove QuantizeLinear->DequantizeLinear pairs that directly follow ``tensors``."""
+    cons = _consumers(model)
+    removed = 0
+    for t in tensors:
+        for q in list(cons.get(t, [])):
+            if q.op_type != "QuantizeLinear":
+                continue
+            dqs = cons.get(q.output[0], [])
+            if not dqs or any(d.op_type != "DequantizeLinear" for d in dqs):
+                continue
+            for d in dqs:
+                for n in model.graph.node:
+                    for i, x in enumerate(n.input):
+                        if x == d.output[0]:
+                            n.input[i] = t
+                for o in model.graph.output:
+                    if o.name == d.output[0]:
+                        raise ExportError("cannot strip Q/DQ feeding a graph output directly")
+                model.graph.node.remove(d)
+            model.graph.node.remove(q)
+            removed += 1
+    return removed
+
+
+def quantize_qdq(fp32_onnx, out_onnx: str, calib_inputs: Sequence[np.ndarray], *,
+                 symmetric_activations: bool = False, per_channel: bool = True,
+                 method: str = "minmax", keep_float: Iterable[str] = (),
+                 activation_type: Optional[str] = None, weight_type: str = "int8",
+                 reduce_range: bool = False, percentile: float = 99.999,
+                 equalize: bool = False, float_outputs: bool = True,
+                 stats: Optional[QuantStats] = None, per_tensor_method: Optional[Dict[str, str]] = None,
+                 max_memory_mb: float = DEFAULT_MAX_MEMORY_MB, max_samples: int = 256,
+                 op_types: Optional[Sequence[str]] = None) -> Dict[str, Any]:
+    """Calibrate ``fp32_onnx`` on ``calib_inputs`` and write a Q/DQ model to ``out_onnx``.
+
+    Returns a dict with ``ranges`` ({tensor: (min, max)} of the activations as quantized),
+    ``method``, ``keep_float`` and counts. Symmetric activations (``symmetric_activations``)
+    give int8 activations with zero points 0, the form TensorRT consumes.
+    """
+    method = str(method).lower()
+    if method not in METHODS:
+        raise ExportError("unknown calibration method %r (choose from %s)" % (method, ", ".join(METHODS)))
+    calib_inputs = list(calib_inputs or [])
+    if not calib_inputs:
+        raise ExportError("quantization needs calibration inputs (got none)")
+    if len(calib_inputs) > max_samples:
+        raise ExportError("%d calibration samples exceed the limit of %d (max_samples)"
+                          % (len(calib_inputs), max_samples))
+    if activation_type is None:
+        activation_type = "int8" if symmetric_activations else "uint8"
+    model = _load(fp32_onnx)
+    n_eq = 0
+    if equalize:
+        model, n_eq = equalize_model(model)
+    if method.startswith("ort-"):
+        ranges = _ort_calibrate(model, calib_inputs, method[4:], percentile, max_memory_mb)
+    else:
+        if stats is None:
+            stats = collect_stats(model, calib_inputs, histograms=(method != "minmax" or bool(per_tensor_method)))
+        ranges = ranges_from_stats(stats, method, percentile, symmetric_activations,
+                                   per_tensor=per_tensor_method)
+    info = quantize_with_ranges(model, out_onnx, ranges, per_channel=per_channel,
+                                activation_type=activation_type, weight_type=weight_type,
+                                symmetric_activations=symmetric_activations,
+                                reduce_range=reduce_range, keep_float=keep_float,
+                                float_outputs=float_outputs, op_types=op_types)
+    info.update({"ranges": ranges, "method": method, "n_calib": len(calib_inputs),
+                 "equalized_pairs": n_eq, "per_channel": per_channel,
+                 "activation_type": activation_type, "weight_type": weight_type,
+                 "symmetric_activations": symmetric_activations, "reduce_range": reduce_range})
+    return info
+
+
+def _ort_calibrate(model, calib_inputs, which: str, percentile: float,
+                   max_memory_mb: float) -> Dict[str, Tuple[float, float]]:
+    """onnxruntime's Entropy / Percentile calibrators (they hold every intermediate output)."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, create_calibrator
+    from pathlib import Path
+
+    est = estimate_ort_calibrator_memory_mb(model, calib_inputs[:1]) * len(calib_inputs)
+    if est > max_memory_mb:
+        raise ExportError("onnxruntime's %s calibrator would hold about %.0f MB of activations for %d "
+                          "samples (limit %.0f MB): use fewer samples, method='%s' (streaming "
+                          "histograms), or raise max_memory_mb"
+                          % (which, est, len(calib_inputs), max_memory_mb,
+                             "mse" if which == "entropy" else "percentile"))
+    name = _input_name(model)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter(calib_inputs)
+
+        def get_next(self):
+            x = next(self.it, None)
+            return None if x is None else {name: x}
+
+    meth = CalibrationMethod.Entropy if which == "entropy" else CalibrationMethod.Percentile
+    extra = {"percentile": percentile} if which == "percentile" else {}
+    with tempfile.TemporaryDirectory(prefix="edgepose-cal-") as tmp:
+        p = os.path.join(tmp, "m.onnx")
+        onnx.save(model, p)
+        cal = create_calibrator(Path(p), None, augmented_model_path=os.path.join(tmp, "aug.onnx"),
+                                calibrate_method=meth, extra_options=extra)
+        cal.collect_data(Reader())
+        td = cal.compute_data()
+    return {k: (float(v.range_value[0]), float(v.range_value[1])) for k, v in td.data.items()}
