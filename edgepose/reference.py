@@ -328,11 +328,11 @@ def person_score(kp_sum: float, n_parts: int, conn_sum: float, n_conn: int, K: i
     return (kp_sum + conn_sum) / float(max(2 * K - 1, 1))
 
 
-def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str = "quarter",
+def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str = "dark",
                     peak_threshold: float = 0.1, max_peaks: int = 32, paf_samples: int = 10,
                     paf_score_threshold: float = 0.05, min_sample_fraction: float = 0.8,
                     min_parts: int = 3, min_person_score: float = 0.2, matching: str = "greedy",
-                    dark_kernel: int = 11) -> Tuple[np.ndarray, np.ndarray]:
+                    dark_kernel: int = 5) -> Tuple[np.ndarray, np.ndarray]:
     peaks, offsets = find_peaks(heatmaps, peak_threshold, max_peaks, refine, dark_kernel)
     return group_people(peaks, offsets, pafs, limbs, None, paf_samples, paf_score_threshold,
                         min_sample_fraction, min_parts, min_person_score, matching)
