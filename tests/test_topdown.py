@@ -207,6 +207,20 @@ def test_flip_test_aligned(dots_model):
     assert np.abs(decode_topdown(bad_hm)[0][..., 0] - c_plain[..., 0]).max() > 0.3
 
 
+def test_flip_test_needs_flip_pairs(tmp_path):
+    from edgepose.metadata import embed_onnx
+
+    path = build_dots_model(str(tmp_path / "nopairs.onnx"))
+    m = onnx.load(path)
+    meta = _meta()
+    meta.data["flip_pairs"] = []
+    embed_onnx(m, meta)
+    onnx.save(m, path)
+    TopDownEstimator(path)  # fine without flip test
+    with pytest.raises(ModelError, match="flip_pairs"):
+        TopDownEstimator(path, flip_test=True)
+
+
 def test_zero_boxes_empty_result(est):
     img = np.zeros((100, 120, 3), np.uint8)
     for boxes in ([], np.zeros((0, 4)), np.zeros((0, 4), np.float32)):
@@ -333,6 +347,8 @@ def test_bad_options(dots_model):
         TopDownEstimator(dots_model, refine="bogus")
     with pytest.raises(InputError):
         TopDownEstimator(dots_model, max_batch=0)
+    with pytest.raises(InputError, match="height"):
+        TopDownEstimator(dots_model, height=368)  # a bottom-up option
 
 
 def test_load_coco_boxes(tmp_path):

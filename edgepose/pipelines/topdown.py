@@ -158,7 +158,11 @@ class TopDownEstimator:
                  flip_test: Optional[bool] = None, max_batch: Optional[int] = None,
                  oks_nms_threshold: Optional[float] = None,
                  min_keypoint_score: Optional[float] = None, dark_kernel: Optional[int] = None,
-                 detector_spec=None, detector_score_threshold: Optional[float] = None):
+                 detector_spec=None, detector_score_threshold: Optional[float] = None,
+                 **unknown):
+        if unknown:
+            raise InputError("option(s) not used by top-down models: %s"
+                             % ", ".join(sorted(unknown)))
         self.backend = model if isinstance(model, Backend) else load_backend(
             str(model), threads=threads, providers=providers)
         meta = self.backend.meta
@@ -205,6 +209,8 @@ class TopDownEstimator:
         self.num_keypoints = meta.num_keypoints
         self.flip_pairs = [tuple(int(v) for v in p) for p in (meta.get("flip_pairs") or [])]
         self.sigmas = self._sigmas()
+        if self.flip_test and not self.flip_pairs:
+            raise ModelError("flip test needs the model's flip_pairs, which its metadata lacks")
 
         # detector
         if isinstance(detector, (str, os.PathLike)):
