@@ -126,7 +126,8 @@ void match_limb(GroupScratch& s, int na, int nb, bool hung) {
         }
         return;
     }
-    // Hungarian on the rows/columns that have at least one valid candidate (as the reference).
+    // Hungarian: the largest total score; pairs without a valid connection weigh 0 and are
+    // dropped from the result (equivalent to leaving those peaks unmatched).
     const bool tr = na > nb;   // rows must be the smaller side
     const int n = tr ? nb : na, m = tr ? na : nb;
     s.hcost.assign((size_t)n * m, 0.0);

@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -32,7 +33,7 @@ py::array check_array(const py::handle& obj, const char* name, int nd_a, int nd_
                       bool allow_empty = false) {
     if (!py::isinstance<py::array>(obj))
         type_error(std::string(name) + " must be a numpy array, got " +
-                   std::string(py::str(obj.get_type().attr("__name__"))));
+                   std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
     py::array a = py::reinterpret_borrow<py::array>(obj);
     if (is_float) {
         if (!a.dtype().is(py::dtype::of<float>()))
