@@ -1,0 +1,527 @@
+"""TFLite targets: ``tflite-fp32``, ``tflite-fp16``, ``rpi-int8``.
+
+Route (no TensorFlow, no onnx2tf):
+
+1. PyTorch module: the caller's ``torch_model`` (an ``nn.Module`` taking the ONNX input layout,
+   NCHW for our PyTorch models) or, for ONNX-only sources, :mod:`edgepose.exporters.onnx_to_torch`
+   (our converter for the op subset of our networks, on the graph simplified at the export size).
+2. A wrapper gives channel-last IO: it takes NHWC and returns a dict of NHWC outputs, so the
+   TFLite model has no layout transposes at its edges and its outputs carry names.
+3. litert-torch converts the wrapper to a float TFLite model.
+4. ``fp16``: weights stored as float16 (ai-edge-quantizer ``float_casting``: DEQUANTIZE ops feed
+   the convolutions, which XNNPACK runs in fp32, or fp16 where the CPU has it).
+   ``int8``: full integer (int8 weights per channel, int8 activations per tensor, int8 IO) with
+   ai-edge-quantizer's static recipe, calibrated through the TFLite interpreter on the user's
+   calibration frames preprocessed by edgepose.preprocess. Optional mixed precision: ops whose
+   output tensor names match ``float_ops`` regexes stay in float.
+5. The edgepose metadata (input NHWC, fixed size, precision, ``tflite.names`` name map) is embedded
+   in the flatbuffer's ``metadata`` table under ``"edgepose"``.
+6. Verification: the model is run by :class:`TfliteBackend` against onnxruntime on the ONNX
+   source; max abs error per output beyond the mode's tolerance fails the export
+   (:class:`ExportError`, nothing left behind). INT8 goes through the accuracy gate instead
+   (``accuracy_report`` / ``max_ap_drop``), with the error numbers reported.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+from typing import Any, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from edgepose.errors import EdgeposeError, ExportError
+from edgepose.metadata import ModelMeta
+
+MODES = ("fp32", "fp16", "int8")
+TARGETS = {"tflite-fp32": "fp32", "tflite-fp16": "fp16", "rpi-int8": "int8"}
+
+# max |tflite - onnx| allowed, as  atol + rtol * max|onnx output|  (per output)
+TOLERANCES = {"fp32": (1e-4, 1e-3), "fp16": (5e-3, 2e-2)}
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sanitize(name: str, used: set) -> str:
+    s = re.sub(r"[^0-9a-zA-Z_]", "_", name).strip("_") or "out"
+    if s[0].isdigit():
+        s = "t_" + s
+    base, k = s, 1
+    while s in used:
+        k += 1
+        s = "%s_%d" % (base, k)
+    used.add(s)
+    return s
+
+
+# ----------------------------------------------------------------------------------------------
+# metadata in the flatbuffer
+# ----------------------------------------------------------------------------------------------
+def embed_metadata(tflite_bytes: bytes, meta: ModelMeta, key: str = "edgepose") -> bytes:
+    """Return the flatbuffer with ``meta``'s JSON as metadata entry ``key`` (replacing one)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+
+    model = fu.read_model_from_bytearray(bytearray(tflite_bytes))
+    payload = np.frombuffer(meta.to_json().encode("utf-8"), np.uint8).copy()
+    model.metadata = [m for m in (model.metadata or [])
+                      if (m.name.decode() if isinstance(m.name, bytes) else m.name) != key]
+    buf = schema.BufferT()
+    buf.data = payload
+    model.buffers.append(buf)
+    md = schema.MetadataT()
+    md.name = key
+    md.buffer = len(model.buffers) - 1
+    model.metadata.append(md)
+    return bytes(fu.convert_object_to_bytearray(model))
+
+
+# ----------------------------------------------------------------------------------------------
+# torch side
+# ----------------------------------------------------------------------------------------------
+def _wrap_channel_last(base, in_layout: str, out_layouts: Dict[str, str], key_of: Dict[str, str]):
+    """``nn.Module``: NHWC input → base (input in ``in_layout``) → dict of NHWC outputs keyed by
+    ``key_of[onnx_output_name]``."""
+    import torch
+
+    class ChannelLastIO(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.base = base
+
+        def forward(self, image):
+            x = image.permute(0, 3, 1, 2) if in_layout == "NCHW" else image
+            outs = self.base(x)
+            res = {}
+            for name, key in key_of.items():
+                y = outs[name]
+                if out_layouts.get(name, "NCHW") == "NCHW" and y.dim() == 4:
+                    y = y.permute(0, 2, 3, 1)
+                res[key] = y
+            return res
+
+    return ChannelLastIO().eval()
+
+
+def _named_torch_outputs(torch_model, output_names: Sequence[str]):
+    """Adapt a user module (tensor / tuple / list / dict outputs) to return {onnx_name: tensor}."""
+    import torch
+
+    class Named(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = torch_model
+
+        def forward(self, x):
+            y = self.model(x)
+            if isinstance(y, dict):
+                missing = [n for n in output_names if n not in y]
+                if missing:
+                    raise ExportError("torch model's output dict lacks %s" % ", ".join(missing))
+                return {n: y[n] for n in output_names}
+            if torch.is_tensor(y):
+                y = [y]
+            y = list(y)
+            if len(y) < len(output_names):
+                raise ExportError("torch model returns %d outputs, the ONNX model has %d"
+                                  % (len(y), len(output_names)))
+            # models with intermediate-stage outputs: the ONNX outputs are the last ones
+            y = y[len(y) - len(output_names):]
+            return dict(zip(output_names, y))
+
+    return Named().eval()
+
+
+# ----------------------------------------------------------------------------------------------
+# conversion
+# ----------------------------------------------------------------------------------------------
+def _convert_float(module, sample) -> bytes:
+    import torch
+    try:
+        import litert_torch
+    except ImportError:
+        raise ExportError("TFLite export needs litert-torch: pip install 'edgepose[tflite-export]'")
+    try:
+        with torch.no_grad():
+            em = litert_torch.convert(module, (torch.from_numpy(sample),))
+        return bytes(em.model_content())
+    except EdgeposeError:
+        raise
+    except Exception as e:
+        raise ExportError("litert-torch could not convert the model: %s" % _first_line(e))
+
+
+def _quiet():
+    """Silence the progress chatter of litert-torch / ai-edge-quantizer."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _fp16(float_bytes: bytes) -> bytes:
+    try:
+        from ai_edge_quantizer import quantizer
+    except ImportError:
+        raise ExportError("tflite-fp16 needs ai-edge-quantizer (installed with litert-torch)")
+    recipe = [{"regex": ".*", "operation": "*", "algorithm_key": "float_casting",
+               "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+                             "compute_precision": "FLOAT", "explicit_dequantize": True,
+                             "skip_checks": False, "min_weight_elements": 0}}]
+    try:
+        q = quantizer.Quantizer(bytearray(float_bytes), recipe)
+        r = q.quantize(enable_progress_report=False)
+        return bytes(r.quantized_model)
+    except Exception as e:
+        raise ExportError("float16 weight conversion failed: %s" % _first_line(e))
+
+
+def _int8(float_bytes: bytes, calib_inputs: List[np.ndarray], input_key: str,
+          float_ops: Sequence[str] = (), activation_bits: int = 8, threads: int = 2) -> bytes:
+    """Full-integer static quantization on the TFLite graph (ai-edge-quantizer)."""
+    try:
+        from ai_edge_quantizer import quantizer, qtyping
+        from ai_edge_quantizer import recipe_manager
+    except ImportError:
+        raise ExportError("rpi-int8 needs ai-edge-quantizer (installed with litert-torch)")
+    rm = recipe_manager.RecipeManager()
+    rm.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                         activation_num_bits=int(activation_bits), weight_num_bits=8)
+    for rx in float_ops or ():
+        rm.add_quantization_config(regex=rx, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                                   op_config=qtyping.OpQuantizationConfig(skip_checks=True,
+                                                                          compute_precision=qtyping.ComputePrecision.FLOAT,
+                                                                          explicit_dequantize=False),
+                                   algorithm_key="no_quantize")
+    recipe = rm.get_quantization_recipe()
+    try:
+        q = quantizer.Quantizer(bytearray(float_bytes), recipe)
+        cr = q.calibrate({"serving_default": [{input_key: x} for x in calib_inputs]},
+                         num_threads=max(1, int(threads)))
+        r = q.quantize(cr, enable_progress_report=False)
+        return bytes(r.quantized_model)
+    except EdgeposeError:
+        raise
+    except Exception as e:
+        raise ExportError("INT8 quantization failed: %s" % _first_line(e))
+
+
+def _signature_names(tflite_bytes: bytes):
+    """(input names, output names) of the model's serving_default signature."""
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_content=tflite_bytes)
+    sigs = it._get_full_signature_list()
+    if not sigs:
+        raise ExportError("the converted TFLite model has no signature")
+    sig = sigs.get("serving_default") or sigs[sorted(sigs)[0]]
+    return list(sig["inputs"]), list(sig["outputs"])
+
+
+def tflite_op_outputs(tflite_bytes: bytes) -> List[Dict[str, Any]]:
+    """[{index, op, output}] of the main subgraph: the names ``float_ops`` regexes match."""
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+    m = fu.read_model_from_bytearray(bytearray(tflite_bytes))
+    sg = m.subgraphs[0]
+    out = []
+    for i, op in enumerate(sg.operators):
+        t = sg.tensors[op.outputs[0]] if len(op.outputs) else None
+        name = t.name.decode() if t is not None and isinstance(t.name, bytes) else (t.name if t else "")
+        out.append({"index": i, "op": fu.opcode_to_name(m, op.opcodeIndex), "output": name})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# inputs for calibration and verification
+# ----------------------------------------------------------------------------------------------
+def _synthetic_inputs(meta: ModelMeta, n: int, seed: int = 0) -> List[np.ndarray]:
+    """Smooth random images (blocks of colour plus noise) through THE preprocessing."""
+    import cv2
+    from edgepose.preprocess import normalize
+    rs = np.random.RandomState(seed)
+    H, W = int(meta.input["height"]), int(meta.input["width"])
+    xs = []
+    for _ in range(n):
+        small = rs.randint(0, 256, (max(2, H // 16), max(2, W // 16), 3)).astype(np.uint8)
+        img = cv2.resize(small, (W, H), interpolation=cv2.INTER_LINEAR)
+        img = np.clip(img.astype(np.int16) + rs.randint(-12, 13, img.shape), 0, 255).astype(np.uint8)
+        xs.append(normalize(img[None], meta))
+    return xs
+
+
+def _to_layout(x: np.ndarray, src: str, dst: str) -> np.ndarray:
+    if src == dst or x.ndim != 4:
+        return x
+    if src == "NCHW" and dst == "NHWC":
+        return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def _calib_inputs(calib, tmeta: ModelMeta, src_layout: str, n_calib: int):
+    """(calibration inputs NHWC, holdout images or None) from a CalibrationSet, a source path or
+    a list of arrays."""
+    H, W = int(tmeta.input["height"]), int(tmeta.input["width"])
+    holdout = None
+    if calib is None:
+        raise ExportError("rpi-int8 needs calibration data (--calib SOURCE: images, a video or COCO json)")
+    if isinstance(calib, (str, os.PathLike)):
+        try:
+            from edgepose.calibration import load_samples
+        except ImportError:
+            raise ExportError("edgepose.calibration is not available to read %s" % calib)
+        # the TFLite meta (fixed size, source layout for the ONNX side) drives the preprocessing
+        d = dict(tmeta.data)
+        d["input"] = dict(d["input"], layout=src_layout)
+        calib = load_samples(os.fspath(calib), ModelMeta(d), n=n_calib)
+    arrays = getattr(calib, "calib", calib)
+    holdout = getattr(calib, "holdout_images", None)
+    xs = []
+    for a in list(arrays)[:max(1, int(n_calib))]:
+        a = np.asarray(a, np.float32)
+        if a.ndim == 3:
+            a = a[None]
+        if a.ndim != 4:
+            raise ExportError("calibration sample has shape %s, expected [1,H,W,3] or [1,3,H,W]" % (a.shape,))
+        if a.shape[-1] != 3 and a.shape[1] == 3:
+            a = _to_layout(a, "NCHW", "NHWC")
+        if a.shape[1:3] != (H, W):
+            raise ExportError("calibration samples are %dx%d, the TFLite model input is %dx%d: pass the "
+                              "calibration source so edgepose preprocesses it at the export size"
+                              % (a.shape[1], a.shape[2], H, W))
+        xs.append(np.ascontiguousarray(a))
+    if not xs:
+        raise ExportError("calibration data is empty")
+    return xs, holdout
+
+
+# ----------------------------------------------------------------------------------------------
+# verification
+# ----------------------------------------------------------------------------------------------
+def _compare(tflite_path: str, onnx_path: str, inputs_nhwc: List[np.ndarray], onnx_in_name: str,
+             src_layout: str, out_layouts: Dict[str, str], threads: Optional[int] = None
+             ) -> Dict[str, Dict[str, float]]:
+    from edgepose.backends.onnxruntime import OrtBackend
+    from edgepose.backends.tflite import TfliteBackend
+    tb = TfliteBackend(tflite_path, threads=threads)
+    ob = OrtBackend(onnx_path, threads=threads)
+    names = list(out_layouts)
+    stats: Dict[str, Dict[str, float]] = {n: {"max_abs_err": 0.0, "mean_abs_err": 0.0, "max_abs_ref": 0.0}
+                                          for n in names}
+    for x in inputs_nhwc:
+        ref = ob.run({onnx_in_name: _to_layout(x, "NHWC", src_layout)}, names)
+        got = tb.run({tb.input_name: x}, names)
+        for n in names:
+            r = _to_layout(ref[n], out_layouts[n], "NHWC")
+            g = got[n]
+            if r.shape != g.shape:
+                raise ExportError("output %r: TFLite shape %s differs from ONNX %s" % (n, g.shape, r.shape))
+            if not np.all(np.isfinite(g)):
+                raise ExportError("output %r of the TFLite model is not finite" % n)
+            e = np.abs(g.astype(np.float64) - r)
+            s = stats[n]
+            s["max_abs_err"] = max(s["max_abs_err"], float(e.max()))
+            s["mean_abs_err"] += float(e.mean()) / len(inputs_nhwc)
+            s["max_abs_ref"] = max(s["max_abs_ref"], float(np.abs(r).max()))
+    return stats
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+# ----------------------------------------------------------------------------------------------
+# public
+# ----------------------------------------------------------------------------------------------
+def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
+                  meta: Optional[ModelMeta] = None, torch_model=None, max_ap_drop: float = 1.0,
+                  n_calib: int = 32, coco: Optional[str] = None, images_dir: Optional[str] = None,
+                  **opts) -> Dict[str, Any]:
+    """Convert ``onnx_path`` (and/or ``torch_model``) to a TFLite model at ``out``.
+
+    ``mode``: ``fp32`` | ``fp16`` | ``int8`` (or a target name ``tflite-fp32`` / ``tflite-fp16`` /
+    ``rpi-int8``). ``calib`` (int8): an ``edgepose.calibration.CalibrationSet``, a calibration
+    source path for ``load_samples``, or a list of preprocessed inputs. ``meta``: the source's
+    ModelMeta (default: read from the ONNX file). ``torch_model``: an ``nn.Module`` computing the
+    same function as the ONNX model (input in the ONNX layout); without it the ONNX graph is
+    converted with :func:`edgepose.exporters.onnx_to_torch.onnx_to_torch`.
+
+    Options (``opts``): ``height``, ``width`` (export size; default the metadata's),
+    ``verify_samples`` (2), ``threads`` (verification/calibration threads), ``float_ops``
+    (int8: regexes of op output names kept in float), ``activation_bits`` (int8: 8, or 16 for
+    int16 activations), ``check_accuracy`` (int8: run the accuracy gate, default True),
+    ``report_json`` (default True: ``<out>.report.json``).
+
+    Returns the report dict (also written beside the artifact). Raises :class:`ExportError`.
+    """
+    t0 = time.time()
+    _quiet()
+    mode = TARGETS.get(mode, mode)
+    if mode not in MODES:
+        raise ExportError("unknown TFLite mode %r (use fp32, fp16 or int8)" % (mode,))
+    if not str(out).endswith(".tflite"):
+        raise ExportError("TFLite output must end in .tflite: %s" % out)
+    if not os.path.isfile(onnx_path):
+        raise ExportError("ONNX source not found: %s" % onnx_path)
+    out = os.fspath(out)
+    out_dir = os.path.dirname(os.path.abspath(out)) or "."
+    if not os.path.isdir(out_dir):
+        raise ExportError("output folder does not exist: %s" % out_dir)
+    import onnx
+    try:
+        omodel = onnx.load(onnx_path)
+    except Exception as e:
+        raise ExportError("%s is not a readable ONNX model: %s" % (onnx_path, _first_line(e)))
+    if meta is None:
+        from edgepose.metadata import from_props
+        meta = from_props({p.key: p.value for p in omodel.metadata_props})
+        if meta is None:
+            raise ExportError("%s carries no edgepose metadata: pass meta=" % onnx_path)
+    init = {t.name for t in omodel.graph.initializer}
+    in_names = [i.name for i in omodel.graph.input if i.name not in init]
+    if len(in_names) != 1:
+        raise ExportError("TFLite export supports one model input, %s has %d" % (onnx_path, len(in_names)))
+    onnx_in = in_names[0]
+    onnx_outs = [o.name for o in omodel.graph.output]
+    src_layout = meta.input["layout"]
+    # layouts of the ONNX outputs (from the metadata; others are assumed NCHW when 4-D)
+    out_layouts: Dict[str, str] = {}
+    for role, spec in meta.outputs.items():
+        if spec.get("name") in onnx_outs:
+            out_layouts[spec["name"]] = spec.get("layout", "NCHW")
+    for n in onnx_outs:
+        out_layouts.setdefault(n, "NCHW")
+    H = int(opts.get("height") or meta.input["height"])
+    W = int(opts.get("width") or meta.input["width"])
+    if H % meta.stride or W % meta.stride:
+        raise ExportError("export size %dx%d must be a multiple of the stride %d" % (H, W, meta.stride))
+
+    # ---- TFLite metadata ------------------------------------------------------------------
+    used: set = set()
+    key_of = {n: _sanitize(n, used) for n in onnx_outs}
+    d = json.loads(meta.to_json())
+    d["input"] = dict(d["input"], layout="NHWC", height=H, width=W, dynamic_hw=False, dynamic_batch=False)
+    d["outputs"] = {role: dict(spec, layout="NHWC") for role, spec in d["outputs"].items()}
+    d["precision"] = mode
+    if not d.get("source_sha256"):
+        d["source_sha256"] = _sha256(onnx_path)
+    try:
+        from edgepose._version import __version__ as _v
+        d["edgepose_version"] = _v
+    except Exception:
+        pass
+    tmeta = ModelMeta(d)  # without the name map yet: it drives calibration preprocessing
+
+    # ---- torch module -----------------------------------------------------------------------
+    shape_src = [1, H, W, 3] if src_layout == "NHWC" else [1, 3, H, W]
+    if torch_model is not None:
+        base = _named_torch_outputs(torch_model.eval(), onnx_outs)
+        route = "torch_model → litert-torch"
+    else:
+        from .onnx_to_torch import onnx_to_torch
+        base = onnx_to_torch(omodel, {onnx_in: shape_src})
+        route = "ONNX → edgepose.onnx_to_torch → litert-torch"
+    wrapper = _wrap_channel_last(base, src_layout, out_layouts, key_of)
+    sample = _synthetic_inputs(tmeta, 1, seed=1)[0]
+
+    report: Dict[str, Any] = {"target": {"fp32": "tflite-fp32", "fp16": "tflite-fp16", "int8": "rpi-int8"}[mode],
+                              "mode": mode, "source": os.path.abspath(onnx_path), "route": route,
+                              "input_size": [H, W], "metadata": "flatbuffer metadata 'edgepose'"}
+    t = time.time()
+    flat = _convert_float(wrapper, sample)
+    report["convert_s"] = round(time.time() - t, 2)
+    sig_in, sig_out = _signature_names(flat)
+    if len(sig_in) != 1 or sorted(sig_out) != sorted(key_of.values()):
+        raise ExportError("converted TFLite signature %s -> %s does not match the expected outputs %s"
+                          % (sig_in, sig_out, sorted(key_of.values())))
+    d["tflite"] = {"names": dict([(onnx_in, sig_in[0])] + [(n, key_of[n]) for n in onnx_outs])}
+    tmeta = ModelMeta(d)
+    calib_x: List[np.ndarray] = []
+    holdout = None
+    if mode == "fp16":
+        flat = _fp16(flat)
+    elif mode == "int8":
+        calib_x, holdout = _calib_inputs(calib, tmeta, src_layout, n_calib)
+        t = time.time()
+        flat = _int8(flat, calib_x, sig_in[0], opts.get("float_ops") or (),
+                     int(opts.get("activation_bits", 8)), int(opts.get("threads") or 2))
+        report["quantize_s"] = round(time.time() - t, 2)
+        report["calibration_samples"] = len(calib_x)
+        report["float_ops"] = list(opts.get("float_ops") or [])
+        report["activation_bits"] = int(opts.get("activation_bits", 8))
+    data = embed_metadata(flat, tmeta)
+
+    # ---- write beside the target, verify, then rename ---------------------------------------
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tflite", dir=out_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        nver = int(opts.get("verify_samples", 2))
+        ver_x = (calib_x[:1] if calib_x else []) + _synthetic_inputs(tmeta, max(1, nver), seed=7)
+        stats = _compare(tmp, onnx_path, ver_x[:max(1, nver)], onnx_in, src_layout, out_layouts,
+                         threads=opts.get("threads"))
+        report["check"] = {"samples": len(ver_x[:max(1, nver)]), "outputs": stats}
+        for n, s in stats.items():
+            print("tflite %s check %s: max abs err %.3g (mean %.3g, output max %.3g)"
+                  % (mode, n, s["max_abs_err"], s["mean_abs_err"], s["max_abs_ref"]))
+        if mode in TOLERANCES:
+            atol, rtol = TOLERANCES[mode]
+            report["check"]["tolerance"] = "atol %g + rtol %g * max|onnx|" % (atol, rtol)
+            for n, s in stats.items():
+                lim = atol + rtol * s["max_abs_ref"]
+                if s["max_abs_err"] > lim:
+                    raise ExportError("TFLite %s output %r differs from the ONNX source: max abs error "
+                                      "%.3g > %.3g" % (mode, n, s["max_abs_err"], lim))
+        if mode == "int8" and opts.get("check_accuracy", True):
+            report["accuracy"] = _accuracy_gate(onnx_path, tmp, holdout, meta, coco, images_dir,
+                                                max_ap_drop)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    report["output"] = os.path.abspath(out)
+    report["size_bytes"] = os.path.getsize(out)
+    report["total_s"] = round(time.time() - t0, 2)
+    if opts.get("report_json", True):
+        _write_atomic(out + ".report.json", json.dumps(report, indent=2, sort_keys=True).encode("utf-8"))
+    return report
+
+
+def _accuracy_gate(float_path: str, quant_path: str, holdout, meta: ModelMeta, coco, images_dir,
+                   max_ap_drop: float) -> Dict[str, Any]:
+    """The shared accuracy gate (edgepose.exporters.accuracy) on the held-out frames / COCO."""
+    try:
+        from .accuracy import accuracy_report
+    except ImportError:
+        raise ExportError("the INT8 accuracy gate (edgepose.exporters.accuracy) is not available; "
+                          "pass check_accuracy=False to skip it knowingly")
+    if not holdout and not coco:
+        raise ExportError("the INT8 accuracy gate needs held-out frames (a calibration source) or COCO "
+                          "annotations")
+    rep = accuracy_report(float_path, quant_path, holdout or [], meta, coco=coco, images_dir=images_dir)
+    drop = rep.get("ap_drop")
+    if drop is None and rep.get("ap_float") is not None and rep.get("ap_quant") is not None:
+        drop = 100.0 * (float(rep["ap_float"]) - float(rep["ap_quant"]))
+    if drop is not None and float(drop) > float(max_ap_drop):
+        raise ExportError("INT8 TFLite model loses %.1f AP points (budget %.1f): not written"
+                          % (float(drop), float(max_ap_drop)))
+    return rep
