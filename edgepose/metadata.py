@@ -42,7 +42,8 @@ ONNX_KEY = "edgepose"
 
 DECODE_DEFAULTS: Dict[str, Dict[str, Any]] = {
     "bottomup": {
-        "refine": "quarter",          # subpixel refinement of peaks on the stride-level maps
+        "refine": "dark",             # subpixel refinement of peaks on the stride-level maps
+        "dark_kernel": 5,             # (measured: benchmarks/bottomup_choices.py)
         "peak_threshold": 0.1,
         "max_peaks": 32,              # per keypoint channel, best first
         "paf_samples": 10,
