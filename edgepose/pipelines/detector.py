@@ -178,7 +178,7 @@ def load_detector_spec(model_path: str, spec: Union[None, str, Dict[str, Any]] =
     name = os.path.basename(stem)
     if name in KNOWN_SPECS:
         return validate_spec(KNOWN_SPECS[name]), "built-in"
-    raise ModelError("no detector spec for %s: pass spec=... (--detector-spec), or put %s beside it "
+    raise ModelError("no detector spec for %s: pass one (spec=...) or put %s beside the model "
                      "(known detectors: %s)" % (os.path.basename(model_path),
                                                 os.path.basename(stem) + ".spec.json",
                                                 ", ".join(sorted(KNOWN_SPECS))))
@@ -398,15 +398,3 @@ class PersonDetector:
         self.timings = {"preprocess_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3,
                         "postprocess_ms": (t3 - t2) * 1e3, "total_ms": (t3 - t0) * 1e3}
         return boxes, scores
-
-
-def load_detector(detector, threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
-                  spec=None, score_threshold: Optional[float] = None) -> Optional[PersonDetector]:
-    """A PersonDetector from a path (or the detector itself / None, passed through)."""
-    if detector is None or isinstance(detector, PersonDetector):
-        return detector
-    if not isinstance(detector, (str, os.PathLike)):
-        raise InputError("detector must be a model path or a PersonDetector, got %s"
-                         % type(detector).__name__)
-    return PersonDetector(os.fspath(detector), spec=spec, threads=threads, providers=providers,
-                          score_threshold=score_threshold)
