@@ -151,6 +151,7 @@ class TopDownEstimator:
 
     ``est(img_bgr, boxes=None, box_scores=None) -> PoseResult`` with ``boxes`` (the boxes used)
     and ``timings`` (``detect_ms``, ``preprocess_ms``, ``inference_ms``, ``postprocess_ms``).
+    Boxes given to the call replace the detector (it is not run); ``box_scores`` default to 1.
     """
 
     def __init__(self, model: Union[str, Backend], detector=None, threads: Optional[int] = None,
