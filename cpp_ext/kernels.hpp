@@ -25,7 +25,7 @@ void refine_point(const float* hm, int H, int W, int x, int y, Refine r, const d
                   float& fx, float& fy);
 
 // Peaks of one map, best first, at most max_peaks, refined; appended to out.
-// Returns false when the map holds a non-finite value (checked in the same pass).
+// The map must be finite (check with all_finite first). Returns true.
 struct PeakScratch {
     std::vector<float> val;
     std::vector<int32_t> pos;

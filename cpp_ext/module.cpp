@@ -135,10 +135,13 @@ long run_peaks(Workspace& w, const float* hm, long C, int H, int W, float thr, i
     w.offsets.assign(1, 0);
     if (r == ep::Refine::Dark) ep::gaussian_kernel(ksize, w.g);
     const size_t plane = (size_t)H * W;
+    if (!ep::all_finite(hm, plane * C)) {
+        for (long c = 0; c < C; ++c)
+            if (!ep::all_finite(hm + plane * c, plane)) return c;
+    }
     for (long c = 0; c < C; ++c) {
-        if (!ep::channel_peaks(hm + plane * c, H, W, thr, max_peaks, r, w.g.data(), ksize, w.ps,
-                               w.peaks))
-            return c;
+        ep::channel_peaks(hm + plane * c, H, W, thr, max_peaks, r, w.g.data(), ksize, w.ps,
+                          w.peaks);
         w.offsets.push_back((int64_t)w.peaks.size());
     }
     return -1;
@@ -186,10 +189,11 @@ py::tuple find_peaks(py::handle heatmaps, double threshold, int max_peaks,
 }
 
 py::tuple decode_topdown(py::handle heatmaps, const std::string& refine, int dark_kernel) {
-    py::array hm = check_array(heatmaps, "heatmaps", 4, 4, true);
+    py::array hm = check_array(heatmaps, "heatmaps", 4, 4, true, true);
     const ep::Refine r = parse_refine(refine);
     check_kernel(dark_kernel);
     const py::ssize_t N = hm.shape(0), K = hm.shape(1);
+    if (hm.size() == 0 && N != 0) value_error("heatmaps is empty: shape " + shape_str(hm));
     const int H = (int)hm.shape(2), W = (int)hm.shape(3);
     py::array_t<float> coords({N, K, (py::ssize_t)2});
     py::array_t<float> scores({N, K});

@@ -19,47 +19,88 @@ namespace ep {
 namespace {
 constexpr double LOG_FLOOR = 1e-10;
 
-// max over n values, and a non-finite check in the same pass: v - v is 0 for finite v and NaN
-// for NaN / inf, so the running sums z stay 0 exactly when every value is finite.
 // SSE2 (every x86-64) or NEON (aarch64) intrinsics, scalar otherwise; no -march needed.
+// A float is finite iff its exponent bits are not all ones.
+constexpr uint32_t EXP_MASK = 0x7f800000u;
+
+inline bool scalar_nonfinite(float v) {
+    uint32_t b;
+    std::memcpy(&b, &v, 4);
+    return (b & EXP_MASK) == EXP_MASK;
+}
+
+// max over n values (NaN-free input assumed: callers check finiteness).
+inline float max_only(const float* p, size_t n) {
+    size_t i = 0;
+    float r = -std::numeric_limits<float>::infinity();
+#if defined(EP_SSE2)
+    __m128 m0 = _mm_set1_ps(r), m1 = m0, m2 = m0, m3 = m0;
+    for (; i + 16 <= n; i += 16) {
+        m0 = _mm_max_ps(m0, _mm_loadu_ps(p + i));
+        m1 = _mm_max_ps(m1, _mm_loadu_ps(p + i + 4));
+        m2 = _mm_max_ps(m2, _mm_loadu_ps(p + i + 8));
+        m3 = _mm_max_ps(m3, _mm_loadu_ps(p + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) m0 = _mm_max_ps(m0, _mm_loadu_ps(p + i));
+    m0 = _mm_max_ps(_mm_max_ps(m0, m1), _mm_max_ps(m2, m3));
+    alignas(16) float mm[4];
+    _mm_store_ps(mm, m0);
+    for (int j = 0; j < 4; ++j) r = r < mm[j] ? mm[j] : r;
+#elif defined(EP_NEON)
+    float32x4_t m0 = vdupq_n_f32(r), m1 = m0, m2 = m0, m3 = m0;
+    for (; i + 16 <= n; i += 16) {
+        m0 = vmaxq_f32(m0, vld1q_f32(p + i));
+        m1 = vmaxq_f32(m1, vld1q_f32(p + i + 4));
+        m2 = vmaxq_f32(m2, vld1q_f32(p + i + 8));
+        m3 = vmaxq_f32(m3, vld1q_f32(p + i + 12));
+    }
+    for (; i + 4 <= n; i += 4) m0 = vmaxq_f32(m0, vld1q_f32(p + i));
+    r = vmaxvq_f32(vmaxq_f32(vmaxq_f32(m0, m1), vmaxq_f32(m2, m3)));
+#endif
+    for (; i < n; ++i) r = r < p[i] ? p[i] : r;
+    return r;
+}
+
+// max over n values and whether all are finite, in one pass.
 inline float max_and_check(const float* p, size_t n, bool& finite) {
     size_t i = 0;
-    float r = -std::numeric_limits<float>::infinity(), zz = 0.f;
+    float r = -std::numeric_limits<float>::infinity();
+    bool bad = false;
 #if defined(EP_SSE2)
-    __m128 m0 = _mm_set1_ps(r), m1 = m0, z0 = _mm_setzero_ps(), z1 = z0;
+    const __m128i em = _mm_set1_epi32((int)EXP_MASK);
+    __m128 m0 = _mm_set1_ps(r), m1 = m0;
+    __m128i b0 = _mm_setzero_si128(), b1 = b0;
     for (; i + 8 <= n; i += 8) {
-        const __m128 a = _mm_loadu_ps(p + i), b = _mm_loadu_ps(p + i + 4);
+        const __m128 a = _mm_loadu_ps(p + i), c = _mm_loadu_ps(p + i + 4);
         m0 = _mm_max_ps(m0, a);
-        m1 = _mm_max_ps(m1, b);
-        z0 = _mm_add_ps(z0, _mm_sub_ps(a, a));
-        z1 = _mm_add_ps(z1, _mm_sub_ps(b, b));
+        m1 = _mm_max_ps(m1, c);
+        b0 = _mm_or_si128(b0, _mm_cmpeq_epi32(_mm_and_si128(_mm_castps_si128(a), em), em));
+        b1 = _mm_or_si128(b1, _mm_cmpeq_epi32(_mm_and_si128(_mm_castps_si128(c), em), em));
     }
     m0 = _mm_max_ps(m0, m1);
-    z0 = _mm_add_ps(z0, z1);
-    alignas(16) float mm[4], z[4];
+    alignas(16) float mm[4];
     _mm_store_ps(mm, m0);
-    _mm_store_ps(z, z0);
-    for (int j = 0; j < 4; ++j) {
-        r = r < mm[j] ? mm[j] : r;
-        zz += z[j];
-    }
+    for (int j = 0; j < 4; ++j) r = r < mm[j] ? mm[j] : r;
+    bad = _mm_movemask_epi8(_mm_or_si128(b0, b1)) != 0;
 #elif defined(EP_NEON)
-    float32x4_t m0 = vdupq_n_f32(r), m1 = m0, z0 = vdupq_n_f32(0.f), z1 = z0;
+    const uint32x4_t em = vdupq_n_u32(EXP_MASK);
+    float32x4_t m0 = vdupq_n_f32(r), m1 = m0;
+    uint32x4_t b0 = vdupq_n_u32(0), b1 = b0;
     for (; i + 8 <= n; i += 8) {
-        const float32x4_t a = vld1q_f32(p + i), b = vld1q_f32(p + i + 4);
+        const float32x4_t a = vld1q_f32(p + i), c = vld1q_f32(p + i + 4);
         m0 = vmaxq_f32(m0, a);
-        m1 = vmaxq_f32(m1, b);
-        z0 = vaddq_f32(z0, vsubq_f32(a, a));
-        z1 = vaddq_f32(z1, vsubq_f32(b, b));
+        m1 = vmaxq_f32(m1, c);
+        b0 = vorrq_u32(b0, vceqq_u32(vandq_u32(vreinterpretq_u32_f32(a), em), em));
+        b1 = vorrq_u32(b1, vceqq_u32(vandq_u32(vreinterpretq_u32_f32(c), em), em));
     }
     r = vmaxvq_f32(vmaxq_f32(m0, m1));
-    zz = vaddvq_f32(vaddq_f32(z0, z1));
+    bad = vmaxvq_u32(vorrq_u32(b0, b1)) != 0;
 #endif
     for (; i < n; ++i) {
         r = r < p[i] ? p[i] : r;
-        zz += p[i] - p[i];
+        bad |= scalar_nonfinite(p[i]);
     }
-    finite = zz == 0.f;   // NaN != 0
+    finite = !bad;
     return r;
 }
 
@@ -144,9 +185,30 @@ inline void centroid(const float* hm, int H, int W, int x, int y, float& fx, flo
 }  // namespace
 
 bool all_finite(const float* p, size_t n) {
-    bool finite;
-    max_and_check(p, n, finite);
-    return finite;
+    size_t i = 0;
+    bool bad = false;
+#if defined(EP_SSE2)
+    const __m128i em = _mm_set1_epi32((int)EXP_MASK);
+    __m128i b0 = _mm_setzero_si128(), b1 = b0;
+    for (; i + 8 <= n; i += 8) {
+        const __m128i a = _mm_castps_si128(_mm_loadu_ps(p + i));
+        const __m128i c = _mm_castps_si128(_mm_loadu_ps(p + i + 4));
+        b0 = _mm_or_si128(b0, _mm_cmpeq_epi32(_mm_and_si128(a, em), em));
+        b1 = _mm_or_si128(b1, _mm_cmpeq_epi32(_mm_and_si128(c, em), em));
+    }
+    bad = _mm_movemask_epi8(_mm_or_si128(b0, b1)) != 0;
+#elif defined(EP_NEON)
+    const uint32x4_t em = vdupq_n_u32(EXP_MASK);
+    uint32x4_t b0 = vdupq_n_u32(0), b1 = b0;
+    for (; i + 8 <= n; i += 8) {
+        b0 = vorrq_u32(b0, vceqq_u32(vandq_u32(vreinterpretq_u32_f32(vld1q_f32(p + i)), em), em));
+        b1 = vorrq_u32(b1,
+                       vceqq_u32(vandq_u32(vreinterpretq_u32_f32(vld1q_f32(p + i + 4)), em), em));
+    }
+    bad = vmaxvq_u32(vorrq_u32(b0, b1)) != 0;
+#endif
+    for (; i < n; ++i) bad |= scalar_nonfinite(p[i]);
+    return !bad;
 }
 
 void gaussian_kernel(int ksize, std::vector<double>& g) {
@@ -216,13 +278,9 @@ bool channel_peaks(const float* hm, int H, int W, float thr, int max_peaks, Refi
                    const double* g, int ksize, PeakScratch& s, std::vector<Peak>& out) {
     s.val.clear();
     s.pos.clear();
-    bool finite_all = true;
     for (int y = 0; y < H; ++y) {
         const float* row = hm + (size_t)y * W;
-        bool fin;
-        const float rmax = max_and_check(row, (size_t)W, fin);
-        finite_all &= fin;
-        if (!(rmax > thr)) continue;
+        if (!(max_only(row, (size_t)W) > thr)) continue;
         const float* up = y > 0 ? row - W : nullptr;
         const float* dn = y + 1 < H ? row + W : nullptr;
         for (int x = 0; x < W; ++x) {
@@ -245,7 +303,6 @@ bool channel_peaks(const float* hm, int H, int W, float thr, int max_peaks, Refi
             s.pos.push_back(y * W + x);
         }
     }
-    if (!finite_all) return false;
     const int n = (int)s.val.size();
     s.order.resize(n);
     for (int i = 0; i < n; ++i) s.order[i] = i;

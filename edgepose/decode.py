@@ -87,7 +87,7 @@ class DecodeTypeError(InputError, TypeError):
 
 def has_extension() -> bool:
     """Whether the compiled core is available (else the numpy reference runs)."""
-    return _ext is not None and hasattr(_ext, "decode_bottomup")
+    return _ext is not None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -180,13 +180,24 @@ def _grouping(paf_samples, paf_score_threshold, min_sample_fraction, min_parts, 
             matching)
 
 
-def _call(fn, *args):
+def _call(fn, args, validate):
+    """Run the extension; its errors become DecodeError / DecodeTypeError (one line).
+
+    The extension validates everything itself. pybind11's own argument-conversion TypeError
+    (an option of the wrong type) is multi-line, so on a TypeError the Python checks run first
+    to name the problem.
+    """
     try:
         return fn(*args)
     except TypeError as e:
-        raise DecodeTypeError(str(e)) from None
+        validate()
+        raise DecodeTypeError(str(e).splitlines()[0]) from None
     except ValueError as e:
         raise DecodeError(str(e)) from None
+
+
+def _fast() -> bool:
+    return _ext is not None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -202,30 +213,38 @@ def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, max_peaks: int = 32
     ``peaks[offsets[c]:offsets[c+1]]``, by descending score (at most ``max_peaks``).
     See the module docstring for the tie rule and the refinements.
     """
-    hm = _array(heatmaps, "heatmaps", (3, 4))
-    _nonempty(hm, "heatmaps")
-    _refine(refine, dark_kernel)
-    threshold = _float(threshold, "threshold")
-    max_peaks = _int(max_peaks, "max_peaks", 0)
-    if has_extension():
-        return _call(_ext.find_peaks, hm, threshold, max_peaks, refine, int(dark_kernel))
+    def validate():
+        hm = _array(heatmaps, "heatmaps", (3, 4))
+        _nonempty(hm, "heatmaps")
+        _refine(refine, dark_kernel)
+        return hm, _float(threshold, "threshold"), _int(max_peaks, "max_peaks", 0)
+
+    if _fast():
+        return _call(_ext.find_peaks, (heatmaps, threshold, max_peaks, refine, dark_kernel),
+                     validate)
+    hm, thr, mp = validate()
     _finite(hm, "heatmaps")
     from . import reference
 
-    return reference.find_peaks(hm, threshold, max_peaks, refine, int(dark_kernel))
+    return reference.find_peaks(hm, thr, mp, refine, int(dark_kernel))
 
 
 def decode_topdown(heatmaps: np.ndarray, refine: str = "dark", dark_kernel: int = 11
                    ) -> Tuple[np.ndarray, np.ndarray]:
     """Top-down decode: float32 ``[N,K,H,W]`` → (coords float32 ``[N,K,2]`` (x, y) in heatmap
-    pixels, scores float32 ``[N,K]`` = the maximum value of each map)."""
-    hm = _array(heatmaps, "heatmaps", (4,))
-    _refine(refine, dark_kernel)
+    pixels, scores float32 ``[N,K]`` = the maximum value of each map). N may be 0."""
+    def validate():
+        hm = _array(heatmaps, "heatmaps", (4,))
+        _refine(refine, dark_kernel)
+        if hm.shape[0]:
+            _nonempty(hm, "heatmaps")
+        return hm
+
+    if _fast():
+        return _call(_ext.decode_topdown, (heatmaps, refine, dark_kernel), validate)
+    hm = validate()
     if hm.shape[0] == 0:
         return np.zeros((0, hm.shape[1], 2), np.float32), np.zeros((0, hm.shape[1]), np.float32)
-    _nonempty(hm, "heatmaps")
-    if has_extension():
-        return _call(_ext.decode_topdown, hm, refine, int(dark_kernel))
     _finite(hm, "heatmaps")
     from . import reference
 
@@ -242,33 +261,40 @@ def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs
     peaks    float32 ``[M,3]`` (x, y, score), offsets int64 ``[K+1]`` as from :func:`find_peaks`
     pafs     float32 ``[2L,H,W]`` on the same grid as the peaks
     limbs    int ``[L,4]`` rows (part_a, part_b, paf_x_channel, paf_y_channel)
+    num_keypoints  K, optional: checked against ``len(offsets) - 1``
     Returns ``(people, person_scores)``: float32 ``[P,K,3]`` (x, y, score; a missing keypoint is
     ``(-1, -1, 0)``) and float32 ``[P]``, by descending person score.
     """
-    pk = _array(peaks, "peaks", (2,))
-    if pk.shape[1] != 3:
-        raise DecodeError("peaks must be [M,3] (x, y, score), got shape %s" % (pk.shape,))
-    off = _array(offsets, "offsets", (1,), np.int64)
-    _nonempty(off, "offsets")
-    K = len(off) - 1
-    if num_keypoints is not None and _int(num_keypoints, "num_keypoints", 0) != K:
-        raise DecodeError("num_keypoints=%s but offsets describe %d keypoint types"
-                          % (num_keypoints, K))
-    pf = _array(pafs, "pafs", (3,))
-    _nonempty(pf, "pafs")
     lt = _limbs(limbs)
-    opts = _grouping(paf_samples, paf_score_threshold, min_sample_fraction, min_parts,
-                     min_person_score, matching)
-    if has_extension():
-        return _call(_ext.group_people, pk, off, pf, lt, *opts)
+    if num_keypoints is not None:
+        n = len(offsets) - 1 if hasattr(offsets, "__len__") else None
+        if _int(num_keypoints, "num_keypoints", 0) != n:
+            raise DecodeError("num_keypoints=%s but offsets describe %s keypoint types"
+                              % (num_keypoints, n))
+    opts = (paf_samples, paf_score_threshold, min_sample_fraction, min_parts, min_person_score,
+            matching)
+
+    def validate():
+        pk = _array(peaks, "peaks", (2,))
+        if pk.shape[1] != 3:
+            raise DecodeError("peaks must be [M,3] (x, y, score), got shape %s" % (pk.shape,))
+        off = _array(offsets, "offsets", (1,), np.int64)
+        _nonempty(off, "offsets")
+        pf = _array(pafs, "pafs", (3,))
+        _nonempty(pf, "pafs")
+        return pk, off, pf, _grouping(*opts)
+
+    if _fast():
+        return _call(_ext.group_people, (peaks, offsets, pafs, lt) + opts, validate)
+    pk, off, pf, gopts = validate()
     if off[0] != 0 or off[-1] != len(pk) or np.any(np.diff(off) < 0):
         raise DecodeError("offsets must run from 0 to len(peaks)=%d" % len(pk))
-    _check_limbs_py(lt, K, pf.shape[0])
+    _check_limbs_py(lt, len(off) - 1, pf.shape[0])
     _finite(pk, "peaks")
     _finite(pf, "pafs")
     from . import reference
 
-    return reference.group_people(pk, off, pf, lt, K, *opts)
+    return reference.group_people(pk, off, pf, lt, len(off) - 1, *gopts)
 
 
 def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str = "dark",
@@ -286,24 +312,29 @@ def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str =
     stride-8 maps to COCO keypoint AP 0.631 (``quarter``: 0.561, ``none``: 0.436,
     dark_kernel 11: 0.606), above Lightweight OpenPose's x4-upsampling decode (0.576).
     """
-    hm = _array(heatmaps, "heatmaps", (3,))
-    _nonempty(hm, "heatmaps")
-    pf = _array(pafs, "pafs", (3,))
-    _nonempty(pf, "pafs")
-    if pf.shape[1:] != hm.shape[1:]:
-        raise DecodeError("pafs %s and heatmaps %s differ in H, W" % (pf.shape, hm.shape))
-    _refine(refine, dark_kernel)
     lt = _limbs(limbs)
-    thr = _float(peak_threshold, "peak_threshold")
-    mp = _int(max_peaks, "max_peaks", 0)
-    opts = _grouping(paf_samples, paf_score_threshold, min_sample_fraction, min_parts,
-                     min_person_score, matching)
-    if has_extension():
-        return _call(_ext.decode_bottomup, hm, pf, lt, refine, thr, mp, int(dark_kernel), *opts)
+    gopts = (paf_samples, paf_score_threshold, min_sample_fraction, min_parts, min_person_score,
+             matching)
+
+    def validate():
+        hm = _array(heatmaps, "heatmaps", (3,))
+        _nonempty(hm, "heatmaps")
+        pf = _array(pafs, "pafs", (3,))
+        _nonempty(pf, "pafs")
+        if pf.shape[1:] != hm.shape[1:]:
+            raise DecodeError("pafs %s and heatmaps %s differ in H, W" % (pf.shape, hm.shape))
+        _refine(refine, dark_kernel)
+        return (hm, pf, _float(peak_threshold, "peak_threshold"),
+                _int(max_peaks, "max_peaks", 0), _grouping(*gopts))
+
+    if _fast():
+        return _call(_ext.decode_bottomup, (heatmaps, pafs, lt, refine, peak_threshold, max_peaks,
+                                            dark_kernel) + gopts, validate)
+    hm, pf, thr, mp, g = validate()
     _check_limbs_py(lt, hm.shape[0], pf.shape[0])
     _finite(hm, "heatmaps")
     _finite(pf, "pafs")
     from . import reference
 
     peaks, offsets = reference.find_peaks(hm, thr, mp, refine, int(dark_kernel))
-    return reference.group_people(peaks, offsets, pf, lt, hm.shape[0], *opts)
+    return reference.group_people(peaks, offsets, pf, lt, hm.shape[0], *g)

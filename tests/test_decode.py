@@ -262,3 +262,29 @@ def test_empty_inputs_that_are_valid():
     assert people.shape == (0, 18, 3) and scores.shape == (0,)
     people, scores = decode.decode_bottomup(HM, PAF, np.zeros((0, 4), np.int64))
     assert people.shape == (0, 18, 3)
+
+
+def test_numpy_fallback_without_extension(monkeypatch):
+    """Without the compiled core the same API runs the reference, with the same errors."""
+    people, hm, paf = scene([(12, 3, 36), (40, 5, 32)], 48, 60)
+    want = decode.decode_bottomup(hm, paf, LIMBS)
+    want_td = decode.decode_topdown(hm[None, :4])
+    monkeypatch.setattr(decode, "_ext", None)
+    assert not decode.has_extension()
+    got = decode.decode_bottomup(hm, paf, LIMBS)
+    np.testing.assert_allclose(got[0], want[0], atol=1e-4)
+    got_td = decode.decode_topdown(hm[None, :4])
+    np.testing.assert_allclose(got_td[0], want_td[0], atol=1e-4)
+    with pytest.raises(decode.DecodeError, match="NaN"):
+        decode.decode_bottomup(hm, nan_at(paf, (0, 1, 1)), LIMBS)
+    with pytest.raises(decode.DecodeError, match="part index"):
+        decode.decode_bottomup(hm, paf, [(0, 18, 0, 1)])
+    with pytest.raises(TypeError, match="float32"):
+        decode.find_peaks(hm.astype(np.float64))
+
+
+def test_option_of_wrong_type_gives_one_line_error():
+    for kw in ({"max_peaks": 2.5}, {"refine": None}, {"paf_samples": "10"}):
+        with pytest.raises(EdgeposeError) as ei:
+            decode.decode_bottomup(HM, PAF, LIMBS, **kw)
+        assert "\n" not in str(ei.value)
