@@ -228,6 +228,8 @@ def ort_session(path_or_bytes, threads: Optional[int] = None):
 
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    # no busy-wait spinning: verification shares the machine with other work
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         so.intra_op_num_threads = int(threads)
     try:

@@ -1,0 +1,237 @@
+"""One entry point for every export: ``export(source, target, out, ...) -> report``.
+
+Sources
+    - a PyTorch checkpoint (``.pth``, ``.pt``, ``.pth.tar``, ``.tar``, ``.ckpt``): ``arch`` or
+      auto-detection from the state-dict keys;
+    - an ONNX model carrying edgepose metadata (made by edgepose);
+    - a foreign ONNX model plus a ``spec`` (see :mod:`edgepose.exporters.onnx_import`).
+
+Targets (``TARGETS``)
+    ``onnx`` writes the verified FP32 ONNX with metadata. Every other target first makes that
+    FP32 ONNX (in a temporary directory; or uses the given ``.onnx`` when it already carries
+    metadata) and hands it to the target's module (imported lazily):
+
+    ===============================  ====================================================
+    ``cpu-int8``                     ``ort_int8.export_cpu_int8(onnx, out, calib=, meta=, torch_model=)``
+    ``tflite-fp32/-fp16``, ``rpi-int8``  ``tflite.export_tflite(onnx, out, mode="fp32"|"fp16"|"int8", ...)``
+    ``jetson-int8/-fp16/-int8-dla``  ``tensorrt.export_jetson_bundle(onnx, out, mode="int8"|"fp16"|"int8-dla", ...)``
+    ===============================  ====================================================
+
+    ``torch_model`` is the PyTorch deployment module (same input and named outputs as the ONNX
+    model: ``(heatmaps, pafs)`` or ``heatmaps``) when the source is a checkpoint, else None.
+    The returned report is the target's report merged over the dispatcher's own (which keeps
+    the FP32 ONNX step under ``fp32_onnx``).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any, Dict, Optional, Sequence, Union
+
+from edgepose.errors import EdgeposeError, ExportError, ModelError
+
+TARGETS = ("onnx", "cpu-int8", "tflite-fp32", "tflite-fp16", "rpi-int8", "jetson-int8", "jetson-fp16",
+           "jetson-int8-dla")
+INT8_TARGETS = ("cpu-int8", "rpi-int8", "jetson-int8", "jetson-int8-dla")
+CHECKPOINT_EXTS = (".pth", ".pt", ".pth.tar", ".tar", ".ckpt", ".bin")
+
+# target → (module, function, mode, default output suffix)
+_DISPATCH = {
+    "cpu-int8": ("ort_int8", "export_cpu_int8", None, ".int8.onnx"),
+    "tflite-fp32": ("tflite", "export_tflite", "fp32", ".fp32.tflite"),
+    "tflite-fp16": ("tflite", "export_tflite", "fp16", ".fp16.tflite"),
+    "rpi-int8": ("tflite", "export_tflite", "int8", ".int8.tflite"),
+    "jetson-int8": ("tensorrt", "export_jetson_bundle", "int8", ".jetson-int8"),
+    "jetson-fp16": ("tensorrt", "export_jetson_bundle", "fp16", ".jetson-fp16"),
+    "jetson-int8-dla": ("tensorrt", "export_jetson_bundle", "int8-dla", ".jetson-int8-dla"),
+}
+
+
+def source_kind(path: str) -> str:
+    """``checkpoint`` or ``onnx`` from the file name (ModelError for anything else)."""
+    low = os.path.basename(path).lower()
+    if low.endswith(".onnx"):
+        return "onnx"
+    if low.endswith(CHECKPOINT_EXTS):
+        return "checkpoint"
+    raise ModelError("%s: unknown source type (expected a PyTorch checkpoint %s or an .onnx model)"
+                     % (path, "/".join(CHECKPOINT_EXTS)))
+
+
+def _stem(path: str) -> str:
+    base = os.path.basename(path)
+    for ext in (".pth.tar",) + CHECKPOINT_EXTS + (".onnx",):
+        if base.lower().endswith(ext):
+            return base[: -len(ext)]
+    return os.path.splitext(base)[0]
+
+
+def default_output(source: str, target: str) -> str:
+    """``<source stem><suffix>`` in the current directory."""
+    stem = _stem(source)
+    if target == "onnx":
+        return stem + (".edgepose.onnx" if source_kind(source) == "onnx" else ".onnx")
+    return stem + _DISPATCH[target][3]
+
+
+def _log(progress: bool, msg: str) -> None:
+    if progress:
+        print("edgepose export: " + msg, file=sys.stderr, flush=True)
+
+
+def _fp32_onnx(source: str, kind: str, out: str, arch, spec, input_size, dynamic, opset, progress):
+    """Make (or take) the FP32 ONNX. Returns (report, torch_model_or_None)."""
+    from .onnx_export import export_checkpoint_onnx
+
+    if kind == "checkpoint":
+        if spec is not None:
+            raise ExportError("--spec describes foreign ONNX models; a checkpoint needs --arch (or none: auto-detect)")
+        return export_checkpoint_onnx(source, out, arch=arch, input_size=input_size, dynamic=dynamic,
+                                      opset=opset, progress=progress, return_model=True)
+    from .onnx_import import import_onnx
+
+    ignored = [n for n, v in (("arch", arch), ("input_size", input_size), ("dynamic", dynamic or None))
+               if v is not None]
+    if ignored:
+        _log(progress, "%s ignored for an ONNX source (the spec or the metadata decide)" % ", ".join(ignored))
+    if spec is not None:
+        return import_onnx(source, spec, out, progress=progress), None
+    raise ExportError("internal: _fp32_onnx called for an ONNX model with metadata")  # pragma: no cover
+
+
+def _onnx_meta(path: str):
+    from edgepose.metadata import read_onnx_meta
+
+    if not os.path.exists(path):
+        raise ModelError("model file not found: %s" % path)
+    return read_onnx_meta(path)
+
+
+def _no_meta_error(source: str) -> ExportError:
+    return ExportError("%s has no edgepose metadata: pass --spec SPEC.json describing its input and outputs "
+                       "(example: examples/tfpose_mobilenet_thin.spec.json)" % os.path.basename(source))
+
+
+def _copy_onnx_with_meta(source: str, out: str, meta, progress: bool) -> Dict[str, Any]:
+    """target onnx for an ONNX that already carries metadata: check it loads, copy atomically."""
+    from .onnx_export import atomic_output, ort_session
+
+    sess = ort_session(source)
+    names = {o.name for o in sess.get_outputs()}
+    missing = [v["name"] for v in meta.outputs.values() if v.get("name") not in names]
+    if missing:
+        raise ModelError("%s: metadata names output(s) %s that the model lacks" % (source, ", ".join(missing)))
+    if os.path.abspath(source) != os.path.abspath(out):
+        with atomic_output(out) as tmp:
+            shutil.copyfile(source, tmp)
+        _log(progress, "%s already carries edgepose metadata: copied to %s" % (source, out))
+    return {"target": "onnx", "output": out, "source": source, "source_kind": "onnx", "arch": meta.get("arch"),
+            "verify": None, "max_abs_error": None, "metadata": meta.data}
+
+
+def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: Optional[str] = None,
+           spec: Union[None, str, Dict[str, Any]] = None,
+           input_size: Union[None, str, Sequence[int]] = None, dynamic: bool = False, opset: int = 13,
+           calib: Optional[str] = None, progress: bool = True, **target_options) -> Dict[str, Any]:
+    """Export ``source`` to ``target`` at ``out``; returns a JSON-able report dict
+    (``output``, ``verify`` / ``max_abs_error``, ``metadata``, ...)."""
+    t0 = time.time()
+    if target not in TARGETS:
+        raise ExportError("unknown target %r (targets: %s)" % (target, ", ".join(TARGETS)))
+    if source is None or str(source) == "":
+        raise ModelError("no source model given")
+    source = os.fspath(source)
+    kind = source_kind(source)
+    if not os.path.exists(source):
+        raise ModelError("%s not found: %s" % ("checkpoint" if kind == "checkpoint" else "model file", source))
+    if not os.path.isfile(source):
+        raise ModelError("source is not a file: %s" % source)
+    if target in INT8_TARGETS and not calib:
+        raise ExportError("target %s needs calibration data: pass calib= (--calib IMAGES_DIR | VIDEO | COCO.json)"
+                          % target)
+    out = os.fspath(out) if out else default_output(source, target)
+    if os.path.abspath(out) == os.path.abspath(source) and not (target == "onnx" and kind == "onnx" and spec is None):
+        raise ExportError("output %s would overwrite the source" % out)
+
+    meta = None
+    if kind == "onnx" and spec is None:
+        meta = _onnx_meta(source)
+        if meta is None:
+            raise _no_meta_error(source)
+
+    if target == "onnx":
+        if target_options:
+            raise ExportError("option(s) %s do not apply to target onnx" % ", ".join(sorted(target_options)))
+        if calib:
+            _log(progress, "--calib ignored for target onnx (FP32)")
+        if meta is not None:
+            return _copy_onnx_with_meta(source, out, meta, progress)
+        report, _model = _fp32_onnx(source, kind, out, arch, spec, input_size, dynamic, opset, progress)
+        return report
+
+    module_name, func_name, mode, _suffix = _DISPATCH[target]
+    func = _target_function(target, module_name, func_name)
+    with tempfile.TemporaryDirectory(prefix="edgepose-export-") as tmpdir:
+        torch_model = None
+        if meta is not None:
+            onnx_path = source
+            own: Dict[str, Any] = {"fp32_onnx": {"output": source, "verify": None, "source_kind": "onnx"}}
+        else:
+            onnx_path = os.path.join(tmpdir, _stem(source) + ".fp32.onnx")
+            fp32_report, torch_model = _fp32_onnx(source, kind, onnx_path, arch, spec, input_size, dynamic,
+                                                  opset, progress)
+            from edgepose.metadata import ModelMeta
+
+            meta = ModelMeta(fp32_report["metadata"])
+            fp32_report = dict(fp32_report, output=None)  # the temporary file is gone after this call
+            own = {"fp32_onnx": fp32_report}
+        kwargs = dict(calib=calib, meta=meta, torch_model=torch_model)
+        if mode is not None:
+            kwargs["mode"] = mode
+        kwargs.update(target_options)
+        _check_options(target, func, onnx_path, out, kwargs)
+        target_report = func(onnx_path, out, **kwargs)
+    report: Dict[str, Any] = {"target": target, "output": out, "source": source,
+                              "source_kind": "onnx+spec" if spec is not None else kind,
+                              "arch": meta.get("arch")}
+    report.update(own)
+    if isinstance(target_report, dict):
+        report.update(target_report)
+    report.setdefault("metadata", meta.data)
+    report["target"] = target
+    report.setdefault("output", out)
+    report["seconds"] = round(time.time() - t0, 2)
+    return report
+
+
+def _check_options(target: str, func, onnx_path: str, out: str, kwargs: Dict[str, Any]) -> None:
+    import inspect
+
+    try:
+        sig = inspect.signature(func)
+    except (TypeError, ValueError):  # pragma: no cover - builtins
+        return
+    try:
+        sig.bind(onnx_path, out, **kwargs)
+    except TypeError as e:
+        raise ExportError("target %s: %s" % (target, str(e).splitlines()[0] if str(e) else "bad options"))
+
+
+def _target_function(target: str, module_name: str, func_name: str):
+    import importlib
+
+    try:
+        mod = importlib.import_module("edgepose.exporters." + module_name)
+    except ImportError as e:
+        raise ExportError("target %s is unavailable: edgepose.exporters.%s cannot be imported (%s)"
+                          % (target, module_name, str(e).splitlines()[0] if str(e) else type(e).__name__))
+    func = getattr(mod, func_name, None)
+    if func is None:
+        raise ExportError("target %s is unavailable: edgepose.exporters.%s has no %s()" % (target, module_name, func_name))
+    return func
+
+
+__all__ = ["export", "TARGETS", "INT8_TARGETS", "default_output", "source_kind"]
