@@ -199,6 +199,9 @@ def bundle_readme(build: Dict[str, Any], meta: ModelMeta, accuracy: Optional[Dic
         "(e.g. `TRT-8502-EntropyCalibration2` for 8.5.2, `TRT-100300-EntropyCalibration2` for 10.3.0) "
         "or TensorRT ignores the cache and finds no calibration data."
         % (tc.OLDEST_TRT, tc.trt_version_code(tc.OLDEST_TRT), tc.CALIB_ALGORITHM),
+        "- edgepose's Python runtime needs Python >= 3.8 (JetPack 5 / 6). JetPack 4.6 (Nano) ships TensorRT's "
+        "Python bindings for Python 3.6 only: build the engine there with the TensorRT 8.2 trtexec line; "
+        "running edgepose there needs TensorRT Python bindings built for Python 3.8.",
         "- The Jetson Nano (Maxwell, compute 5.3) has no fast INT8: TensorRT runs such a model in fp16 "
         "there; edgepose builds fp16 on it and says so.",
     ]
@@ -290,13 +293,13 @@ def _quantize_and_gate(fp32_path: str, qdq_path: str, meta: ModelMeta, cs, metho
 
     ``opts``: ``gate`` (default True: a missed budget fails the export, after the mixed-precision
     search), ``search``, ``min_oks_agreement``, ``threads``, and quantizer options
-    (``percentile``, ``equalize``, ``max_memory_mb``, ``keep_float``).
+    (``percentile``, ``equalize``, ``max_memory_mb``, ``keep_float``, ``float_outputs``).
     """
     from edgepose.exporters import accuracy as acc
     from edgepose.exporters import quantize as q
 
     qkw: Dict[str, Any] = dict(symmetric_activations=True, per_channel=True, method=method)
-    for k in ("percentile", "equalize", "max_memory_mb", "keep_float"):
+    for k in ("percentile", "equalize", "max_memory_mb", "keep_float", "float_outputs"):
         if k in opts:
             qkw[k] = opts[k]
     gkw = {k: opts[k] for k in ("min_oks_agreement", "threads") if k in opts}

@@ -310,6 +310,17 @@ def test_calib_cache_matches_fp32_graph(int8_bundle, work):
     assert b.build["calibration"]["source_hash"] == cs.source_hash
 
 
+def test_calib_cache_leaves_float_layers_out(work):
+    """Layers kept in float (mixed precision) get no scale: implicit INT8 keeps them float too."""
+    from edgepose.exporters.tensorrt import calib_amax
+    m = onnx.load(work["model"])
+    ranges = {t: (-1.0, 2.0) for t in ("image", "c1.out", "c1.relu", "c2.out", "c2.relu", "c3.out")}
+    amax, cov = calib_amax(m, dict(ranges, foreign=(0.0, 1.0)), keep_float=["c2"])
+    # c2's input (c1.relu) and output (c2.out) are left out; its ReLU's output keeps a scale
+    assert amax == {"image": 2.0, "c1.out": 2.0, "c2.relu": 2.0, "c3.out": 2.0}
+    assert cov["ranges_not_in_graph"] == 1 and cov["kept_float"] == 2
+
+
 def test_export_bad_input(work, tmp_path):
     from edgepose.exporters.tensorrt import export_jetson_bundle
     with pytest.raises(ExportError, match="calibration data"):
@@ -426,6 +437,10 @@ def test_fake_trt_fp16_and_nano(fp16_bundle, int8_bundle, tmp_path, monkeypatch)
     b = _copy_bundle(fp16_bundle[0], str(tmp_path / "f"))
     build_engine(b, log=lambda m: None)
     assert trt.built[-1]["flags"] == ["FP16"]
+    build_engine(b, precision="fp32", log=lambda m: None)          # edgepose build-engine --precision fp32
+    assert trt.built[-1]["flags"] == []
+    with pytest.raises(ModelError, match="without INT8 calibration"):
+        build_engine(b, precision="int8", log=lambda m: None)
     # a Nano (no fast INT8) gets fp16 from an int8 bundle, and is told
     b = _copy_bundle(int8_bundle[0], str(tmp_path / "i"))
     msgs = []

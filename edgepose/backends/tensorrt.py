@@ -267,14 +267,17 @@ class _Plan:
         self.version = trt_version(trt)
         ver = tc.parse_version(self.version)
         requested = precision or bundle.precision
-        if requested not in tc.PRECISIONS:
-            raise ModelError("precision must be one of %s, got %r" % ("/".join(tc.PRECISIONS), requested))
+        if requested not in tc.PRECISIONS + ("fp32",):
+            raise ModelError("precision must be one of %s, got %r" % ("/".join(tc.PRECISIONS + ("fp32",)), requested))
+        if requested.startswith("int8") and not (bundle.has(tc.QDQ_ONNX) or bundle.has(tc.CALIB_CACHE)):
+            raise ModelError("bundle %s was exported without INT8 calibration (precision %s): re-export it with "
+                             "--target jetson-int8 --calib SOURCE" % (bundle.path, bundle.precision))
         self.requested = requested
         if dla_core is None and requested == "int8-dla":
             dla_core = int((bundle.dla or {}).get("core", 0))
         self.dla_core = None if dla_core is None else int(dla_core)
         self.gpu_fallback = bool((bundle.dla or {}).get("gpu_fallback", True))
-        self.precision = "int8" if requested.startswith("int8") else "fp16"
+        self.precision = "int8" if requested.startswith("int8") else requested
         self.notes: List[str] = []
         if self.precision == "int8" and fast_int8 is False and self.dla_core is None:
             self.notes.append("this GPU (%s, compute %s) has no fast INT8 kernels: building fp16 instead"
@@ -345,7 +348,7 @@ def _build_plan_bytes(trt, plan: _Plan, log: Callable[[str], None]) -> bytes:
     else:
         config.max_workspace_size = ws
     # fp16 everywhere it helps; with INT8 it is the precision of the layers kept in float
-    if getattr(builder, "platform_has_fast_fp16", True):
+    if plan.precision != "fp32" and getattr(builder, "platform_has_fast_fp16", True):
         config.set_flag(trt.BuilderFlag.FP16)
     if plan.precision == "int8":
         config.set_flag(trt.BuilderFlag.INT8)
@@ -434,7 +437,7 @@ def build_engine(bundle: str, precision: Optional[str] = None, workspace_mb: Opt
                  log: Optional[Callable[[str], None]] = None) -> str:
     """Build (or find in the cache) the engine for a bundle on this machine; returns its path.
 
-    ``precision``: fp16 / int8 / int8-dla (default: the bundle's). ``int8_mode``: explicit (Q/DQ
+    ``precision``: fp32 / fp16 / int8 / int8-dla (default: the bundle's; int8 needs an int8 bundle). ``int8_mode``: explicit (Q/DQ
     ONNX), implicit (calibration cache) or auto. ``force``: rebuild even when cached.
     """
     log = log or _say
