@@ -284,7 +284,7 @@ def _calib_inputs(calib, tmeta: ModelMeta, src_layout: str, n_calib: int):
         d["input"] = dict(d["input"], layout=src_layout)
         calib = load_samples(os.fspath(calib), ModelMeta(d), n=n_calib)
     arrays = getattr(calib, "calib", calib)
-    holdout = getattr(calib, "holdout_images", None)
+    holdout = calib if hasattr(calib, "holdout_images") else None
     xs = []
     for a in list(arrays)[:max(1, int(n_calib))]:
         a = np.asarray(a, np.float32)
@@ -456,6 +456,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     tmeta = ModelMeta(d)
     calib_x: List[np.ndarray] = []
     holdout = None
+    float_flat = flat
     if mode == "fp16":
         flat = _fp16(flat)
     elif mode == "int8":
@@ -491,8 +492,17 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                     raise ExportError("TFLite %s output %r differs from the ONNX source: max abs error "
                                       "%.3g > %.3g" % (mode, n, s["max_abs_err"], lim))
         if mode == "int8" and opts.get("check_accuracy", True):
-            report["accuracy"] = _accuracy_gate(onnx_path, tmp, holdout, meta, coco, images_dir,
-                                                max_ap_drop)
+            # the float reference: the same TFLite graph before quantization, same size and IO
+            fd2, ftmp = tempfile.mkstemp(prefix=".tmp-float-", suffix=".tflite", dir=out_dir)
+            try:
+                fmeta = ModelMeta(dict(tmeta.data, precision="fp32"))
+                with os.fdopen(fd2, "wb") as f:
+                    f.write(embed_metadata(float_flat, fmeta))
+                report["accuracy"] = _accuracy_gate(ftmp, tmp, holdout, tmeta, coco, images_dir,
+                                                    max_ap_drop, threads=opts.get("threads"))
+            finally:
+                if os.path.exists(ftmp):
+                    os.remove(ftmp)
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):
@@ -507,21 +517,25 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
 
 
 def _accuracy_gate(float_path: str, quant_path: str, holdout, meta: ModelMeta, coco, images_dir,
-                   max_ap_drop: float) -> Dict[str, Any]:
+                   max_ap_drop: float, threads: Optional[int] = None) -> Dict[str, Any]:
     """The shared accuracy gate (edgepose.exporters.accuracy) on the held-out frames / COCO."""
     try:
-        from .accuracy import accuracy_report
+        from .accuracy import accuracy_report, format_report
     except ImportError:
         raise ExportError("the INT8 accuracy gate (edgepose.exporters.accuracy) is not available; "
                           "pass check_accuracy=False to skip it knowingly")
-    if not holdout and not coco:
-        raise ExportError("the INT8 accuracy gate needs held-out frames (a calibration source) or COCO "
-                          "annotations")
-    rep = accuracy_report(float_path, quant_path, holdout or [], meta, coco=coco, images_dir=images_dir)
-    drop = rep.get("ap_drop")
-    if drop is None and rep.get("ap_float") is not None and rep.get("ap_quant") is not None:
-        drop = 100.0 * (float(rep["ap_float"]) - float(rep["ap_quant"]))
-    if drop is not None and float(drop) > float(max_ap_drop):
-        raise ExportError("INT8 TFLite model loses %.1f AP points (budget %.1f): not written"
-                          % (float(drop), float(max_ap_drop)))
+    rep = accuracy_report(float_path, quant_path, holdout, meta, coco=coco, images_dir=images_dir,
+                          max_ap_drop=max_ap_drop, threads=threads)
+    try:
+        print(format_report(rep))
+    except Exception:
+        pass
+    if not rep.get("passed", False):
+        if "ap_drop" in rep:
+            why = "AP %.3f -> %.3f, drop %.2f points > budget %.2f" % (
+                rep["ap_float"], rep["ap_quant"], rep["ap_drop"], float(max_ap_drop))
+        else:
+            why = "OKS agreement %.3f < %.2f on %d held-out frames" % (
+                rep.get("oks_agreement", 0.0), rep.get("min_oks_agreement", 0.9), rep.get("holdout_frames", 0))
+        raise ExportError("INT8 TFLite accuracy gate failed (%s): not written" % why)
     return rep
