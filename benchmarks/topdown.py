@@ -66,12 +66,12 @@ def main(argv=None) -> int:
     except OSError:
         load = None
     info = {"model": os.path.basename(args.model), "estimator": est.describe(),
-            "image": os.path.basename(img_path), "threads": args.threads,
+            "image_file": os.path.basename(img_path), "threads": args.threads,
             "cpu_count": os.cpu_count(), "loadavg": load, "python": platform.python_version(),
             "machine": platform.machine()}
     print("%s" % est.describe())
     print("image %s %dx%d, %d runs, threads %s, load %s" % (
-        info["image"], img.shape[1], img.shape[0], args.runs, args.threads or "default",
+        info["image_file"], img.shape[1], img.shape[0], args.runs, args.threads or "default",
         "n/a" if load is None else "%.2f %.2f %.2f" % load))
     if res["detector_ms"]:
         print("detector: median %.2f ms (p90 %.2f)" % (res["detector_ms"]["median"], res["detector_ms"]["p90"]))
