@@ -31,7 +31,7 @@ struct PeakScratch {
     std::vector<int32_t> pos;
     std::vector<int32_t> order;
 };
-bool channel_peaks(const float* hm, int H, int W, float thr, int max_peaks, Refine r,
+bool channel_peaks(const float* hm, int H, int W, double thr, int max_peaks, Refine r,
                    const double* g, int ksize, PeakScratch& s, std::vector<Peak>& out);
 
 // Argmax (first in scan order) of n values; returns the index, writes the value and whether

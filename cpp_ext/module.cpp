@@ -129,7 +129,7 @@ Workspace& workspace() {
 }
 
 // Peaks of C maps [C,H,W] into w.peaks / w.offsets; returns the first non-finite channel or -1.
-long run_peaks(Workspace& w, const float* hm, long C, int H, int W, float thr, int max_peaks,
+long run_peaks(Workspace& w, const float* hm, long C, int H, int W, double thr, int max_peaks,
                ep::Refine r, int ksize) {
     w.peaks.clear();
     w.offsets.assign(1, 0);
@@ -177,7 +177,7 @@ py::tuple find_peaks(py::handle heatmaps, double threshold, int max_peaks,
     long bad;
     {
         py::gil_scoped_release nogil;
-        bad = run_peaks(w, p, C, H, W, (float)threshold, max_peaks, r, dark_kernel);
+        bad = run_peaks(w, p, C, H, W, threshold, max_peaks, r, dark_kernel);
     }
     if (bad >= 0) value_error("heatmaps contain NaN or inf (channel " + std::to_string(bad) + ")");
     py::array_t<float> peaks({(py::ssize_t)w.peaks.size(), (py::ssize_t)3});
@@ -284,7 +284,7 @@ py::tuple decode_bottomup(py::handle heatmaps, py::handle pafs_obj, py::handle l
     bool finite = true;
     {
         py::gil_scoped_release nogil;
-        bad = run_peaks(w, hp, K, H, W, (float)peak_threshold, max_peaks, r, dark_kernel);
+        bad = run_peaks(w, hp, K, H, W, peak_threshold, max_peaks, r, dark_kernel);
         if (bad < 0) finite = ep::all_finite(pafs, (size_t)C * H * W);
         if (bad < 0 && finite)
             ep::group_people(w.peaks.data(), w.offsets.data(), K, pafs, C, H, W,

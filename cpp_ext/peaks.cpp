@@ -274,18 +274,18 @@ size_t argmax(const float* p, size_t n, float& vmax, bool& finite) {
     return i;
 }
 
-bool channel_peaks(const float* hm, int H, int W, float thr, int max_peaks, Refine r,
+bool channel_peaks(const float* hm, int H, int W, double thr, int max_peaks, Refine r,
                    const double* g, int ksize, PeakScratch& s, std::vector<Peak>& out) {
     s.val.clear();
     s.pos.clear();
     for (int y = 0; y < H; ++y) {
         const float* row = hm + (size_t)y * W;
-        if (!(max_only(row, (size_t)W) > thr)) continue;
+        if (!((double)max_only(row, (size_t)W) > thr)) continue;
         const float* up = y > 0 ? row - W : nullptr;
         const float* dn = y + 1 < H ? row + W : nullptr;
         for (int x = 0; x < W; ++x) {
             const float v = row[x];
-            if (!(v > thr)) continue;
+            if (!((double)v > thr)) continue;
             // before in scan order: strictly greater; after: greater or equal
             if (x > 0 && !(v > row[x - 1])) continue;
             if (x + 1 < W && !(v >= row[x + 1])) continue;

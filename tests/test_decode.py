@@ -44,7 +44,7 @@ def test_threshold_is_strict_and_neighbours_suppress():
     hm[0, 1, 1] = 0.2
     hm[0, 3, 3] = 0.3
     hm[0, 3, 4] = 0.31                           # right neighbour is higher: (3,3) is no peak
-    peaks, _ = decode.find_peaks(hm, threshold=0.2, refine="none")
+    peaks, _ = decode.find_peaks(hm, threshold=float(np.float32(0.2)), refine="none")
     np.testing.assert_array_equal(peaks, f32([[4, 3, 0.31]]))
 
 
@@ -288,3 +288,12 @@ def test_option_of_wrong_type_gives_one_line_error():
         with pytest.raises(EdgeposeError) as ei:
             decode.decode_bottomup(HM, PAF, LIMBS, **kw)
         assert "\n" not in str(ei.value)
+
+
+def test_threshold_compares_in_double_precision():
+    """float32(0.3) is slightly above the double 0.3: a peak at threshold=0.3."""
+    hm = np.full((1, 1, 1), 0.3, np.float32)
+    peaks, _ = decode.find_peaks(hm, threshold=0.3, refine="none")
+    assert len(peaks) == 1
+    peaks, _ = decode.find_peaks(hm, threshold=float(np.float32(0.3)), refine="none")
+    assert len(peaks) == 0
