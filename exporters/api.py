@@ -174,6 +174,10 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
 
     module_name, func_name, mode, _suffix = _DISPATCH[target]
     func = _target_function(target, module_name, func_name)
+    probe = dict(calib=calib, meta=None, torch_model=None, **target_options)
+    if mode is not None:
+        probe["mode"] = mode
+    _check_options(target, func, "model.onnx", out, probe)  # before any expensive work
     with tempfile.TemporaryDirectory(prefix="edgepose-export-") as tmpdir:
         torch_model = None
         if meta is not None:
@@ -192,7 +196,6 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
         if mode is not None:
             kwargs["mode"] = mode
         kwargs.update(target_options)
-        _check_options(target, func, onnx_path, out, kwargs)
         target_report = func(onnx_path, out, **kwargs)
     report: Dict[str, Any] = {"target": target, "output": out, "source": source,
                               "source_kind": "onnx+spec" if spec is not None else kind,

@@ -97,8 +97,8 @@ def load_spec(spec: Union[str, os.PathLike, Dict[str, Any]]) -> Dict[str, Any]:
     if isinstance(spec, dict):
         data = copy.deepcopy(spec)
         where = "spec"
-    else:
-        path = os.fspath(spec)
+    elif isinstance(spec, (str, bytes, os.PathLike)):
+        path = os.fsdecode(spec)
         where = os.path.basename(path)
         if not os.path.isfile(path):
             raise ExportError("spec file not found: %s" % path)
@@ -107,6 +107,8 @@ def load_spec(spec: Union[str, os.PathLike, Dict[str, Any]]) -> Dict[str, Any]:
                 data = json.load(f)
         except (ValueError, UnicodeDecodeError) as e:
             raise ExportError("%s is not valid JSON: %s" % (where, _one_line(e)))
+    else:
+        raise ExportError("spec must be a JSON file path or a dict, got %s" % type(spec).__name__)
     if not isinstance(data, dict):
         raise ExportError("%s must be a JSON object" % where)
     unknown = sorted(set(data) - _TOP_KEYS)
@@ -406,6 +408,9 @@ def _check_input(model, spec: Dict[str, Any], name: str) -> Tuple[str, bool]:
         raise _fail("input %s has rank %d; a 4-D image input is needed" % (vi.name, len(dims)))
     layout = inp["layout"]
     c = dims[_ch_axis(layout)]
+    other = "NCHW" if layout == "NHWC" else "NHWC"
+    if c != 3 and dims[_ch_axis(other)] == 3:
+        raise _fail("input %s has shape %s: that is %s, not %s (wrong input.layout?)" % (vi.name, dims, other, layout))
     if isinstance(c, int) and c != 3:
         raise _fail("input %s has shape %s: in %s layout that is %d channels, not 3 (wrong input.layout?)"
                     % (vi.name, dims, layout, c))
