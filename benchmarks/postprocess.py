@@ -92,12 +92,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--json", help="write the results as JSON here")
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--ref-runs", type=int, default=5, help="runs of the (slow) numpy reference")
+    ap.add_argument("--refine", help="bottom-up refinement (default: the metadata default)")
+    ap.add_argument("--dark-kernel", type=int, help="bottom-up dark kernel (default: decode's)")
     args = ap.parse_args(argv)
     if args.runs < 200:
         print("note: fewer than 200 runs (%d)" % args.runs)
     if not decode.has_extension():
         raise SystemExit("edgepose._ext is not built: pip install --no-build-isolation -e .")
     opts = dict(DECODE_DEFAULTS["bottomup"])
+    if args.refine:
+        opts["refine"] = args.refine
+    if args.dark_kernel:
+        opts["dark_kernel"] = args.dark_kernel
     res = {"bottomup_ms": {}, "topdown_us_per_person": {}, "reference_ratio": {},
            "settings": {"bottomup": opts, "runs": args.runs, "threads": 1,
                         "python": platform.python_version(), "machine": platform.machine(),

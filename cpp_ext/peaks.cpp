@@ -131,6 +131,25 @@ inline bool dark(const float* hm, int H, int W, int x, int y, const double* g, i
             continue;
         }
         const float* row = hm + (size_t)yy * W;
+        if (x - 2 - r >= 0 && x + 2 + r <= W - 1) {
+            // interior: five independent accumulators (taps in ascending order, as reference)
+            const float* b = row + (x - 2 - r);
+            double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0;
+            for (int t = 0; t < ksize; ++t) {
+                const double gt = g[t];
+                a0 += gt * (double)b[t];
+                a1 += gt * (double)b[t + 1];
+                a2 += gt * (double)b[t + 2];
+                a3 += gt * (double)b[t + 3];
+                a4 += gt * (double)b[t + 4];
+            }
+            hb[i][0] = a0;
+            hb[i][1] = a1;
+            hb[i][2] = a2;
+            hb[i][3] = a3;
+            hb[i][4] = a4;
+            continue;
+        }
         for (int c = 0; c < 5; ++c) {
             const int cx = x - 2 + c;
             const int t0 = std::max(-r, -cx), t1 = std::min(r, W - 1 - cx);
@@ -139,16 +158,16 @@ inline bool dark(const float* hm, int H, int W, int x, int y, const double* g, i
             hb[i][c] = acc;
         }
     }
-    // vertical pass -> log of the blurred 5x5 window (the 13 points used)
-    double L[5][5];
+    // vertical pass -> log of the blurred 5x5 window (the 13 points used), 13 accumulators
     static const int pts[13][2] = {{2, 2}, {2, 1}, {2, 3}, {1, 2}, {3, 2}, {2, 0}, {2, 4},
                                    {0, 2}, {4, 2}, {1, 1}, {1, 3}, {3, 1}, {3, 3}};
-    for (const auto& pt : pts) {
-        const int wy = pt[0], wx = pt[1];
-        double acc = 0.0;
-        for (int t = 0; t < ksize; ++t) acc += g[t] * hb[wy + t][wx];
-        L[wy][wx] = std::log(std::max(acc, LOG_FLOOR));
+    double acc[13] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+    for (int t = 0; t < ksize; ++t) {
+        const double gt = g[t];
+        for (int q = 0; q < 13; ++q) acc[q] += gt * hb[pts[q][0] + t][pts[q][1]];
     }
+    double L[5][5];
+    for (int q = 0; q < 13; ++q) L[pts[q][0]][pts[q][1]] = std::log(std::max(acc[q], LOG_FLOOR));
     const double dx = 0.5 * (L[2][3] - L[2][1]);
     const double dy = 0.5 * (L[3][2] - L[1][2]);
     const double dxx = 0.25 * (L[2][4] - 2 * L[2][2] + L[2][0]);
