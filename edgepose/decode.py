@@ -1,7 +1,7 @@
 """Decoding network outputs into keypoints: peaks, sub-pixel refinement, PAF grouping.
 
 Every function validates its input and runs one call into the C++ extension ``edgepose._ext``
-(GIL released during the computation). :mod:`edgepose.reference` holds a readable numpy version
+(GIL released during the computation; thread-safe, one scratch workspace per thread). :mod:`edgepose.reference` holds a readable numpy version
 of each algorithm; it defines the behaviour and is used when the extension is not built.
 
 Coordinates
@@ -46,8 +46,9 @@ Grouping (OpenPose-style, bottom-up)
     so that each peak is used at most once: ``greedy`` by descending score (OpenPose,
     Lightweight OpenPose) or ``hungarian`` (largest total score). Each matched connection, in
     descending score: starts a new person when neither peak belongs to one; adds the free end
-    to the person owning the other end when that person has no such part yet; merges two
-    people when it links them and they share no keypoint type (otherwise it is ignored).
+    to the person owning the other end when that person has no such part yet; adds its score
+    to the person owning both ends (redundant limbs such as ear-shoulder); merges two people
+    when it links them and they share no keypoint type (otherwise it is ignored).
     People with fewer than ``min_parts`` keypoints or a score below ``min_person_score`` are
     dropped.
 
