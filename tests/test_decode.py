@@ -297,3 +297,17 @@ def test_threshold_compares_in_double_precision():
     assert len(peaks) == 1
     peaks, _ = decode.find_peaks(hm, threshold=float(np.float32(0.3)), refine="none")
     assert len(peaks) == 0
+
+
+def test_threads_give_the_same_results():
+    """The GIL is released and each thread has its own workspace: parallel calls agree."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    scenes = [scene([(12 + 3 * i, 3, 30 + i), (44, 4 + i, 32)], 48, 60)[1:] for i in range(6)]
+    want = [decode.decode_bottomup(hm, paf, LIMBS) for hm, paf in scenes]
+    with ThreadPoolExecutor(4) as ex:
+        for _ in range(3):
+            got = list(ex.map(lambda s: decode.decode_bottomup(s[0], s[1], LIMBS), scenes * 4))
+            for i, g in enumerate(got):
+                np.testing.assert_array_equal(g[0], want[i % 6][0])
+                np.testing.assert_array_equal(g[1], want[i % 6][1])
