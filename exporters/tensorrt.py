@@ -185,8 +185,9 @@ def bundle_readme(build: Dict[str, Any], meta: ModelMeta, accuracy: Optional[Dic
     for title, cmd in trtexec_lines(build):
         lines += ["%s:" % title, "", "```", cmd, "```", ""]
     lines += [
-        "Then `edgepose infer BUNDLE --engine model.engine ...` or "
-        "`TensorrtBackend('BUNDLE', engine='BUNDLE/model.engine')` uses that engine.",
+        "Then `edgepose infer BUNDLE image.jpg` (or `TensorrtBackend('BUNDLE')`) uses `model.engine`; "
+        "one TensorRT cannot load (after a JetPack upgrade, say) is replaced by an engine built from the "
+        "bundle, with a message.",
         "",
         "Notes:",
         "",
@@ -467,7 +468,7 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
             if mode != "fp16" else None,
             "files": files,
             "model_sha256": files[tc.MODEL_ONNX],
-            "source_onnx": os.path.abspath(onnx_path),
+            "source_sha256": meta.get("source_sha256"),
             "edgepose_version": meta.get("edgepose_version"),
             "bundle_name": os.path.basename(out),
         }

@@ -514,8 +514,30 @@ def test_corrupt_engine(int8_bundle, tmp_path, monkeypatch):
         f.write(b"XXXX")
     msgs = []
     be = TensorrtBackend(b, log=msgs.append)
-    assert any("could not be deserialised: rebuilding" in m for m in msgs)
+    assert any("could not be deserialised by TensorRT 10.3.0.0 (corrupt" in m and "rebuilding" in m for m in msgs)
     be.close()
+
+
+def test_trtexec_engine_in_bundle(int8_bundle, tmp_path, monkeypatch):
+    """BUNDLE/model.engine (the README's trtexec --saveEngine) is used; one this TensorRT cannot
+    load (built by another version) is replaced by a build from the bundle, with a message."""
+    from edgepose.backends.tensorrt import TensorrtBackend, build_engine
+    b = _copy_bundle(int8_bundle[0], str(tmp_path / "b"))
+    fake_tensorrt.install(monkeypatch, "8.6.1")
+    p = build_engine(b, cache_dir=str(tmp_path / "elsewhere"), log=lambda m: None)
+    shutil.copy(p, os.path.join(b, "model.engine"))                    # as trtexec writes it: no sidecar
+    trt, _ = fake_tensorrt.install(monkeypatch, "8.6.1")
+    be = TensorrtBackend(b, log=lambda m: None)
+    assert be.engine_path == os.path.join(b, "model.engine") and not trt.built
+    be.close()
+    trt10, _ = fake_tensorrt.install(monkeypatch, "10.3.0")
+    msgs = []
+    be = TensorrtBackend(b, log=msgs.append)
+    assert any("model.engine could not be deserialised by TensorRT 10.3.0.0" in m and "rebuilding" in m for m in msgs)
+    assert be.engine_path.startswith(os.path.join(b, tc.ENGINES_DIR)) and len(trt10.built) == 1
+    assert be.run({"image": _input(be.meta)})["heatmaps"].shape == (1, 18, H // 8, W // 8)
+    be.close()
+    assert os.path.exists(os.path.join(b, "model.engine"))             # the user's file is left alone
 
 
 def test_engine_of_another_model(int8_bundle, work, tmp_path, monkeypatch):

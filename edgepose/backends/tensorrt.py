@@ -34,6 +34,7 @@ from .. import trt_cache as tc
 from ..errors import InputError, ModelError
 from .base import Backend, TensorSpec
 
+TRTEXEC_ENGINE = "model.engine"   # where the bundle README's trtexec lines save the engine
 MISSING_TRT = (
     "TensorRT's Python bindings are not importable (import tensorrt failed): run this on the Jetson, "
     "where JetPack ships them (sudo apt install python3-libnvinfer; a virtualenv needs "
@@ -515,11 +516,16 @@ class TensorrtBackend(Backend):
             bundle_dir = path
             b = tc.Bundle(path)
             self.meta = b.meta()
+            trtexec_engine = os.path.join(path, TRTEXEC_ENGINE)
+            overrides = any(v is not None for v in (precision, dla_core, workspace_mb, int8_mode, cache_dir))
+            if engine is None and not force_build and not overrides and os.path.exists(trtexec_engine):
+                # the README's trtexec line saves BUNDLE/model.engine: use it when TensorRT can
+                engine = trtexec_engine
             if engine is None:
                 engine_path = build_engine(path, force=force_build, **build_kw)
                 from_cache = True
             else:
-                engine_path, from_cache = engine, False
+                engine_path, from_cache = engine, engine == trtexec_engine
         else:
             if not os.path.exists(path):
                 raise ModelError("TensorRT engine not found: %s" % path)
@@ -538,11 +544,16 @@ class TensorrtBackend(Backend):
         dla = (side or {}).get("key", {}).get("dla_core") if side else None
         if dla is None and dla_core is not None:
             dla = dla_core
+        if dla is None and side is None and bundle_dir is not None:   # e.g. trtexec --useDLACore
+            dla = (tc.Bundle(bundle_dir).dla or {}).get("core")
         self.engine = self._deserialize(engine_path, dla)
         if self.engine is None and from_cache and bundle_dir is not None:
-            self.log("cached engine %s could not be deserialised: rebuilding from the bundle"
-                     % os.path.basename(engine_path))
-            engine_path = build_engine(bundle_dir, force=True, **build_kw)
+            self.log("engine %s could not be deserialised by TensorRT %s (corrupt, or built by another "
+                     "TensorRT version or GPU): rebuilding from the bundle" % (os.path.basename(engine_path), self.version))
+            trtexec = os.path.basename(engine_path) == TRTEXEC_ENGINE and tc.read_sidecar(engine_path) is None
+            engine_path = build_engine(bundle_dir, force=not trtexec, **build_kw)
+            side = tc.read_sidecar(engine_path)
+            dla = (side or {}).get("key", {}).get("dla_core")
             self.engine_path = engine_path
             self.engine = self._deserialize(engine_path, dla)
         if self.engine is None:
