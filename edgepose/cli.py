@@ -68,6 +68,8 @@ def cmd_export(args) -> int:
     from .exporters import api
 
     opts = {}
+    if args.no_gate:
+        opts["gate"] = False
     for k in ("calib_method", "n_calib", "max_ap_drop", "coco", "images", "workspace_mb", "dla_core"):
         v = getattr(args, k, None)
         if v is not None:
@@ -320,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-ap-drop", type=float, help="accuracy gate in AP points (default 1.0)")
     e.add_argument("--coco", help="COCO keypoints file for the accuracy report")
     e.add_argument("--images", help="images folder of --coco")
+    e.add_argument("--no-gate", action="store_true",
+                   help="measure and report INT8 accuracy but do not fail the export on it")
     e.add_argument("--workspace-mb", type=int, help="TensorRT workspace limit")
     e.add_argument("--dla-core", type=int, help="DLA core (jetson-int8-dla)")
     e.add_argument("--json", help="write the export report here")
@@ -360,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("build-engine", help="build the TensorRT engine of a bundle (on the Jetson)")
     g.add_argument("bundle")
-    g.add_argument("--precision", choices=["int8", "fp16", "fp32"])
+    g.add_argument("--precision", choices=["int8", "int8-dla", "fp16", "fp32"])
     g.add_argument("--workspace-mb", type=int)
     g.add_argument("--dla-core", type=int)
     g.add_argument("--force", action="store_true", help="rebuild even if a matching engine exists")
