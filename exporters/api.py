@@ -153,6 +153,8 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
         raise ExportError("target %s needs calibration data: pass calib= (--calib IMAGES_DIR | VIDEO | COCO.json)"
                           % target)
     out = os.fspath(out) if out else default_output(source, target)
+    if target == "onnx" and not out.lower().endswith(".onnx"):
+        raise ExportError("output of target onnx must end in .onnx: %s" % out)
     if os.path.abspath(out) == os.path.abspath(source) and not (target == "onnx" and kind == "onnx" and spec is None):
         raise ExportError("output %s would overwrite the source" % out)
 

@@ -217,6 +217,7 @@ def test_bad_sources_fail_cleanly(tmp_path, lwop_ckpt):
         (dict(source=lwop_ckpt, target="cpu-int8"), ExportError, "needs calibration data"),
         (dict(source=lwop_ckpt, spec={"family": "bottomup"}), ExportError, "--spec describes foreign ONNX"),
         (dict(source=str(tmp_path / "model.h5")), ModelError, "unknown source type"),
+        (dict(source=lwop_ckpt, out=str(outdir / "m.bin")), ExportError, "must end in .onnx"),
     ]
     for kw, exc, match in cases:
         kw.setdefault("out", out)

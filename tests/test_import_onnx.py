@@ -2,6 +2,7 @@
 import copy
 import json
 import os
+import warnings
 
 import cv2
 import numpy as np
@@ -167,3 +168,48 @@ def test_spec_file_is_valid_json_with_documented_fields():
     assert isinstance(load_spec(data), dict)
     with pytest.raises(EdgeposeError):
         load_spec([1, 2])
+
+
+UPSTREAM_SPEC = os.path.join(os.path.dirname(SPEC), "lightweight_openpose_upstream.spec.json")
+
+
+def test_upstream_lightweight_openpose_onnx_with_separate_outputs(tmp_path):
+    """An ONNX as upstream's convert_to_onnx.py writes it (per-stage outputs, background inside
+    the heatmaps tensor) imports with the shipped spec and equals our own PyTorch model."""
+    torch = pytest.importorskip("torch")
+    from edgepose.exporters.models.lightweight_openpose import LightweightOpenPoseExport
+    from edgepose.exporters.models.synthetic import random_lightweight_openpose
+    from edgepose.preprocess import normalize
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        net = random_lightweight_openpose(1, seed=5, input_shape=(1, 3, 64, 96))
+        src = str(tmp_path / "human-pose-estimation.onnx")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            torch.onnx.export(net, (torch.zeros(1, 3, 64, 96),), src, dynamo=False, opset_version=13,
+                              input_names=["data"],
+                              output_names=["stage_0_output_1_heatmaps", "stage_0_output_0_pafs",
+                                            "stage_1_output_1_heatmaps", "stage_1_output_0_pafs"])
+        out = str(tmp_path / "lw.onnx")
+        # the shipped spec says 256x456: refused for this 64x96 conversion, nothing written
+        with pytest.raises(ExportError, match="differ from the model's fixed input 64x96"):
+            import_onnx(src, UPSTREAM_SPEC, out, progress=False)
+        assert not os.path.exists(out)
+        spec = load_spec(UPSTREAM_SPEC)
+        spec["input"].update(height=64, width=96)
+        rep = import_onnx(src, spec, out, progress=False)
+        assert rep["max_abs_error"] <= 1e-3
+        sess = _session(out)
+        assert [o.name for o in sess.get_outputs()] == ["heatmaps", "pafs"]
+        meta = read_onnx_meta(out)
+        assert meta.input["layout"] == "NCHW" and meta.input["mean"] == [128.0] * 3
+        x = normalize(np.random.default_rng(1).integers(0, 256, (1, 64, 96, 3), dtype=np.uint8), meta)
+        hm, paf = sess.run(["heatmaps", "pafs"], {"image": x})
+        with torch.no_grad():
+            rh, rp = LightweightOpenPoseExport(net)(torch.from_numpy(x))
+        assert hm.shape == (1, 18, 8, 12) and paf.shape == (1, 38, 8, 12)
+        assert np.abs(hm - rh.numpy()).max() < 1e-3 and np.abs(paf - rp.numpy()).max() < 1e-3
+    finally:
+        torch.set_num_threads(n)
