@@ -322,3 +322,14 @@ def test_tfpose_fp32_small(tfpose_onnx, tmp_path):
     b = TfliteBackend(out)
     assert b.input_name == "image:0"
     assert {t.name: t.shape for t in b.outputs} == {"heatmaps": (1, 8, 12, 18), "pafs": (1, 8, 12, 38)}
+
+
+def test_batch_larger_than_fixed_batch_runs_item_by_item(tiny):
+    """Top-down crops come in batches; a batch-1 TFLite model answers them one at a time."""
+    from edgepose.backends.tflite import TfliteBackend
+    b = TfliteBackend(tiny["fp32"], threads=1)
+    xs = [_nchw_to_nhwc(x) for x in _inputs(3, seed=21)]
+    got = b.run({"input": np.concatenate(xs)})
+    assert got["heatmaps"].shape[0] == 3 and got["pafs"].shape[0] == 3
+    for i, x in enumerate(xs):
+        np.testing.assert_array_equal(got["pafs"][i:i + 1], b.run({"input": x})["pafs"])

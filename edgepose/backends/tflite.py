@@ -278,6 +278,14 @@ class TfliteBackend(Backend):
 
     def run(self, feeds: Dict[str, np.ndarray],
             output_names: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:
+        # a batch bigger than a fixed batch of 1 (top-down crops): one item at a time
+        if len(self._in) == 1 and len(feeds) == 1:
+            t = self._in_by_name.get(next(iter(feeds)))
+            x = np.asarray(next(iter(feeds.values())))
+            if t is not None and x.ndim == len(t.shape) and x.shape[0] > 1 \
+                    and t.shape_signature[0] == 1 and list(x.shape[1:]) == t.shape[1:]:
+                parts = [self.run({t.name: x[i:i + 1]}, output_names) for i in range(x.shape[0])]
+                return {k: np.concatenate([p[k] for p in parts], axis=0) for k in parts[0]}
         for name, x in feeds.items():
             t = self._in_by_name.get(name)
             if t is None:
