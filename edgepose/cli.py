@@ -44,6 +44,10 @@ def _estimator(args):
         opts["height"] = args.height
     if getattr(args, "refine", None):
         opts["refine"] = args.refine
+    if getattr(args, "flip_test", False):
+        opts["flip_test"] = True
+    if getattr(args, "detector_spec", None):
+        opts["detector_spec"] = args.detector_spec
     return load_estimator(args.model, detector=getattr(args, "detector", None),
                           threads=getattr(args, "threads", None),
                           providers=getattr(args, "providers", None), **opts)
@@ -55,7 +59,7 @@ def _boxes_arg(args):
         return None
     from .pipelines.topdown import load_coco_boxes
 
-    return load_coco_boxes(args.boxes)
+    return load_coco_boxes(args.boxes, score_threshold=args.boxes_threshold)
 
 
 def _image_id(path: str, default: int) -> int:
@@ -99,8 +103,8 @@ def cmd_infer(args) -> int:
 
     def run(img, iid):
         if boxes_by_image is not None:
-            b = boxes_by_image.get(iid, (np.zeros((0, 4), np.float32), None))[0]
-            return est(img, boxes=b)
+            b, s = boxes_by_image.get(iid, (np.zeros((0, 4), np.float32), None))
+            return est(img, boxes=b, box_scores=s)
         return est(img)
 
     if kind in ("image", "folder"):
@@ -304,7 +308,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="subpixel refinement (default: the model's)")
         if detector:
             sp.add_argument("--detector", help="person detector model (top-down models)")
+            sp.add_argument("--detector-spec", help="JSON spec of a detector edgepose does not know")
             sp.add_argument("--boxes", help="person boxes, COCO detection-results JSON (top-down)")
+            sp.add_argument("--boxes-threshold", type=float, default=0.0,
+                            help="ignore --boxes entries scoring below this")
+            sp.add_argument("--flip-test", action="store_true",
+                            help="average with the horizontally flipped crops (top-down)")
 
     e = sub.add_parser("export", help="export a checkpoint or ONNX model to a deployment target")
     e.add_argument("source", help="checkpoint (.pth) or ONNX model")

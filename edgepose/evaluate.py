@@ -83,8 +83,8 @@ def evaluate_coco(estimator: Callable, ann_file: str, images_dir: str,
         info = coco.loadImgs(iid)[0]
         img = read_image(os.path.join(images_dir, info["file_name"]))
         if boxes_by_image is not None:
-            boxes, _ = boxes_by_image.get(iid, (np.zeros((0, 4), np.float32), None))
-            res = estimator(img, boxes=boxes)
+            boxes, box_scores = boxes_by_image.get(iid, (np.zeros((0, 4), np.float32), None))
+            res = estimator(img, boxes=boxes, box_scores=box_scores)
         else:
             res = estimator(img)
         results.extend(res.to_coco_results(iid))

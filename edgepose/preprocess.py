@@ -38,21 +38,33 @@ def check_image(img: np.ndarray, what: str = "image") -> np.ndarray:
     return img
 
 
-def normalize(batch_bgr: np.ndarray, meta: ModelMeta) -> np.ndarray:
-    """``[N,H,W,3]`` BGR uint8 → float32 model input in the model's channel order and layout."""
-    inp = meta.input
-    x = batch_bgr
-    if inp["channel_order"] == "RGB":
-        x = x[..., ::-1]
-    mean = np.asarray(inp["mean"], np.float32)
-    std = np.asarray(inp["std"], np.float32)
+def normalize(batch_bgr: np.ndarray, meta) -> np.ndarray:
+    """``[N,H,W,3]`` BGR uint8 → float32 model input in the model's channel order and layout.
+
+    ``meta`` is a ModelMeta or an input dict (``layout``, ``channel_order``, ``mean``, ``std``).
+    """
+    inp = meta.input if isinstance(meta, ModelMeta) else meta
+    mean = np.asarray(inp["mean"], np.float32).reshape(3)
+    scale = (1.0 / np.asarray(inp["std"], np.float32)).reshape(3)
+    rgb = inp["channel_order"] == "RGB"
+    n, h, w = batch_bgr.shape[:3]
+    if inp["layout"] == "NCHW":
+        if n == 0:
+            return np.zeros((0, 3, h, w), np.float32)
+        # one pass: uint8 HWC -> float32 CHW (+ channel swap) in OpenCV's optimised code
+        x = cv2.dnn.blobFromImages(list(batch_bgr), 1.0, (w, h), (0, 0, 0), swapRB=rgb, crop=False)
+        if np.any(mean != 0.0) or np.any(scale != 1.0):
+            for c in range(3):
+                xc = x[:, c]
+                xc -= mean[c]
+                xc *= scale[c]
+        return x
+    x = batch_bgr[..., ::-1] if rgb else batch_bgr
     x = x.astype(np.float32)
     if np.any(mean != 0.0):
         x -= mean
-    if np.any(std != 1.0):
-        x *= (1.0 / std)
-    if inp["layout"] == "NCHW":
-        x = x.transpose(0, 3, 1, 2)
+    if np.any(scale != 1.0):
+        x *= scale
     return np.ascontiguousarray(x)
 
 

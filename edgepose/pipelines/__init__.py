@@ -21,9 +21,5 @@ def load_estimator(model: str, detector: Optional[str] = None, threads: Optional
         return BottomUpEstimator(backend, **options)
     from .topdown import TopDownEstimator
 
-    det = None
-    if detector:
-        from .detector import PersonDetector
-
-        det = PersonDetector(detector, threads=threads, providers=providers)
-    return TopDownEstimator(backend, detector=det, **options)
+    return TopDownEstimator(backend, detector=detector, threads=threads, providers=providers,
+                            **options)

@@ -187,13 +187,6 @@ def load_detector_spec(model_path: str, spec: Union[None, str, Dict[str, Any]] =
 # ----------------------------------------------------------------------------------------------
 # preprocessing, decoding, NMS
 # ----------------------------------------------------------------------------------------------
-class _InputView:
-    """Adapter so that :func:`edgepose.preprocess.normalize` reads a detector spec's input."""
-
-    def __init__(self, inp: Dict[str, Any]):
-        self.input = inp
-
-
 def letterbox(img: np.ndarray, spec: Dict[str, Any]) -> Tuple[np.ndarray, Tuple[float, float, float, float]]:
     """BGR image → (letterboxed ``[H,W,3]`` uint8 canvas, (sx, sy, ox, oy)).
 
@@ -359,7 +352,7 @@ class PersonDetector:
     # -- run ----------------------------------------------------------------------------------------
     def preprocess(self, img: np.ndarray) -> Tuple[np.ndarray, Tuple[float, float, float, float]]:
         canvas, tf = letterbox(img, self.spec)
-        x = normalize(canvas[None], _InputView(self.spec["input"]))
+        x = normalize(canvas[None], self.spec["input"])
         if self.input_dtype != np.float32:
             x = x.astype(self.input_dtype)
         return x, tf
