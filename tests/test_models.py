@@ -9,7 +9,7 @@ from edgepose.exporters.checkpoint import load_checkpoint
 from edgepose.exporters.models import build_model, canonical_arch, detect_arch
 from edgepose.exporters.models.hrnet import PoseHRNet
 from edgepose.exporters.models.lightweight_openpose import LightweightOpenPose, LightweightOpenPoseExport
-from edgepose.exporters.models.synthetic import randomize, save_upstream_checkpoint
+from edgepose.exporters.models.synthetic import image_like_input, randomize, save_upstream_checkpoint
 
 
 
@@ -184,12 +184,12 @@ def test_arch_detection_and_names():
 
 
 def test_export_wrapper_outputs_final_stage_without_background():
-    net = randomize(LightweightOpenPose(2), seed=3, input_shape=(1, 3, 48, 48))
+    net = randomize(LightweightOpenPose(2), seed=3, input_shape=(2, 3, 64, 64))
     w = LightweightOpenPoseExport(net).eval()
-    x = torch.randn(1, 3, 48, 48)
+    x = image_like_input(net, (1, 3, 64, 64), seed=4)  # other images, the size settled at
     with torch.no_grad():
         outs = net(x)
         hm, paf = w(x)
     assert torch.equal(hm, outs[4][:, :18]) and torch.equal(paf, outs[5])
-    # randomize gives trained-like output magnitudes (heads peak near 1)
-    assert 0.2 < float(outs[-1].abs().max()) < 5
+    # randomize gives trained-like output magnitudes (every head peaks near 1)
+    assert all(0.3 < float(o.abs().max()) < 3 for o in outs), [float(o.abs().max()) for o in outs]

@@ -7,7 +7,7 @@ export verification (abs error 1e-3) and quantization experiments meaningless. :
 therefore
 
 1. draws BN affine parameters around 1 / 0 and sets the BN running statistics from one batch of
-   random input (so that every BN normalises its input, as after training), and
+   image-like input (so that every BN normalises its input, as after training), and
 2. rescales the output convolutions so that every stage's outputs peak at ``out_scale``
    (real heatmaps lie in [0, 1], PAFs in [-1, 1]).
 
@@ -37,10 +37,29 @@ def _head_convs(model: nn.Module) -> List[nn.Conv2d]:
     raise TypeError("randomize: unsupported model %s" % type(model).__name__)
 
 
+def image_like_input(model: nn.Module, input_shape: Sequence[int], seed: int) -> torch.Tensor:
+    """Normalised image-like input (the exporter's verification images), so that BN statistics
+    and output scales hold for the inputs the model will be checked on, at any size."""
+    from ..onnx_export import IMAGENET_MEAN_RGB, IMAGENET_STD_RGB, LWOP_MEAN, LWOP_STD, sample_images
+    from .hrnet import PoseHRNet
+
+    n, _c, h, w = [int(v) for v in input_shape]
+    imgs = sample_images(n, h, w, seed).astype(np.float32)
+    if isinstance(model, PoseHRNet):
+        x = (imgs[..., ::-1] - np.float32(IMAGENET_MEAN_RGB)) / np.float32(IMAGENET_STD_RGB)
+    else:
+        x = (imgs - np.float32(LWOP_MEAN)) / np.float32(LWOP_STD)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
 @torch.no_grad()
 def randomize(model: nn.Module, seed: int = 0, input_shape: Sequence[int] = (2, 3, 64, 64),
               out_scale: float = 1.0) -> nn.Module:
-    """Seeded random weights with trained-like activation statistics (see module docstring)."""
+    """Seeded random weights with trained-like activation statistics (see module docstring).
+
+    ``input_shape`` (N, 3, H, W): settle at the size the model will run at; HRNet statistics
+    taken at 64x64 (2x2 lowest branch) do not carry over to 256x192.
+    """
     g = torch.Generator().manual_seed(seed)
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
@@ -52,7 +71,7 @@ def randomize(model: nn.Module, seed: int = 0, input_shape: Sequence[int] = (2, 
             m.weight.copy_(0.5 + torch.rand(m.weight.shape, generator=g))
             m.bias.copy_((torch.rand(m.bias.shape, generator=g) - 0.5) * 0.4)
             m.reset_running_stats()
-    x = torch.randn(tuple(input_shape), generator=g)
+    x = image_like_input(model, input_shape, seed)
     momenta = {}
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
