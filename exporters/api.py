@@ -205,6 +205,9 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
     report.update(own)
     if isinstance(target_report, dict):
         report.update(target_report)
+    # the target saw a temporary FP32 ONNX (gone now): the report names the user's source
+    report["source"] = source
+    report["source_kind"] = "onnx+spec" if spec is not None else kind
     report.setdefault("metadata", meta.data)
     report["target"] = target
     report.setdefault("output", out)

@@ -67,6 +67,9 @@ def lwop_onnx(lwop_ckpt, tmp_path_factory):
 def test_lightweight_openpose_onnx_matches_pytorch(lwop_ckpt, lwop_onnx):
     out, report = lwop_onnx
     assert report["output"] == out and os.path.isfile(out)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     assert report["opset"] == 13 and report["simplified"] is True
     assert report["max_abs_error"] < 1e-3
     sess = _session(out)
@@ -246,7 +249,7 @@ def test_targets_and_dispatch_contract(lwop_ckpt, tmp_path, monkeypatch):
         seen["err"] = max(np.abs(hm - th.numpy()).max(), np.abs(paf - tp.numpy()).max())
         with open(out, "wb") as f:
             f.write(b"tflite")
-        return {"output": out, "mode": mode, "target_note": "ok"}
+        return {"output": out, "mode": mode, "target_note": "ok", "source": onnx_path}
 
     fake = types.ModuleType("edgepose.exporters.tflite")
     fake.export_tflite = export_tflite
@@ -257,6 +260,7 @@ def test_targets_and_dispatch_contract(lwop_ckpt, tmp_path, monkeypatch):
     assert seen["mode"] == "int8" and seen["calib"] == "imgs/" and seen["opts"] == {"n_calib": 8}
     assert seen["meta"].family == "bottomup" and seen["err"] < 1e-3
     assert rep["target"] == "rpi-int8" and rep["output"] == out and rep["target_note"] == "ok"
+    assert rep["source"] == lwop_ckpt and rep["source_kind"] == "checkpoint"
     assert rep["fp32_onnx"]["max_abs_error"] < 1e-3 and rep["metadata"]["arch"] == "lightweight-openpose"
     assert _listing(tmp_path) == ["m.tflite"]
     with pytest.raises(ExportError, match="do not apply to target onnx"):
