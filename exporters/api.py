@@ -31,7 +31,7 @@ import tempfile
 import time
 from typing import Any, Dict, Optional, Sequence, Union
 
-from edgepose.errors import EdgeposeError, ExportError, ModelError
+from edgepose.errors import ExportError, ModelError
 
 TARGETS = ("onnx", "cpu-int8", "tflite-fp32", "tflite-fp16", "rpi-int8", "jetson-int8", "jetson-fp16",
            "jetson-int8-dla")

@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from edgepose.errors import EdgeposeError, ExportError, ModelError
+from edgepose.errors import ExportError
 from edgepose.metadata import ModelMeta, embed_onnx
 from edgepose.schema import get_schema
 
@@ -431,5 +431,4 @@ def _torch_version() -> str:
 
 
 __all__ = ["export_checkpoint_onnx", "prepare_torch_model", "make_meta", "verify_against_torch",
-           "atomic_output", "parse_input_size", "simplify", "DEFAULT_OPSET", "TOLERANCE",
-           "EdgeposeError", "ModelError"]
+           "atomic_output", "parse_input_size", "simplify", "DEFAULT_OPSET", "TOLERANCE"]

@@ -10,7 +10,7 @@ import torch
 
 from edgepose.errors import EdgeposeError, ExportError, ModelError
 from edgepose.metadata import read_onnx_meta
-from edgepose.exporters import TARGETS, export
+from edgepose.exporters import TARGETS, default_output, export
 from edgepose.exporters.checkpoint import file_sha256, load_checkpoint
 from edgepose.exporters.models import build_model
 from edgepose.exporters.models.hrnet import PoseHRNet
@@ -163,6 +163,13 @@ def test_hrnet_w32_onnx_matches_pytorch_batch_1_and_8(hrnet_ckpt, tmp_path):
     assert d["input"]["mean"] == [123.675, 116.28, 103.53] and d["input"]["std"] == [58.395, 57.12, 57.375]
     assert d["flip_pairs"] == [list(p) for p in COCO17_FLIP_PAIRS]
     assert d["to_coco17"] == list(range(17))
+
+
+def test_default_output_names():
+    assert default_output("/ckpt/pose_hrnet_w32_256x192.pth", "onnx") == "pose_hrnet_w32_256x192.onnx"
+    assert default_output("checkpoint_iter_370000.pth.tar", "jetson-int8") == "checkpoint_iter_370000.jetson-int8"
+    assert default_output("m.onnx", "onnx") == "m.edgepose.onnx"   # never the source itself
+    assert default_output("m.onnx", "rpi-int8") == "m.int8.tflite"
 
 
 def test_input_size_parsing_and_hrnet_size_from_file_name():
