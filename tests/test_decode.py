@@ -152,8 +152,12 @@ def test_person_score_definition_on_an_ideal_person():
     found, scores = decode.decode_bottomup(hm, paf, LIMBS, refine="quarter")
     np.testing.assert_array_equal(found[0, :, :2], people[0, :, :2])
     np.testing.assert_array_equal(found[0, :, 2], np.ones(K, np.float32))
-    # 18 keypoints at 1.0 + 19 connections at 1.0 (ideal PAF, short limbs), over 2K - 1
-    np.testing.assert_allclose(scores, [(18 + 19) / 35.0], rtol=1e-6)
+    # mean of 18 keypoints at 1.0 and 19 connections at 1.0 (ideal PAF, short limbs)
+    np.testing.assert_allclose(scores, [1.0], rtol=1e-6)
+    # lower every keypoint to 0.5: the mean of 18 x 0.5 and 19 x 1.0
+    found, scores = decode.decode_bottomup(hm * np.float32(0.5), paf, LIMBS, refine="quarter",
+                                           peak_threshold=0.1)
+    np.testing.assert_allclose(scores, [(18 * 0.5 + 19) / 37.0], rtol=1e-6)
 
 
 def test_min_parts_and_min_person_score_filter_fragments():
