@@ -14,6 +14,7 @@ INT8 configurations (ai-edge-quantizer static, int8 per-channel weights, int8 ac
 ``int8``            everything integer
 ``int8-heads-float``  the OpenPose stage heads (Stage2-6) float, MobileNet backbone + stage 1 int8
 ``int8-stage6-float`` only the last stage float
+``int8-backbone``   only the MobileNet backbone int8, every OpenPose stage float
 ``int8-a16``        int16 activations / int8 weights (16x8, for accuracy comparison)
 Prints one JSON line per configuration and a table.
 """
@@ -33,6 +34,7 @@ CONFIGS = {
     "int8": {"mode": "int8"},
     "int8-heads-float": {"mode": "int8", "float_ops": [r".*Openpose_MConv_Stage[2-6].*", r"serving_default_.*"]},
     "int8-stage6-float": {"mode": "int8", "float_ops": [r".*Openpose_MConv_Stage6.*", r"serving_default_.*"]},
+    "int8-backbone": {"mode": "int8", "float_ops": [r".*Openpose.*", r"serving_default_.*"]},
     "int8-a16": {"mode": "int8", "activation_bits": 16},
 }
 

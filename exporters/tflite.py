@@ -460,57 +460,87 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     calib_x: List[np.ndarray] = []
     holdout = None
     float_flat = flat
+    user_float = list(opts.get("float_ops") or [])
+    abits = int(opts.get("activation_bits", 8))
+    gate = mode == "int8" and opts.get("check_accuracy", True)
     if mode == "fp16":
         flat = _fp16(flat)
     elif mode == "int8":
         calib_x, holdout = _calib_inputs(calib, tmeta, src_layout, n_calib)
-        t = time.time()
-        flat = _int8(flat, calib_x, sig_in[0], opts.get("float_ops") or (),
-                     int(opts.get("activation_bits", 8)), int(opts.get("threads") or 2))
-        report["quantize_s"] = round(time.time() - t, 2)
         report["calibration_samples"] = len(calib_x)
-        report["float_ops"] = list(opts.get("float_ops") or [])
-        report["activation_bits"] = int(opts.get("activation_bits", 8))
-    data = embed_metadata(flat, tmeta)
+        report["activation_bits"] = abits
+    nver = int(opts.get("verify_samples", 2))
+    ver_x = ((calib_x[:1] if calib_x else []) + _synthetic_inputs(tmeta, max(1, nver), seed=7))[:max(1, nver)]
 
-    # ---- write beside the target, verify, then rename ---------------------------------------
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tflite", dir=out_dir)
+    # int8 candidates: the requested configuration, then (when the gate fails and search is on)
+    # more and more of the network's tail kept in float (depth order: the OpenPose/HRNet heads
+    # come last), fastest first
+    candidates: List[List[str]] = [user_float]
+    if gate and opts.get("search", True):
+        ops = [o for o in tflite_op_outputs(float_flat) if o["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D",
+                                                                          "FULLY_CONNECTED",
+                                                                          "TRANSPOSE_CONV")]
+        for frac in tuple(opts.get("search_fractions", (0.25, 0.5, 0.75))):
+            k = int(round(len(ops) * float(frac)))
+            if 0 < k < len(ops):
+                candidates.append(user_float + ["^%s$" % re.escape(o["output"]) for o in ops[-k:]])
+    fd2, ftmp = None, None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        nver = int(opts.get("verify_samples", 2))
-        ver_x = (calib_x[:1] if calib_x else []) + _synthetic_inputs(tmeta, max(1, nver), seed=7)
-        stats = _compare(tmp, onnx_path, ver_x[:max(1, nver)], onnx_in, src_layout, out_layouts,
-                         threads=opts.get("threads"))
-        report["check"] = {"samples": len(ver_x[:max(1, nver)]), "outputs": stats}
-        for n, s in stats.items():
-            print("tflite %s check %s: max abs err %.3g (mean %.3g, output max %.3g)"
-                  % (mode, n, s["max_abs_err"], s["mean_abs_err"], s["max_abs_ref"]))
-        if mode in TOLERANCES:
-            atol, rtol = TOLERANCES[mode]
-            report["check"]["tolerance"] = "atol %g + rtol %g * max|onnx|" % (atol, rtol)
-            for n, s in stats.items():
-                lim = atol + rtol * s["max_abs_ref"]
-                if s["max_abs_err"] > lim:
-                    raise ExportError("TFLite %s output %r differs from the ONNX source: max abs error "
-                                      "%.3g > %.3g" % (mode, n, s["max_abs_err"], lim))
-        if mode == "int8" and opts.get("check_accuracy", True):
+        if gate:
             # the float reference: the same TFLite graph before quantization, same size and IO
             fd2, ftmp = tempfile.mkstemp(prefix=".tmp-float-", suffix=".tflite", dir=out_dir)
+            with os.fdopen(fd2, "wb") as f:
+                f.write(embed_metadata(float_flat, ModelMeta(dict(tmeta.data, precision="fp32"))))
+        tried = []
+        for ci, float_ops in enumerate(candidates if mode == "int8" else [None]):
+            if mode == "int8":
+                t = time.time()
+                flat = _int8(float_flat, calib_x, sig_in[0], float_ops, abits, int(opts.get("threads") or 2))
+                report["quantize_s"] = round(time.time() - t, 2)
+                report["float_ops"] = float_ops
+            data = embed_metadata(flat, tmeta)
+            # ---- write beside the target, verify, then rename --------------------------------
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tflite", dir=out_dir)
             try:
-                fmeta = ModelMeta(dict(tmeta.data, precision="fp32"))
-                with os.fdopen(fd2, "wb") as f:
-                    f.write(embed_metadata(float_flat, fmeta))
-                report["accuracy"] = _accuracy_gate(ftmp, tmp, holdout, tmeta, coco, images_dir,
-                                                    max_ap_drop, threads=opts.get("threads"))
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                stats = _compare(tmp, onnx_path, ver_x, onnx_in, src_layout, out_layouts,
+                                 threads=opts.get("threads"))
+                report["check"] = {"samples": len(ver_x), "outputs": stats}
+                for n, st in stats.items():
+                    print("tflite %s check %s: max abs err %.3g (mean %.3g, output max %.3g)"
+                          % (mode, n, st["max_abs_err"], st["mean_abs_err"], st["max_abs_ref"]))
+                if mode in TOLERANCES:
+                    atol, rtol = TOLERANCES[mode]
+                    report["check"]["tolerance"] = "atol %g + rtol %g * max|onnx|" % (atol, rtol)
+                    for n, st in stats.items():
+                        lim = atol + rtol * st["max_abs_ref"]
+                        if st["max_abs_err"] > lim:
+                            raise ExportError("TFLite %s output %r differs from the ONNX source: max abs "
+                                              "error %.3g > %.3g" % (mode, n, st["max_abs_err"], lim))
+                if gate:
+                    try:
+                        report["accuracy"] = _accuracy_gate(ftmp, tmp, holdout, tmeta, coco, images_dir,
+                                                            max_ap_drop, threads=opts.get("threads"))
+                    except _GateFailed as g:
+                        tried.append({"float_ops": len(float_ops or []), "why": str(g),
+                                      "accuracy": g.report})
+                        if ci + 1 < len(candidates):
+                            print("INT8 gate missed (%s): trying %d more layers in float"
+                                  % (g, len(candidates[ci + 1]) - len(user_float)))
+                            continue
+                        raise ExportError("INT8 TFLite accuracy gate failed for every configuration "
+                                          "tried (%s): nothing written" % "; ".join(
+                                              "%d float ops: %s" % (x["float_ops"], x["why"]) for x in tried))
+                    report["search"] = tried
+                os.replace(tmp, out)
+                break
             finally:
-                if os.path.exists(ftmp):
-                    os.remove(ftmp)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+    finally:
+        if ftmp and os.path.exists(ftmp):
+            os.remove(ftmp)
     report["output"] = os.path.abspath(out)
     report["size_bytes"] = os.path.getsize(out)
     report["total_s"] = round(time.time() - t0, 2)
@@ -540,5 +570,11 @@ def _accuracy_gate(float_path: str, quant_path: str, holdout, meta: ModelMeta, c
         else:
             why = "OKS agreement %.3f < %.2f on %d held-out frames" % (
                 rep.get("oks_agreement", 0.0), rep.get("min_oks_agreement", 0.9), rep.get("holdout_frames", 0))
-        raise ExportError("INT8 TFLite accuracy gate failed (%s): not written" % why)
+        raise _GateFailed(why, rep)
     return rep
+
+
+class _GateFailed(ExportError):
+    def __init__(self, why: str, report: Dict[str, Any]):
+        super().__init__(why)
+        self.report = report
