@@ -50,7 +50,7 @@ DECODE_DEFAULTS: Dict[str, Dict[str, Any]] = {
         "paf_score_threshold": 0.05,
         "min_sample_fraction": 0.8,
         "min_parts": 3,
-        "min_person_score": 0.2,
+        "min_person_score": 0.1,     # partly visible people (cut by the frame) score low
         "matching": "greedy",         # or "hungarian"
     },
     "topdown": {

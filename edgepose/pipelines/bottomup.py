@@ -56,7 +56,7 @@ class BottomUpEstimator:
         opts.update({k: v for k, v in decode_overrides.items() if v is not None})
         self.decode_options = opts
         self.height = height
-        self.limbs = np.asarray(self.meta.get("limbs"), np.int32).reshape(-1, 4)
+        self.limbs = np.asarray(self.meta.get("limbs"), np.int64).reshape(-1, 4)
         outs = self.meta.outputs
         self._hm = outs["heatmaps"]
         self._paf = outs["pafs"]
