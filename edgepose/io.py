@@ -122,6 +122,27 @@ def atomic_path(path: str):
         raise
 
 
+def write_atomic(path: str, data, mode: str = "w") -> None:
+    """Write ``data`` (str or bytes) to a temporary file beside ``path``, then rename."""
+    with atomic_path(path) as tmp:
+        with open(tmp, mode + ("b" if isinstance(data, bytes) else "")) as f:
+            f.write(data)
+
+
+def sha256_file(path: str, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
 def write_json(path: str, obj) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:

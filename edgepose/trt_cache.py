@@ -24,10 +24,10 @@ import json
 import math
 import os
 import struct
-import tempfile
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import ModelError
+from .io import sha256_file, write_atomic  # noqa: F401 (re-exported)
 
 BUNDLE_FORMAT = "edgepose-tensorrt-bundle"
 BUNDLE_VERSION = 1
@@ -54,31 +54,6 @@ CALIB_ALGORITHM = "EntropyCalibration2"   # what trtexec's --calib calibrator re
 # ----------------------------------------------------------------------------------------------
 # small helpers
 # ----------------------------------------------------------------------------------------------
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
-def write_atomic(path: str, data, mode: str = "w") -> None:
-    """Write ``data`` (str or bytes) to a temporary file beside ``path``, then rename."""
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
-    try:
-        with os.fdopen(fd, mode + ("b" if isinstance(data, bytes) else "")) as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def parse_version(v: str) -> Tuple[int, int, int]:
     """``"8.2.1.8"`` → ``(8, 2, 1)``."""
     parts = []

@@ -18,27 +18,16 @@ file (bare, ``state_dict``, ``model_state_dict``, ``model``, ``net``), ``module.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import warnings
 from typing import Any, Dict, List
 
 from edgepose.errors import ModelError
+from edgepose.io import sha256_file as file_sha256  # noqa: F401 (public name kept)
 
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "best_state_dict")
 _STRIP_PREFIXES = ("module.", "_orig_mod.")
-
-
-def file_sha256(path: str, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
 
 
 def _allowed_globals() -> List[Any]:
