@@ -71,8 +71,10 @@ def check_output_path(out: str) -> str:
     if not out:
         raise ExportError("no output path given")
     d = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(d):
-        raise ExportError("output directory does not exist: %s" % d)
+    try:
+        os.makedirs(d, exist_ok=True)  # like `-o out/model.onnx` in a fresh checkout
+    except OSError as e:
+        raise ExportError("cannot create output directory %s: %s" % (d, e.strerror))
     if os.path.isdir(out):
         raise ExportError("output path is a directory: %s" % out)
     return out

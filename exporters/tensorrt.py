@@ -353,8 +353,10 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
         max_ap_drop = 1.0
     out = os.path.normpath(out)
     parent = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(parent):
-        raise ExportError("output directory does not exist: %s" % parent)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise ExportError("cannot create output directory %s: %s" % (parent, e.strerror))
     if os.path.exists(out) and not os.path.isdir(out):
         raise ExportError("output %s exists and is not a directory (a bundle is a directory)" % out)
     if os.path.isdir(out) and os.listdir(out) and not tc.is_bundle(out):

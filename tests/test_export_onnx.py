@@ -236,8 +236,10 @@ def test_bad_sources_fail_cleanly(tmp_path, lwop_ckpt):
         assert "\n" not in str(e.value), kw
         assert _listing(outdir) == [], kw
     assert not os.path.exists(marker)
-    with pytest.raises(ExportError, match="output directory does not exist"):
-        export(lwop_ckpt, out=str(tmp_path / "no" / "m.onnx"), progress=False)
+    blocker = tmp_path / "afile"
+    blocker.write_text("x")
+    with pytest.raises(ExportError, match="cannot create output directory"):
+        export(lwop_ckpt, out=str(blocker / "sub" / "m.onnx"), progress=False)
 
 
 def test_targets_and_dispatch_contract(lwop_ckpt, tmp_path, monkeypatch):
