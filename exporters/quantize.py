@@ -680,14 +680,20 @@ def _strip_output_qdq(model, tensors) -> int:
             dqs = cons.get(q.output[0], [])
             if not dqs or any(d.op_type != "DequantizeLinear" for d in dqs):
                 continue
+            graph_outs = {o.name for o in model.graph.output}
+            target = t
+            for d in dqs:
+                if d.output[0] in graph_outs:
+                    target = d.output[0]   # the DQ wrote a graph output: the producer writes it now
+            for n in model.graph.node:
+                for i, x in enumerate(n.output):
+                    if x == t:
+                        n.output[i] = target
             for d in dqs:
                 for n in model.graph.node:
                     for i, x in enumerate(n.input):
-                        if x == d.output[0]:
-                            n.input[i] = t
-                for o in model.graph.output:
-                    if o.name == d.output[0]:
-                        raise ExportError("cannot strip Q/DQ feeding a graph output directly")
+                        if x == d.output[0] or x == t:
+                            n.input[i] = target
                 model.graph.node.remove(d)
             model.graph.node.remove(q)
             removed += 1
@@ -801,25 +807,38 @@ def quantize_qdq(fp32_onnx, out_onnx: str, calib_inputs: Sequence[np.ndarray], *
 # mixed precision: units, cost, sensitivity
 # ----------------------------------------------------------------------------------------------
 def conv_units(model) -> List[List[str]]:
-    """Conv nodes grouped into units kept in float together: a depthwise conv whose only
-    consumer is a conv joins that conv (the tensor between them is the one that matters)."""
-    model = _load(model)
-    from onnx import numpy_helper
-    inits = {i.name: i for i in model.graph.initializer}
+    """Mixed-precision units, one per activation tensor T that feeds a Conv: the conv that
+    produces T (through a Relu) and every conv that reads T. Keeping a unit in float (node
+    exclusion) is what keeps T itself in float: a quantized producer would still write T in
+    8 bits, a quantized consumer would still read it in 8 bits. Returns the node lists; the
+    tensor of ``units[i]`` is ``unit_tensors(model)[i]``."""
+    return [u for _, u in _tensor_units(_load(model))]
+
+
+def unit_tensors(model) -> List[str]:
+    return [t for t, _ in _tensor_units(_load(model))]
+
+
+def _tensor_units(model) -> List[Tuple[str, List[str]]]:
+    prod = _producers(model)
     cons = _consumers(model)
-    units: List[List[str]] = []
-    joined = set()
+    units: List[Tuple[str, List[str]]] = []
+    seen = set()
     for n in model.graph.node:
-        if n.op_type != "Conv" or n.name in joined:
+        if n.op_type != "Conv" or n.input[0] in seen:
             continue
-        unit = [n.name]
-        if len(n.input) > 1 and n.input[1] in inits:
-            w = numpy_helper.to_array(inits[n.input[1]])
-            c = cons.get(n.output[0], [])
-            if _depthwise(n, w) and len(c) == 1 and c[0].op_type == "Conv":
-                unit.append(c[0].name)
-                joined.add(c[0].name)
-        units.append(unit)
+        t = n.input[0]
+        seen.add(t)
+        nodes: List[str] = []
+        p = prod.get(t)
+        if p is not None and p.op_type == "Relu":
+            p = prod.get(p.input[0])
+        if p is not None and p.op_type == "Conv":
+            nodes.append(p.name)
+        for c in cons.get(t, []):
+            if c.op_type == "Conv" and c.name not in nodes:
+                nodes.append(c.name)
+        units.append((t, nodes))
     return units
 
 
@@ -839,15 +858,18 @@ def conv_macs(model, sample_input: np.ndarray) -> Dict[str, float]:
     return macs
 
 
-def fake_quant_unit_model(model, unit: Sequence[str], ranges: Dict[str, Tuple[float, float]]):
-    """The float model with only ``unit`` quantized (per-channel int8 weights, uint8 inputs):
-    a cheap simulation used to rank units by sensitivity."""
+def fake_quant_unit_model(model, unit: Sequence[str], ranges: Dict[str, Tuple[float, float]],
+                          tensor: Optional[str] = None):
+    """The float model with only ``unit`` quantized: per-channel int8 weights of its convs and
+    uint8 ``tensor`` (default: the inputs of its convs). A cheap simulation that ranks units by
+    sensitivity."""
     import onnx
     from onnx import helper, numpy_helper
     m = onnx.ModelProto()
     m.CopyFrom(_load(model))
     inits = {i.name: i for i in m.graph.initializer}
     nodes = {n.name: n for n in m.graph.node}
+    tensors = [tensor] if tensor else list(dict.fromkeys(nodes[u].input[0] for u in unit))
     for name in unit:
         n = nodes[name]
         if len(n.input) > 1 and n.input[1] in inits:
@@ -857,19 +879,22 @@ def fake_quant_unit_model(model, unit: Sequence[str], ranges: Dict[str, Tuple[fl
             sc[sc == 0] = 1.0
             inits[n.input[1]].CopyFrom(numpy_helper.from_array(
                 (np.round(r / sc) * sc).reshape(w.shape).astype(np.float32), n.input[1]))
-        t = n.input[0]
+    cons = _consumers(m)
+    for t in tensors:
         if t not in ranges:
             continue
         lo, hi = ranges[t]
         scale = max(hi - lo, 1e-12) / 255.0
         zp = int(np.clip(round(-lo / scale), 0, 255))
-        tag = "%s__fq_%s" % (t, name)
+        tag = "%s__fq" % t
         m.graph.initializer.extend([numpy_helper.from_array(np.array(scale, np.float32), tag + "_s"),
                                     numpy_helper.from_array(np.array(zp, np.uint8), tag + "_z")])
         m.graph.node.extend([helper.make_node("QuantizeLinear", [t, tag + "_s", tag + "_z"], [tag + "_q"]),
                              helper.make_node("DequantizeLinear", [tag + "_q", tag + "_s", tag + "_z"], [tag])])
-        n.input[0] = tag
-    # keep topological order: move the Q/DQ pairs before their consumers
+        for c in cons.get(t, []):
+            for i, x in enumerate(c.input):
+                if x == t:
+                    c.input[i] = tag
     _toposort(m)
     return m
 
@@ -908,8 +933,9 @@ def unit_sensitivity(model, units: Sequence[Sequence[str]], ranges: Dict[str, Tu
     names = list(output_names or [o.name for o in ref_sess.get_outputs()])
     refs = [ref_sess.run(names, {in_name: x}) for x in inputs]
     out = []
+    tmap = {tuple(u): t for t, u in _tensor_units(model)}
     for u in units:
-        s = _session(fake_quant_unit_model(model, u, ranges).SerializeToString(), threads)
+        s = _session(fake_quant_unit_model(model, u, ranges, tmap.get(tuple(u))).SerializeToString(), threads)
         vals = []
         for x, ref in zip(inputs, refs):
             got = s.run(names, {in_name: x})
