@@ -41,9 +41,9 @@ def check_image(img: np.ndarray, what: str = "image") -> np.ndarray:
 def normalize(batch_bgr: np.ndarray, meta) -> np.ndarray:
     """``[N,H,W,3]`` BGR uint8 → float32 model input in the model's channel order and layout.
 
-    ``meta`` is a ModelMeta or an input dict (``layout``, ``channel_order``, ``mean``, ``std``).
+    ``meta`` is a ModelMeta (anything with ``.input``) or an input dict (``layout``, ``channel_order``, ``mean``, ``std``).
     """
-    inp = meta.input if isinstance(meta, ModelMeta) else meta
+    inp = meta if isinstance(meta, dict) else meta.input
     mean = np.asarray(inp["mean"], np.float32).reshape(3)
     scale = (1.0 / np.asarray(inp["std"], np.float32)).reshape(3)
     rgb = inp["channel_order"] == "RGB"
