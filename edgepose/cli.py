@@ -278,6 +278,9 @@ def cmd_info(args) -> int:
         print("limbs:    %d PAF pairs" % len(d["limbs"]))
     print("decode:   %s" % json.dumps(d["decode"], sort_keys=True))
     print("precision: %s" % d.get("precision"))
+    for k in ("model_config", "export", "source_io"):
+        if d.get(k):
+            print("%s: %s" % (k, json.dumps(d[k], sort_keys=True)))
     for k in ("source_sha256", "edgepose_version"):
         if d.get(k):
             print("%s: %s" % (k, d[k]))
