@@ -474,7 +474,8 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
 
     # int8 candidates: the requested configuration, then (when the gate fails and search is on)
     # more and more of the network's tail kept in float (depth order: the OpenPose/HRNet heads
-    # come last), fastest first
+    # come last), fastest first. ai-edge-quantizer matches scopes with re.search on a name that
+    # is not the bare tensor name: anchored (^$) patterns never match, so none are used
     candidates: List[List[str]] = [user_float]
     if gate and opts.get("search", True):
         ops = [o for o in tflite_op_outputs(float_flat) if o["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D",
@@ -483,7 +484,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
         for frac in tuple(opts.get("search_fractions", (0.25, 0.5, 0.75))):
             k = int(round(len(ops) * float(frac)))
             if 0 < k < len(ops):
-                candidates.append(user_float + ["^%s$" % re.escape(o["output"]) for o in ops[-k:]])
+                candidates.append(user_float + [re.escape(o["output"]) for o in ops[-k:]])
     fd2, ftmp = None, None
     try:
         if gate:
