@@ -125,7 +125,7 @@ class Cuda:
         if int(err) != 0:
             try:
                 msg = self.rt.cudaGetErrorString(err)[1]
-                msg = msg.decode() if isinstance(msg, bytes) else str(msg)
+                msg = msg.decode() if isinstance(msg, bytes) else str(msg)  # novermin (bytes.decode)
             except Exception:
                 msg = str(err)
             raise ModelError("CUDA error in %s: %s" % (what, msg))
@@ -138,7 +138,7 @@ class Cuda:
             prop = self._check(self.rt.cudaGetDeviceProperties(self.device), "cudaGetDeviceProperties")
             name = prop.name
             if isinstance(name, (bytes, bytearray)):
-                name = bytes(name).split(b"\0", 1)[0].decode(errors="replace")
+                name = bytes(name).split(b"\0", 1)[0].decode(errors="replace")  # novermin (bytes.decode)
             return str(name).strip(), "%d.%d" % (prop.major, prop.minor)
         dev = self.drv.Device(self.device)
         major, minor = dev.compute_capability()
@@ -205,7 +205,7 @@ def _gpu_identity(device: int = 0) -> Tuple[str, str]:
         for p in ("/proc/device-tree/model", "/sys/firmware/devicetree/base/model"):
             try:
                 with open(p, "rb") as f:
-                    model = f.read().split(b"\0", 1)[0].decode(errors="replace").strip()
+                    model = f.read().split(b"\0", 1)[0].decode(errors="replace").strip()  # novermin (bytes.decode)
                 break
             except OSError:
                 continue
