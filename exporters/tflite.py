@@ -270,7 +270,7 @@ def _to_layout(x: np.ndarray, src: str, dst: str) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def _calib_inputs(calib, tmeta: ModelMeta, src_layout: str, n_calib: int):
+def _calib_inputs(calib, tmeta: ModelMeta, src_layout: str, n_calib: int, holdout_n: int = 8):
     """(calibration inputs NHWC, holdout images or None) from a CalibrationSet, a source path or
     a list of arrays."""
     H, W = int(tmeta.input["height"]), int(tmeta.input["width"])
@@ -285,7 +285,7 @@ def _calib_inputs(calib, tmeta: ModelMeta, src_layout: str, n_calib: int):
         # the TFLite meta (fixed size, source layout for the ONNX side) drives the preprocessing
         d = dict(tmeta.data)
         d["input"] = dict(d["input"], layout=src_layout)
-        calib = load_samples(os.fspath(calib), ModelMeta(d), n=n_calib)
+        calib = load_samples(os.fspath(calib), ModelMeta(d), n=n_calib, holdout=holdout_n)
     arrays = getattr(calib, "calib", calib)
     holdout = calib if hasattr(calib, "holdout_images") else None
     xs = []
@@ -371,7 +371,9 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     ``verify_samples`` (2), ``threads`` (verification/calibration threads), ``float_ops``
     (int8: regexes of op output names kept in float), ``activation_bits`` (int8: 8, or 16 for
     int16 activations), ``check_accuracy`` (int8: run the accuracy gate, default True),
-    ``report_json`` (default True: ``<out>.report.json``).
+    ``report_json`` (default True: ``<out>.report.json``), ``calib_holdout`` (held-out frames taken
+    from a calibration source, 8), ``search`` (int8: mixed-precision fallback, default True),
+    ``search_fractions`` (tail fractions of the conv layers kept float, (0.25, 0.5, 0.75)).
 
     Returns the report dict (also written beside the artifact). Raises :class:`ExportError`.
     """
@@ -466,7 +468,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     if mode == "fp16":
         flat = _fp16(flat)
     elif mode == "int8":
-        calib_x, holdout = _calib_inputs(calib, tmeta, src_layout, n_calib)
+        calib_x, holdout = _calib_inputs(calib, tmeta, src_layout, n_calib, int(opts.get("calib_holdout", 8)))
         report["calibration_samples"] = len(calib_x)
         report["activation_bits"] = abits
     nver = int(opts.get("verify_samples", 2))
