@@ -214,8 +214,8 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
                    max_ap_drop: float = 1.0, coco: Optional[str] = None, images_dir: Optional[str] = None,
                    log: Optional[Callable[[str], None]] = None, search: bool = True,
                    min_oks_agreement: float = OKS_GATE, threads: Optional[int] = None,
-                   measure_speed: bool = True, sensitivity_frames: int = 2
-                   ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+                   measure_speed: bool = True, sensitivity_frames: int = 2,
+                   max_float_mac_fraction: float = 0.9) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Quantize ``fp32_path`` to ``out_path`` and gate it; returns (quant info, report).
 
     When the full-INT8 model misses the budget: rank the conv units by measured sensitivity
@@ -309,6 +309,13 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         _remove(out_path)
         raise ExportError("INT8 accuracy gate failed: %s%s" % (
             _why(rep), "; no mixed-precision configuration met it" if search else ""))
+    if len(tried) > 1 and rep.get("float_mac_fraction", 0.0) >= max_float_mac_fraction:
+        _remove(out_path)
+        raise ExportError(
+            "INT8 accuracy gate: only a configuration with %.0f%% of the compute in float meets the "
+            "budget (%s), no faster than FP32; frontier tried: %s. Raise the budget "
+            "(--max-ap-drop) or export FP32" % (100 * rep["float_mac_fraction"], rep.get("gate"),
+                                                 _frontier_text(tried)))
     if measure_speed:
         rep["speed"] = relative_speed(fp32_path, out_path, cs.calib[0], threads=threads or 1)
     rep["quantize_seconds"] = round(time.time() - t0, 1)
@@ -324,6 +331,14 @@ def _trial(k: int, keep: List[str], rep: Dict[str, Any], macs=None, total: float
     if macs is not None:
         t["float_mac_fraction"] = round(sum(macs.get(n, 0.0) for n in keep) / total, 4)
     return t
+
+
+def _frontier_text(tried: List[Dict[str, Any]]) -> str:
+    parts = []
+    for t in tried:
+        acc = ("AP drop %.1f" % t["ap_drop"]) if "ap_drop" in t else ("OKS %.2f" % t["oks_agreement"])
+        parts.append("%d%% float MACs -> %s" % (round(100 * t.get("float_mac_fraction", 0.0)), acc))
+    return "; ".join(parts)
 
 
 def _short(rep: Dict[str, Any]) -> str:

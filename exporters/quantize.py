@@ -743,7 +743,7 @@ def quantize_qdq(fp32_onnx, out_onnx: str, calib_inputs: Sequence[np.ndarray], *
                  reduce_range: bool = False, percentile: float = 99.999,
                  equalize: Any = "activations", fold: bool = True, alpha: float = 0.5,
                  float_outputs: bool = True, stats: Optional[QuantStats] = None,
-                 prepared: Optional[Prepared] = None, float_concat_inputs: bool = True,
+                 prepared: Optional[Prepared] = None, float_concat_inputs: bool = False,
                  per_tensor_method: Optional[Dict[str, str]] = None,
                  max_memory_mb: float = DEFAULT_MAX_MEMORY_MB, max_samples: int = 256,
                  op_types: Optional[Sequence[str]] = None) -> Dict[str, Any]:

@@ -185,7 +185,7 @@ def test_gate_fails_destroyed_tfpose_and_leaves_nothing(tfpose_model, assets, tm
     with pytest.raises(ExportError, match="accuracy gate failed: OKS agreement"):
         export_cpu_int8(tfpose_model, str(out / "m.int8.onnx"), calib=_video(assets), n_calib=4,
                         holdout=2, search=False, fold=False, equalize=False,
-                        float_concat_inputs=False, quiet=True, measure_speed=False)
+                        quiet=True, measure_speed=False)
     assert not out.exists() or os.listdir(str(out)) == []
 
 
@@ -218,4 +218,4 @@ def test_tfpose_cpu_int8_search_meets_budget(tfpose_model, assets, coco, tmp_pat
     rep = export_cpu_int8(tfpose_model, str(tmp_path / "m.int8.onnx"), calib=_video(assets),
                           n_calib=16, holdout=8, coco=coco[0], images_dir=coco[1], quiet=True)
     acc = rep["accuracy"]
-    assert acc["passed"] and acc["ap_drop"] <= 1.0
+    assert acc["passed"] and acc["ap_drop"] <= 1.0 and acc["float_mac_fraction"] < 0.9
