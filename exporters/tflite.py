@@ -23,7 +23,6 @@ Route (no TensorFlow, no onnx2tf):
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -33,6 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from edgepose.io import sha256_file, write_atomic
 from edgepose.errors import EdgeposeError, ExportError
 from edgepose.metadata import ModelMeta
 
@@ -49,14 +49,6 @@ TOLERANCES = {"fp32": (1e-4, 1e-3), "fp16": (1e-2, 0.1)}
 def _first_line(e: BaseException) -> str:
     s = str(e).strip()
     return s.splitlines()[0] if s else type(e).__name__
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _sanitize(name: str, used: set) -> str:
@@ -338,19 +330,6 @@ def _compare(tflite_path: str, onnx_path: str, inputs_nhwc: List[np.ndarray], on
     return stats
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-    d = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=os.path.splitext(path)[1], dir=d)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 # ----------------------------------------------------------------------------------------------
 # public
 # ----------------------------------------------------------------------------------------------
@@ -427,7 +406,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     d["outputs"] = {role: dict(spec, layout="NHWC") for role, spec in d["outputs"].items()}
     d["precision"] = mode
     if not d.get("source_sha256"):
-        d["source_sha256"] = _sha256(onnx_path)
+        d["source_sha256"] = sha256_file(onnx_path)
     try:
         from edgepose._version import __version__ as _v
         d["edgepose_version"] = _v
@@ -548,7 +527,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     report["size_bytes"] = os.path.getsize(out)
     report["total_s"] = round(time.time() - t0, 2)
     if opts.get("report_json", True):
-        _write_atomic(out + ".report.json", json.dumps(report, indent=2, sort_keys=True).encode("utf-8"))
+        write_atomic(out + ".report.json", json.dumps(report, indent=2, sort_keys=True).encode("utf-8"))
     return report
 
 
