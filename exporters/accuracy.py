@@ -264,7 +264,7 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         results: Dict[int, Tuple[Dict[str, Any], Dict[str, Any]]] = {}
 
         def keep_k(k: int) -> List[str]:
-            return [n for u in order[:k] for n in u]
+            return sorted({n for u in order[:k] for n in u})
 
         # probe geometrically first (cheap configurations first), then bisect
         k = 1
@@ -311,11 +311,13 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
             _why(rep), "; no mixed-precision configuration met it" if search else ""))
     if len(tried) > 1 and rep.get("float_mac_fraction", 0.0) >= max_float_mac_fraction:
         _remove(out_path)
-        raise ExportError(
+        err = ExportError(
             "INT8 accuracy gate: only a configuration with %.0f%% of the compute in float meets the "
             "budget (%s), no faster than FP32; frontier tried: %s. Raise the budget "
             "(--max-ap-drop) or export FP32" % (100 * rep["float_mac_fraction"], rep.get("gate"),
                                                  _frontier_text(tried)))
+        err.frontier = tried  # type: ignore[attr-defined]
+        raise err
     if measure_speed:
         rep["speed"] = relative_speed(fp32_path, out_path, cs.calib[0], threads=threads or 1)
     rep["quantize_seconds"] = round(time.time() - t0, 1)
