@@ -191,6 +191,10 @@ def format_report(rep: Dict[str, Any]) -> str:
         s = rep["speed"]
         lines.append("speed: " + ", ".join("%s %.1f ms" % (k, v) for k, v in s.items()
                                             if isinstance(v, (int, float))))
+    if rep.get("float_mac_fraction") is not None:
+        lines.append("compute kept in float: %.0f%%" % (100 * rep["float_mac_fraction"]))
+    if rep.get("warning"):
+        lines.append("WARNING: " + rep["warning"])
     return "\n".join(lines)
 
 
@@ -222,7 +226,9 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
     (output noise when only that unit is quantized, on held-out inputs), then find by
     bisection the smallest k such that keeping the k most sensitive units in float passes the
     gate (fewest float layers = fastest). Raises ExportError (and removes ``out_path``) when
-    even that fails.
+    even that fails. When the passing configuration keeps ``max_float_mac_fraction`` or more of
+    the compute in float, it is still written (it is the fastest one within the budget), with
+    ``report["warning"]`` and the frontier.
     """
     from edgepose.exporters import quantize as q
     log = log or (lambda m: None)
@@ -309,15 +315,16 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         _remove(out_path)
         raise ExportError("INT8 accuracy gate failed: %s%s" % (
             _why(rep), "; no mixed-precision configuration met it" if search else ""))
+    if len(tried) > 1:
+        rep["frontier"] = _frontier_text(tried)
     if len(tried) > 1 and rep.get("float_mac_fraction", 0.0) >= max_float_mac_fraction:
-        _remove(out_path)
-        err = ExportError(
-            "INT8 accuracy gate: only a configuration with %.0f%% of the compute in float meets the "
-            "budget (%s), no faster than FP32; frontier tried: %s. Raise the budget "
-            "(--max-ap-drop) or export FP32" % (100 * rep["float_mac_fraction"], rep.get("gate"),
-                                                 _frontier_text(tried)))
-        err.frontier = tried  # type: ignore[attr-defined]
-        raise err
+        # The issue's rule: when INT8 cannot meet the budget, ship the fastest configuration
+        # that does -- here one that is mostly float -- and say so loudly, with the frontier.
+        rep["warning"] = (
+            "only a configuration with %.0f%% of the compute in float meets the budget (%s): "
+            "expect little speed-up over FP32; frontier tried: %s. A larger --max-ap-drop buys "
+            "speed" % (100 * rep["float_mac_fraction"], rep.get("gate"), rep["frontier"]))
+        log("WARNING: " + rep["warning"])
     if measure_speed:
         rep["speed"] = relative_speed(fp32_path, out_path, cs.calib[0], threads=threads or 1)
     rep["quantize_seconds"] = round(time.time() - t0, 1)

@@ -216,14 +216,11 @@ def test_tfpose_cpu_int8_search_meets_budget_or_says_why(tfpose_model, assets, c
     from edgepose.exporters.ort_int8 import export_cpu_int8
 
     out = tmp_path / "m.int8.onnx"
-    try:
-        rep = export_cpu_int8(tfpose_model, str(out), calib=_video(assets), n_calib=16, holdout=8,
-                              coco=coco[0], images_dir=coco[1], quiet=True)
-    except ExportError as e:
-        # measured today: no configuration within 1 AP point keeps <90% of the MACs in float;
-        # the error must say so with the frontier, and leave nothing behind
-        assert "frontier tried" in str(e) and len(getattr(e, "frontier", [])) > 3
-        assert os.listdir(str(tmp_path)) == []
-        return
+    rep = export_cpu_int8(tfpose_model, str(out), calib=_video(assets), n_calib=16, holdout=8,
+                          coco=coco[0], images_dir=coco[1], quiet=True)
     acc = rep["accuracy"]
-    assert acc["passed"] and acc["ap_drop"] <= 1.0 and acc["float_mac_fraction"] < 0.9
+    assert acc["passed"] and acc["ap_drop"] <= 1.0
+    # measured today: only a mostly-float configuration meets 1 AP point; it ships with a warning
+    # that names the frontier
+    if acc["float_mac_fraction"] >= 0.9:
+        assert "frontier tried" in acc["warning"] and len(acc["search"]) > 3
