@@ -74,7 +74,8 @@ def cmd_export(args) -> int:
     opts = {}
     if args.no_gate:
         opts["gate"] = False
-    for k in ("calib_method", "n_calib", "max_ap_drop", "coco", "images", "workspace_mb", "dla_core"):
+    for k in ("calib_method", "n_calib", "holdout", "max_ap_drop", "coco", "images", "workspace_mb",
+              "dla_core"):
         v = getattr(args, k, None)
         if v is not None:
             opts["images_dir" if k == "images" else ("method" if k == "calib_method" else k)] = v
@@ -330,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--opset", type=int, default=13)
     e.add_argument("--calib", help="calibration data: image folder, video, or COCO json")
     e.add_argument("--n-calib", type=int, help="number of calibration samples")
-    e.add_argument("--calib-method", choices=["minmax", "entropy", "percentile"])
+    e.add_argument("--holdout", type=int, help="calibration samples held out for the accuracy report (8)")
+    e.add_argument("--calib-method", choices=["minmax", "percentile", "mse", "entropy"])
     e.add_argument("--max-ap-drop", type=float, help="accuracy gate in AP points (default 1.0)")
     e.add_argument("--coco", help="COCO keypoints file for the accuracy report")
     e.add_argument("--images", help="images folder of --coco")

@@ -444,10 +444,11 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     user_float = list(opts.get("float_ops") or [])
     abits = int(opts.get("activation_bits", 8))
     gate = mode == "int8" and opts.get("check_accuracy", True)
+    enforce = bool(opts.get("gate", True))  # gate=False (--no-gate): measure and report, never fail
     if mode == "fp16":
         flat = _fp16(flat)
     elif mode == "int8":
-        calib_x, holdout = _calib_inputs(calib, tmeta, src_layout, n_calib, int(opts.get("calib_holdout", 8)))
+        calib_x, holdout = _calib_inputs(calib, tmeta, src_layout, n_calib, int(opts.get("holdout", opts.get("calib_holdout", 8))))
         report["calibration_samples"] = len(calib_x)
         report["activation_bits"] = abits
     nver = int(opts.get("verify_samples", 2))
@@ -458,7 +459,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     # come last), fastest first. ai-edge-quantizer matches scopes with re.search on a name that
     # is not the bare tensor name: anchored (^$) patterns never match, so none are used
     candidates: List[List[str]] = [user_float]
-    if gate and opts.get("search", True):
+    if gate and enforce and opts.get("search", True):
         ops = [o for o in tflite_op_outputs(float_flat) if o["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D",
                                                                           "FULLY_CONNECTED",
                                                                           "TRANSPOSE_CONV")]
@@ -507,13 +508,18 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                     except _GateFailed as g:
                         tried.append({"float_ops": len(float_ops or []), "why": str(g),
                                       "accuracy": g.report})
-                        if ci + 1 < len(candidates):
+                        if not enforce:
+                            report["accuracy"] = dict(g.report or {}, gate_enforced=False)
+                            print("WARNING: INT8 accuracy gate missed (%s); written anyway (--no-gate)" % g)
+                        elif ci + 1 < len(candidates):
                             print("INT8 gate missed (%s): trying %d more layers in float"
                                   % (g, len(candidates[ci + 1]) - len(user_float)))
                             continue
-                        raise ExportError("INT8 TFLite accuracy gate failed for every configuration "
-                                          "tried (%s): nothing written" % "; ".join(
-                                              "%d float ops: %s" % (x["float_ops"], x["why"]) for x in tried))
+                        else:
+                            raise ExportError("INT8 TFLite accuracy gate failed for every configuration "
+                                              "tried (%s): nothing written" % "; ".join(
+                                                  "%d float ops: %s" % (x["float_ops"], x["why"])
+                                                  for x in tried))
                     report["search"] = tried
                 os.replace(tmp, out)
                 break
