@@ -463,10 +463,13 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
         ops = [o for o in tflite_op_outputs(float_flat) if o["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D",
                                                                           "FULLY_CONNECTED",
                                                                           "TRANSPOSE_CONV")]
-        for frac in tuple(opts.get("search_fractions", (0.25, 0.5, 0.75))):
+        # up to every conv in float: the rule is to ship the fastest configuration within
+        # the budget, warning when it is mostly float
+        for frac in tuple(opts.get("search_fractions", (0.25, 0.5, 0.75, 0.9, 1.0))):
             k = int(round(len(ops) * float(frac)))
-            if 0 < k < len(ops):
+            if 0 < k <= len(ops):
                 candidates.append(user_float + [re.escape(o["output"]) for o in ops[-k:]])
+    n_convs = max(1, len(candidates[-1]) - len(user_float)) if len(candidates) > 1 else 1
     fd2, ftmp = None, None
     try:
         if gate:
@@ -521,6 +524,14 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                                                   "%d float ops: %s" % (x["float_ops"], x["why"])
                                                   for x in tried))
                     report["search"] = tried
+                    frac_float = (len(float_ops or []) - len(user_float)) / float(n_convs)
+                    if tried and enforce and frac_float >= 0.9:
+                        report["warning"] = (
+                            "only a configuration with %.0f%% of the convolutions in float meets the "
+                            "budget: expect little speed-up over tflite-fp32; tried: %s" % (
+                                100 * frac_float, "; ".join("%d float ops: %s" % (x["float_ops"], x["why"])
+                                                            for x in tried)))
+                        print("WARNING: " + report["warning"])
                 os.replace(tmp, out)
                 break
             finally:
