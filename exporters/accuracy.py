@@ -219,7 +219,8 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
                    log: Optional[Callable[[str], None]] = None, search: bool = True,
                    min_oks_agreement: float = OKS_GATE, threads: Optional[int] = None,
                    measure_speed: bool = True, sensitivity_frames: int = 2,
-                   max_float_mac_fraction: float = 0.9) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+                   max_float_mac_fraction: float = 0.9,
+                   enforce: bool = True) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Quantize ``fp32_path`` to ``out_path`` and gate it; returns (quant info, report).
 
     When the full-INT8 model misses the budget: rank the conv units by measured sensitivity
@@ -228,7 +229,8 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
     gate (fewest float layers = fastest). Raises ExportError (and removes ``out_path``) when
     even that fails. When the passing configuration keeps ``max_float_mac_fraction`` or more of
     the compute in float, it is still written (it is the fastest one within the budget), with
-    ``report["warning"]`` and the frontier.
+    ``report["warning"]`` and the frontier. ``enforce=False`` (``--no-gate``): quantize as asked,
+    measure and report, never search or fail.
     """
     from edgepose.exporters import quantize as q
     log = log or (lambda m: None)
@@ -250,6 +252,15 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         return info, rep
 
     info, rep = attempt([])
+    if not enforce:
+        rep["gate_enforced"] = False
+        if not rep["passed"]:
+            rep["warning"] = ("the INT8 accuracy budget is missed (%s) and the gate is off: not fit "
+                              "for deployment" % _why(rep))
+            log("WARNING: " + rep["warning"])
+        if measure_speed:
+            rep["speed"] = relative_speed(fp32_path, out_path, cs.calib[0], threads=threads or 1)
+        return info, rep
     tried = [_trial(0, [], rep)]
     macs = None
     if not rep["passed"] and search:
@@ -267,7 +278,6 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         total = sum(macs.values()) or 1.0
         lo, hi = 0, len(order)          # lo fails; find the smallest passing k in (lo, hi]
         best = None
-        results: Dict[int, Tuple[Dict[str, Any], Dict[str, Any]]] = {}
 
         def keep_k(k: int) -> List[str]:
             return sorted({n for u in order[:k] for n in u})

@@ -79,6 +79,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
         if k in opts:
             qkw[k] = opts.pop(k)
     search = bool(opts.pop("search", True))
+    enforce = bool(opts.pop("gate", True))
     min_oks = float(opts.pop("min_oks_agreement", acc.OKS_GATE))
     threads = opts.pop("threads", None)
     measure_speed = bool(opts.pop("measure_speed", True))
@@ -93,7 +94,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
         info, rep = acc.gated_quantize(onnx_path, tmp, cs, meta, quantize_kwargs=qkw,
                                        max_ap_drop=max_ap_drop, coco=coco, images_dir=images_dir,
                                        log=log, search=search, min_oks_agreement=min_oks,
-                                       threads=threads, measure_speed=measure_speed)
+                                       threads=threads, measure_speed=measure_speed, enforce=enforce)
         # metadata: the float model's, precision int8
         m = onnx.load(tmp)
         data = dict(meta.data)

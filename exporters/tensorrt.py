@@ -297,27 +297,16 @@ def _quantize_and_gate(fp32_path: str, qdq_path: str, meta: ModelMeta, cs, metho
     (``percentile``, ``equalize``, ``max_memory_mb``, ``keep_float``, ``float_outputs``).
     """
     from edgepose.exporters import accuracy as acc
-    from edgepose.exporters import quantize as q
 
     qkw: Dict[str, Any] = dict(symmetric_activations=True, per_channel=True, method=method)
     for k in ("percentile", "equalize", "max_memory_mb", "keep_float", "float_outputs"):
         if k in opts:
             qkw[k] = opts[k]
     gkw = {k: opts[k] for k in ("min_oks_agreement", "threads") if k in opts}
-    if opts.get("gate", True):
-        return acc.gated_quantize(fp32_path, qdq_path, cs, meta, quantize_kwargs=qkw,
-                                  max_ap_drop=max_ap_drop, coco=coco, images_dir=images_dir, log=log,
-                                  search=bool(opts.get("search", True)), **gkw)
-    # gate off (explicitly asked): measure and record, never fail
-    info = q.quantize_qdq(fp32_path, qdq_path, cs.calib, **qkw)
-    rep = acc.accuracy_report(fp32_path, qdq_path, cs, meta, coco=coco, images_dir=images_dir,
-                              max_ap_drop=max_ap_drop, **gkw)
-    rep["keep_float"] = list(info.get("keep_float", []))
-    rep["gate_enforced"] = False
-    if not rep.get("passed"):
-        log("WARNING: the INT8 accuracy budget is missed and the gate is off (gate=False): "
-            "this bundle is not fit for deployment")
-    return info, rep
+    return acc.gated_quantize(fp32_path, qdq_path, cs, meta, quantize_kwargs=qkw,
+                              max_ap_drop=max_ap_drop, coco=coco, images_dir=images_dir, log=log,
+                              search=bool(opts.get("search", True)), enforce=bool(opts.get("gate", True)),
+                              measure_speed=False, **gkw)
 
 
 def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Optional[str] = None,
