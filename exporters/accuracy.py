@@ -189,8 +189,9 @@ def format_report(rep: Dict[str, Any]) -> str:
                      % (len(rep["keep_float"]), ", ".join(rep["keep_float"])))
     if rep.get("speed"):
         s = rep["speed"]
-        lines.append("speed: " + ", ".join("%s %.1f ms" % (k, v) for k, v in s.items()
-                                            if isinstance(v, (int, float))))
+        lines.append("speed (onnxruntime, %s thread(s), %s runs): float %.1f ms, int8 %.1f ms, %.2fx"
+                     % (s.get("threads", "?"), s.get("runs", "?"), s.get("float_ms", float("nan")),
+                        s.get("int8_ms", float("nan")), s.get("speedup", float("nan"))))
     if rep.get("float_mac_fraction") is not None:
         lines.append("compute kept in float: %.0f%%" % (100 * rep["float_mac_fraction"]))
     if rep.get("warning"):
