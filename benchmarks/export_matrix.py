@@ -4,7 +4,8 @@ target, then loaded with ``load_estimator`` and run on a real image.
 
     python benchmarks/export_matrix.py [--out DIR] [--targets T1,T2] [--archs lwop,hrnet] [--json F]
 
-Random weights make accuracy meaningless, so the INT8 accuracy gate is measured but not
+TensorRT bundles are checked by running the ONNX they carry (the Q/DQ model for INT8) in
+onnxruntime: engines are built on the Jetson. Random weights make accuracy meaningless, so the INT8 accuracy gate is measured but not
 enforced (``gate=False``); what this shows is that each artifact is produced, verified against
 its source, self-describing and runnable.
 """
@@ -72,7 +73,14 @@ def main(argv=None):
             try:
                 rep = export(src, target=target, out=out, arch=arch_name, progress=False, **opts)
                 row["export_s"] = round(time.time() - t0, 1)
-                est = load_estimator(out, threads=2)
+                run_path = out
+                if target.startswith("jetson"):
+                    # no TensorRT here: run what the bundle carries in onnxruntime (the engine is
+                    # built on the Jetson with `edgepose build-engine`)
+                    qdq = os.path.join(out, "model_int8_qdq.onnx")
+                    run_path = qdq if os.path.exists(qdq) else os.path.join(out, "model.onnx")
+                    row["ran"] = os.path.relpath(run_path, args.out)
+                est = load_estimator(run_path, threads=2)
                 res = est(img) if arch == "lwop" else est(img, boxes=[[100, 50, 150, 300]])
                 row.update(ok=True, people=len(res), keypoints=res.keypoints.shape[1],
                            backend=est.backend.describe(),
