@@ -16,7 +16,6 @@ OpenCV's BGR: frames go to edgepose unchanged.
 """
 import argparse
 import sys
-import time
 
 
 class PiCamera:
@@ -75,9 +74,8 @@ def main(argv=None):
     p.add_argument("--frames", type=int, default=0, help="stop after N frames (0: run until Ctrl-C)")
     args = p.parse_args(argv)
 
-    import cv2
-    from edgepose.draw import draw_poses
     from edgepose.errors import EdgeposeError
+    from edgepose.stream import run_stream
     from edgepose.pipelines import load_estimator
 
     opts = {"height": args.height_in} if args.height_in else {}
@@ -89,45 +87,8 @@ def main(argv=None):
     if backend is not None and hasattr(backend, "describe"):
         print(backend.describe())
     cap = open_camera(args)
-    writer = None
-    n, n_last, t_last, t_model = 0, 0, time.perf_counter(), 0.0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok or frame is None:
-                print("camera stopped delivering frames")
-                break
-            if frame.ndim == 3 and frame.shape[2] == 4:   # XBGR8888 configurations
-                frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-            t0 = time.perf_counter()
-            result = est(frame)
-            t_model += time.perf_counter() - t0
-            vis = draw_poses(frame, result)
-            n += 1
-            now = time.perf_counter()
-            if now - t_last >= 1.0:
-                k = n - n_last
-                print("%.1f fps (pose %.1f ms/frame), %d people" % (k / (now - t_last), 1000 * t_model / k, len(result)))
-                n_last, t_last, t_model = n, now, 0.0
-            if args.out:
-                if writer is None:
-                    from edgepose.io import VideoWriter
-                    writer = VideoWriter(args.out, float(args.fps), (vis.shape[1], vis.shape[0]))
-                writer.write(vis)
-            if args.display:
-                cv2.imshow("edgepose", vis)
-                if cv2.waitKey(1) & 0xFF in (27, ord("q")):
-                    break
-            if args.frames and n >= args.frames:
-                break
-    except KeyboardInterrupt:
-        pass
-    finally:
-        cap.release()
-        if writer is not None:
-            writer.close()
-        if args.display:
-            cv2.destroyAllWindows()
+    run_stream(cap, est, out=args.out, fps=float(args.fps), display=args.display,
+               max_frames=args.frames)
     return 0
 
 
