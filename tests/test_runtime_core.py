@@ -182,3 +182,28 @@ def test_results_coco17_conversion():
     res = r.to_coco_results(7)
     assert res[0]["image_id"] == 7 and len(res[0]["keypoints"]) == 51 and res[0]["score"] == 0.5
     assert r.person_boxes()[0].tolist() == pytest.approx([5, 20, 6, 15])
+
+
+def test_run_stream_writes_annotated_video_and_releases(tmp_path):
+    from edgepose.stream import run_stream
+
+    class Frames:
+        def __init__(self, n):
+            self.frames = [np.full((48, 64, 3), 40 * i, np.uint8) for i in range(n)]
+            self.released = False
+
+        def read(self):
+            return (True, self.frames.pop(0)) if self.frames else (False, None)
+
+        def release(self):
+            self.released = True
+
+    kp = np.zeros((1, 18, 3), np.float32)
+    kp[0, :2] = [[10, 10, 0.9], [20, 20, 0.9]]
+    est = lambda img: PoseResult(kp, [0.9], CMU18_KEYPOINTS, skeleton=[(0, 1)])
+    src = Frames(5)
+    out = tmp_path / "live.mp4"
+    assert run_stream(src, est, out=str(out), fps=10) == 5
+    assert src.released and out.stat().st_size > 0
+    assert VideoReader(str(out)).size == (64, 48)
+    assert run_stream(Frames(5), est, max_frames=2) == 2
