@@ -247,9 +247,33 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def _bundle_info(path: str) -> int:
+    """A TensorRT bundle, described from its files (no TensorRT needed)."""
+    from .trt_cache import ACCURACY_JSON, Bundle
+
+    b = Bundle(path)
+    b.verify_files()
+    meta = b.meta()
+    print("bundle:   %s (TensorRT deploy bundle)" % path)
+    print("precision: %s, workspace %d MiB%s" % (b.precision, b.workspace_mb,
+                                               ", DLA %s" % json.dumps(b.dla) if b.dla else ""))
+    print("shapes:   %s" % json.dumps(b.input_shapes))
+    print("family:   %s (%s), %d keypoints" % (meta.family, meta.get("arch", "?"), meta.num_keypoints))
+    if b.has(ACCURACY_JSON):
+        with open(b.file(ACCURACY_JSON)) as f:
+            acc = json.load(f)
+        print("accuracy: " + ", ".join("%s %s" % (k, round(acc[k], 4) if isinstance(acc[k], float) else acc[k])
+                                      for k in ("ap_float", "ap_quant", "ap_drop", "oks_agreement",
+                                                "passed", "float_mac_fraction") if k in acc))
+    print("engine:   built on the Jetson: edgepose build-engine %s" % path)
+    return 0
+
+
 def cmd_info(args) -> int:
     from .backends import load_backend
 
+    if os.path.isdir(args.model) and not args.json:
+        return _bundle_info(args.model)
     backend = load_backend(args.model)
     meta = backend.meta
     if args.json:

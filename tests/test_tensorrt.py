@@ -592,3 +592,14 @@ def test_real_tensorrt_matches_onnxruntime(fp16_bundle, tmp_path):
     ref = _ort_outputs(os.path.join(b, tc.MODEL_ONNX), x)
     for k in ref:
         np.testing.assert_allclose(got[k], ref[k], rtol=2e-2, atol=2e-2)
+
+
+def test_info_describes_a_bundle_without_tensorrt(int8_bundle, capsys):
+    """`edgepose info BUNDLE/` works off the device: files, settings and the accuracy report."""
+    from edgepose.cli import main
+
+    assert main(["info", int8_bundle]) == 0
+    out = capsys.readouterr().out
+    assert "TensorRT deploy bundle" in out and "precision: int8" in out
+    assert "ap_float" in out or "oks_agreement" in out
+    assert "build-engine" in out
