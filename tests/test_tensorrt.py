@@ -598,7 +598,7 @@ def test_info_describes_a_bundle_without_tensorrt(int8_bundle, capsys):
     """`edgepose info BUNDLE/` works off the device: files, settings and the accuracy report."""
     from edgepose.cli import main
 
-    assert main(["info", int8_bundle]) == 0
+    assert main(["info", int8_bundle[0]]) == 0
     out = capsys.readouterr().out
     assert "TensorRT deploy bundle" in out and "precision: int8" in out
     assert "ap_float" in out or "oks_agreement" in out
