@@ -36,10 +36,11 @@ def _attrs(node) -> dict:
     return out
 
 
-def _safe(name: str, used: set) -> str:
-    s = re.sub(r"[^0-9a-zA-Z_]", "_", name) or "node"
+def safe_identifier(name: str, used: set, default: str = "node", digit_prefix: str = "n_") -> str:
+    """``name`` made a unique Python identifier (recorded in ``used``)."""
+    s = re.sub(r"[^0-9a-zA-Z_]", "_", name) or default
     if s[0].isdigit():
-        s = "n_" + s
+        s = digit_prefix + s
     base, k = s, 1
     while s in used:
         k += 1
@@ -233,14 +234,14 @@ def OnnxModule(model):  # noqa: N802 (factory: keeps torch import lazy)
                 elif op not in _FUNCS:
                     raise ExportError("ONNX op %s (node %r) is not supported by edgepose's ONNX→PyTorch "
                                       "converter" % (op, name))
-                key = _safe(name, used)
+                key = safe_identifier(name, used)
                 if mod is not None:
                     self.layers[key] = mod
                 # tensor constants used as data operands → buffers
                 for i, n_in in enumerate(ins):
                     if n_in and n_in in consts and n_in not in self._const_attr \
                             and i not in _CONST_ARG_OPS.get(op, ()):
-                        attr = "c_" + _safe(n_in, cused)
+                        attr = "c_" + safe_identifier(n_in, cused)
                         arr = consts[n_in]
                         self.register_buffer(attr, torch.from_numpy(np.array(arr)), persistent=False)
                         self._const_attr[n_in] = attr

@@ -32,6 +32,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from edgepose.exporters.onnx_to_torch import safe_identifier
 from edgepose.io import sha256_file, write_atomic
 from edgepose.errors import EdgeposeError, ExportError
 from edgepose.metadata import ModelMeta
@@ -49,18 +50,6 @@ TOLERANCES = {"fp32": (1e-4, 1e-3), "fp16": (1e-2, 0.1)}
 def _first_line(e: BaseException) -> str:
     s = str(e).strip()
     return s.splitlines()[0] if s else type(e).__name__
-
-
-def _sanitize(name: str, used: set) -> str:
-    s = re.sub(r"[^0-9a-zA-Z_]", "_", name).strip("_") or "out"
-    if s[0].isdigit():
-        s = "t_" + s
-    base, k = s, 1
-    while s in used:
-        k += 1
-        s = "%s_%d" % (base, k)
-    used.add(s)
-    return s
 
 
 # ----------------------------------------------------------------------------------------------
@@ -400,7 +389,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
 
     # ---- TFLite metadata ------------------------------------------------------------------
     used: set = set()
-    key_of = {n: _sanitize(n, used) for n in onnx_outs}
+    key_of = {n: safe_identifier(n.strip("_") or "out", used, "out", "t_") for n in onnx_outs}
     d = json.loads(meta.to_json())
     d["input"] = dict(d["input"], layout="NHWC", height=H, width=W, dynamic_hw=False, dynamic_batch=False)
     d["outputs"] = {role: dict(spec, layout="NHWC") for role, spec in d["outputs"].items()}
