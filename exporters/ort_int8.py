@@ -75,7 +75,8 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     qkw = dict(DEFAULTS)
     qkw["method"] = method
     for k in ("symmetric_activations", "per_channel", "reduce_range", "equalize", "fold", "alpha",
-              "percentile", "keep_float", "activation_type", "max_memory_mb", "float_concat_inputs"):
+              "percentile", "keep_float", "activation_type", "max_memory_mb", "float_concat_inputs",
+              "bias_correction"):
         if k in opts:
             qkw[k] = opts.pop(k)
     search = bool(opts.pop("search", True))

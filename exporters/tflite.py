@@ -509,7 +509,8 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                             continue
                         else:
                             raise ExportError("INT8 TFLite accuracy gate failed for every configuration "
-                                              "tried (%s): nothing written" % "; ".join(
+                                              "tried (%s): nothing written; tflite-fp16 keeps the "
+                                              "accuracy, or raise --max-ap-drop" % "; ".join(
                                                   "%d float ops: %s" % (x["float_ops"], x["why"])
                                                   for x in tried))
                     report["search"] = tried
