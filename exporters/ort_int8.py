@@ -107,6 +107,9 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
                                 "calibration_sha256": cs.source_hash}
         embed_onnx(m, ModelMeta(data))
         onnx.save(m, tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would survive the rename
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):

@@ -65,16 +65,11 @@ def _load(model) :
 
 def _save_atomic(model, out: str) -> None:
     import onnx
-    d = os.path.dirname(os.path.abspath(out)) or "."
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=d)
-    os.close(fd)
-    try:
+
+    from edgepose.io import atomic_path
+
+    with atomic_path(out) as tmp:
         onnx.save(model, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _session(model_bytes_or_path, threads: Optional[int] = None):
