@@ -198,6 +198,12 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
         if mode is not None:
             kwargs["mode"] = mode
         kwargs.update(target_options)
+        if input_size is not None and kind != "checkpoint" and target.startswith(("tflite", "rpi")):
+            # a TFLite model has a fixed input size: --input-size picks it for ONNX sources too
+            from .onnx_export import parse_input_size
+
+            kwargs.setdefault("height", parse_input_size(input_size)[0])
+            kwargs.setdefault("width", parse_input_size(input_size)[1])
         target_report = func(onnx_path, out, **kwargs)
     report: Dict[str, Any] = {"target": target, "output": out, "source": source,
                               "source_kind": "onnx+spec" if spec is not None else kind,

@@ -250,6 +250,10 @@ def test_targets_and_dispatch_contract(lwop_ckpt, tmp_path, monkeypatch):
 
     def export_tflite(onnx_path, out, mode, calib=None, meta=None, torch_model=None, **opts):
         seen.update(mode=mode, calib=calib, meta=meta, opts=opts)
+        if torch_model is None:  # ONNX sources carry no PyTorch module
+            with open(out, "wb") as f:
+                f.write(b"tflite")
+            return {"output": out, "mode": mode}
         sess = _session(onnx_path)
         x = normalize(_images(1, 64, 64, 2), meta)
         hm, paf = sess.run(["heatmaps", "pafs"], {"image": x})
@@ -275,3 +279,10 @@ def test_targets_and_dispatch_contract(lwop_ckpt, tmp_path, monkeypatch):
     with pytest.raises(ExportError, match="do not apply to target onnx"):
         export(lwop_ckpt, target="onnx", out=str(tmp_path / "o.onnx"), progress=False, n_calib=8)
     assert _listing(tmp_path) == ["m.tflite"]
+    # an ONNX source with metadata: --input-size becomes the TFLite model's fixed size
+    onnx_src = str(tmp_path / "src.onnx")
+    export(lwop_ckpt, target="onnx", out=onnx_src, input_size="64x64", dynamic=True, progress=False)
+    seen.clear()
+    export(onnx_src, target="tflite-fp32", out=str(tmp_path / "f.tflite"), input_size="64x96",
+           progress=False)
+    assert seen["mode"] == "fp32" and (seen["opts"]["height"], seen["opts"]["width"]) == (64, 96)
