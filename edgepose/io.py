@@ -102,6 +102,14 @@ def read_video_frames(path: str, every: int = 1, limit: Optional[int] = None) ->
     return out
 
 
+def set_default_permissions(path: str) -> None:
+    """Give a temporary file or directory (mkstemp/mkdtemp: 0600/0700) the permissions a newly
+    created one would have under the current umask, before it is renamed into place."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str):
     """Yield a temporary path beside ``path``; rename onto it on success, delete on failure."""
@@ -112,9 +120,7 @@ def atomic_path(path: str):
     os.close(fd)
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would survive the rename
+        set_default_permissions(tmp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -12,6 +12,7 @@ import os
 import tempfile
 from typing import Any, Dict, Optional
 
+from edgepose.io import set_default_permissions
 from edgepose.errors import EdgeposeError, ExportError
 
 __all__ = ["export_cpu_int8", "DEFAULTS", "report_path"]
@@ -107,9 +108,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
                                 "calibration_sha256": cs.source_hash}
         embed_onnx(m, ModelMeta(data))
         onnx.save(m, tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would survive the rename
+        set_default_permissions(tmp)
         os.replace(tmp, out)
     except BaseException:
         if os.path.exists(tmp):

@@ -560,9 +560,9 @@ def _check_qdq_for_tensorrt(path: str) -> int:
 
 def _replace_dir(tmp: str, out: str) -> None:
     """Rename ``tmp`` to ``out``; an existing bundle at ``out`` is moved aside, then removed."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp's 0700 would survive the rename
+    from edgepose.io import set_default_permissions
+
+    set_default_permissions(tmp)  # mkdtemp's 0700 would survive the rename
     old = None
     if os.path.exists(out):
         old = tempfile.mkdtemp(prefix="." + os.path.basename(out) + ".old.", dir=os.path.dirname(os.path.abspath(out)))
