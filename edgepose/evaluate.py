@@ -3,14 +3,13 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .errors import InputError
-from .io import read_image
+from .io import read_image, read_json
 
 STAT_NAMES = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
 
@@ -21,13 +20,7 @@ def load_coco(ann_file: str):
         from pycocotools.coco import COCO
     except ImportError:
         raise InputError("pycocotools is not installed: pip install 'edgepose[eval]'")
-    if not os.path.exists(ann_file):
-        raise InputError("annotation file not found: %s" % ann_file)
-    try:
-        with open(ann_file) as f:
-            data = json.load(f)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise InputError("annotation file is not valid JSON: %s (%s)" % (ann_file, e))
+    data = read_json(ann_file, "annotation file")
     if not isinstance(data, dict) or "images" not in data or "annotations" not in data:
         raise InputError("not a COCO annotation file (needs 'images' and 'annotations'): %s" % ann_file)
     with contextlib.redirect_stdout(io.StringIO()):

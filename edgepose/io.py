@@ -149,6 +149,19 @@ def sha256_file(path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def read_json(path: str, what: str = "JSON file", error=InputError):
+    """Parse a JSON file; a missing, unreadable or malformed one raises ``error`` in one line
+    that names ``what`` and the path."""
+    if not os.path.isfile(path):
+        raise error("%s not found: %s" % (what, path))
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise error("%s %s is not valid JSON: %s" % (what, path, msg))
+
+
 def write_json(path: str, obj) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w") as f:

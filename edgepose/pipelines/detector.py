@@ -35,7 +35,6 @@ Coordinates: detector boxes are COCO-style ``[x, y, w, h]`` with continuous corn
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 from typing import Any, Dict, Optional, Sequence, Tuple, Union
@@ -43,7 +42,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from ..errors import InputError, ModelError
+from ..errors import ModelError
 from ..preprocess import check_image, normalize
 
 __all__ = ["PersonDetector", "KNOWN_SPECS", "load_detector_spec", "validate_spec", "letterbox",
@@ -154,14 +153,9 @@ def validate_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _read_spec_file(path: str) -> Dict[str, Any]:
-    if not os.path.isfile(path):
-        raise ModelError("detector spec file not found: %s" % path)
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise ModelError("detector spec %s is not valid JSON: %s" % (path, str(e).splitlines()[0]))
-    return data
+    from ..io import read_json
+
+    return read_json(path, "detector spec", ModelError)
 
 
 def load_detector_spec(model_path: str, spec: Union[None, str, Dict[str, Any]] = None

@@ -40,7 +40,6 @@ No boxes and no detector
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -406,13 +405,9 @@ def load_coco_boxes(path: str, score_threshold: float = 0.0, category_id: Option
     Returns ``{image_id: (boxes float32 [B,4], scores float32 [B])}``, best score first,
     boxes with ``score < score_threshold`` dropped.
     """
-    if not os.path.isfile(path):
-        raise InputError("boxes file not found: %s" % path)
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            data = json.load(f)
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        raise InputError("boxes file %s is not valid JSON: %s" % (path, str(e).splitlines()[0]))
+    from ..io import read_json
+
+    data = read_json(path, "boxes file")
     gt = False
     if isinstance(data, dict):
         if not isinstance(data.get("annotations"), list):
