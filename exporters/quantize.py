@@ -31,7 +31,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgepose.errors import EdgeposeError, ExportError
+from edgepose.errors import ExportError
 
 __all__ = ["QuantStats", "collect_stats", "ranges_from_stats", "quantize_qdq",
            "quantize_with_ranges", "equalize_model", "quantizable_nodes", "METHODS",
@@ -324,6 +324,24 @@ def _consumers(model) -> Dict[str, List[Any]]:
     return cons
 
 
+def _use_counts(model) -> Dict[str, int]:
+    """How many node inputs read each tensor."""
+    uses: Dict[str, int] = {}
+    for n in model.graph.node:
+        for t in n.input:
+            uses[t] = uses.get(t, 0) + 1
+    return uses
+
+
+def _copy(model):
+    """A deep copy of a ModelProto (or of the model at a path) to rewrite."""
+    import onnx
+
+    m = onnx.ModelProto()
+    m.CopyFrom(_load(model))
+    return m
+
+
 def _producers(model) -> Dict[str, Any]:
     return {t: n for n in model.graph.node for t in n.output}
 
@@ -382,16 +400,11 @@ def fold_diagonal_convs(model):
     (``MConv_Stage*_L*_4/5_depthwise``) are where per-tensor 8-bit activations fail worst.
     Returns (new model, number folded).
     """
-    import onnx
     from onnx import numpy_helper
     model = _load(model)
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
+    m = _copy(model)
     inits = {i.name: i for i in m.graph.initializer}
-    uses: Dict[str, int] = {}
-    for n in m.graph.node:
-        for t in n.input:
-            uses[t] = uses.get(t, 0) + 1
+    uses = _use_counts(m)
     outs = {o.name for o in m.graph.output}
     cons = _consumers(m)
     folded = 0
@@ -468,16 +481,11 @@ def equalize_model(model, channel_absmax: Optional[Dict[str, np.ndarray]] = None
       conv2's per-row weight ranges (w_c: column c's share of each row's max). Scales come from
       the float model's statistics in one pass (row and column scalings commute).
     """
-    import onnx
     from onnx import numpy_helper
     model = _load(model)
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
+    m = _copy(model)
     inits = {i.name: i for i in m.graph.initializer}
-    uses: Dict[str, int] = {}
-    for n in m.graph.node:
-        for t in n.input:
-            uses[t] = uses.get(t, 0) + 1
+    uses = _use_counts(m)
     pairs = [p for p in _conv_pairs(m)
              if all(uses.get(x, 0) == 1 for x in list(p[0].input[1:]) + list(p[2].input[1:]))]
     arrays = {k: numpy_helper.to_array(v).astype(np.float64) for k, v in inits.items()}
@@ -854,20 +862,15 @@ def bias_correction_deltas(qdq_model, float_means: Dict[str, np.ndarray],
     compound. Returns {conv name: error}; subtract it from that conv's bias. Conv and Q/DQ run in
     torch / numpy; other ops in onnx's reference evaluator.
     """
-    import onnx
     import torch
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
 
-    m = onnx.ModelProto()
-    m.CopyFrom(_load(qdq_model))
+    m = _copy(qdq_model)
     _toposort(m)
     consts = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
     in_name = _input_name(m)
-    uses: Dict[str, int] = {}
-    for n in m.graph.node:
-        for t in n.input:
-            uses[t] = uses.get(t, 0) + 1
+    uses = _use_counts(m)
     env: Dict[str, List[np.ndarray]] = {in_name: [np.asarray(x, np.float32) for x in calib_inputs]}
     k = len(calib_inputs)
 
@@ -947,15 +950,10 @@ def float_conv_means(model, calib_inputs: Sequence[np.ndarray],
 def apply_bias_deltas(model, deltas: Dict[str, np.ndarray]):
     """A copy of the float ``model`` with ``deltas[conv]`` subtracted from each conv's bias (a
     bias is added where a conv has none; a bias shared by several nodes is duplicated)."""
-    import onnx
     from onnx import numpy_helper
-    m = onnx.ModelProto()
-    m.CopyFrom(_load(model))
+    m = _copy(model)
     inits = {i.name: i for i in m.graph.initializer}
-    uses: Dict[str, int] = {}
-    for n in m.graph.node:
-        for t in n.input:
-            uses[t] = uses.get(t, 0) + 1
+    uses = _use_counts(m)
     for n in m.graph.node:
         d = deltas.get(n.name)
         if n.op_type != "Conv" or d is None:
@@ -1020,7 +1018,6 @@ def _tensor_units(model) -> List[Tuple[str, List[str]]]:
 def conv_macs(model, sample_input: np.ndarray) -> Dict[str, float]:
     """Multiply-accumulates of each Conv for one input (shapes from onnxruntime)."""
     model = _load(model)
-    from onnx import numpy_helper
     inits = {i.name: i for i in model.graph.initializer}
     convs = [n for n in model.graph.node if n.op_type == "Conv"]
     sess = _session(_augment(model, [n.output[0] for n in convs]).SerializeToString())
@@ -1038,10 +1035,8 @@ def fake_quant_unit_model(model, unit: Sequence[str], ranges: Dict[str, Tuple[fl
     """The float model with only ``unit`` quantized: per-channel int8 weights of its convs and
     uint8 ``tensor`` (default: the inputs of its convs). A cheap simulation that ranks units by
     sensitivity."""
-    import onnx
     from onnx import helper, numpy_helper
-    m = onnx.ModelProto()
-    m.CopyFrom(_load(model))
+    m = _copy(model)
     inits = {i.name: i for i in m.graph.initializer}
     nodes = {n.name: n for n in m.graph.node}
     tensors = [tensor] if tensor else list(dict.fromkeys(nodes[u].input[0] for u in unit))
