@@ -38,3 +38,13 @@ def tfpose_model(tfpose_onnx, tmp_path_factory):
 @pytest.fixture(scope="session")
 def coco(assets):
     return os.path.join(assets, "coco", "test_coco.json"), os.path.join(assets, "coco")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small models run with one torch thread: avoids OpenMP spin contention on 2-core CI."""
+    torch = pytest.importorskip("torch")
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

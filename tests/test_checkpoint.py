@@ -15,13 +15,7 @@ from edgepose.exporters.models.synthetic import save_upstream_checkpoint
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    # tiny tensors: one thread avoids OpenMP spin contention on the shared 2-core CI machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def lwop():

@@ -23,13 +23,7 @@ from edgepose.schema import CMU18_LIMBS, COCO17_FLIP_PAIRS
 ort = pytest.importorskip("onnxruntime")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    # small models: one thread avoids OpenMP spin contention on the shared 2-core CI machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _session(path):

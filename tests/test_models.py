@@ -13,13 +13,7 @@ from edgepose.exporters.models.synthetic import image_like_input, randomize, sav
 
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    # tiny tensors: one thread avoids OpenMP spin contention on the shared 2-core CI machine
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def _shapes(sd):
     return {k: tuple(v.shape) for k, v in sd.items()}
