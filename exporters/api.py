@@ -115,6 +115,20 @@ def _no_meta_error(source: str) -> ExportError:
                        "(example: examples/tfpose_mobilenet_thin.spec.json)" % os.path.basename(source))
 
 
+def target_meta(onnx_path: str, meta=None):
+    """The ModelMeta a target converts with: ``meta`` as given (dict or ModelMeta), else the FP32
+    ONNX's own; ExportError when the file is missing or carries none."""
+    from edgepose.metadata import ModelMeta
+
+    if not os.path.isfile(onnx_path):
+        raise ExportError("FP32 ONNX model not found: %s" % onnx_path)
+    if meta is None:
+        meta = _onnx_meta(onnx_path)
+        if meta is None:
+            raise _no_meta_error(onnx_path)
+    return ModelMeta(meta) if isinstance(meta, dict) else meta
+
+
 def _copy_onnx_with_meta(source: str, out: str, meta, progress: bool) -> Dict[str, Any]:
     """target onnx for an ONNX that already carries metadata: check it loads, copy atomically."""
     from .onnx_export import atomic_output, ort_session

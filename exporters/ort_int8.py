@@ -9,10 +9,9 @@ when nothing meets it the export fails and leaves no file behind.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any, Dict, Optional
 
-from edgepose.io import set_default_permissions
+from edgepose.io import atomic_path
 from edgepose.errors import EdgeposeError, ExportError
 
 __all__ = ["export_cpu_int8", "DEFAULTS", "report_path"]
@@ -48,21 +47,16 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     """
     import onnx
     from edgepose.calibration import CalibrationSet, load_samples
-    from edgepose.metadata import ModelMeta, embed_onnx, read_onnx_meta
+    from edgepose.metadata import ModelMeta, embed_onnx
     from . import accuracy as acc
 
     log = opts.pop("log", None)
     quiet = bool(opts.pop("quiet", False))
     if log is None:
         log = (lambda m: None) if quiet else (lambda m: print("edgepose: " + m, flush=True))
-    if not os.path.isfile(onnx_path):
-        raise ExportError("FP32 ONNX model not found: %s" % onnx_path)
-    if meta is None:
-        meta = read_onnx_meta(onnx_path)
-        if meta is None:
-            raise ExportError("%s has no edgepose metadata (import it with a spec first)" % onnx_path)
-    elif isinstance(meta, dict):
-        meta = ModelMeta(meta)
+    from edgepose.exporters.api import target_meta
+
+    meta = target_meta(onnx_path, meta)
     if calib is None:
         raise ExportError("cpu-int8 needs calibration data: --calib IMAGES_DIR | VIDEO | COCO.json")
     holdout = int(opts.pop("holdout", 8))
@@ -88,11 +82,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     if opts:
         raise ExportError("cpu-int8: unknown option(s): %s" % ", ".join(sorted(opts)))
 
-    out_dir = os.path.dirname(os.path.abspath(out)) or "."
-    os.makedirs(out_dir, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-int8-", suffix=".onnx", dir=out_dir)
-    os.close(fd)
-    try:
+    with atomic_path(out) as tmp:
         info, rep = acc.gated_quantize(onnx_path, tmp, cs, meta, quantize_kwargs=qkw,
                                        max_ap_drop=max_ap_drop, coco=coco, images_dir=images_dir,
                                        log=log, search=search, min_oks_agreement=min_oks,
@@ -108,12 +98,6 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
                                 "calibration_sha256": cs.source_hash}
         embed_onnx(m, ModelMeta(data))
         onnx.save(m, tmp)
-        set_default_permissions(tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     report = {"target": "cpu-int8", "output": out, "calibration": cs.to_dict(),
               "quantization": {k: v for k, v in info.items() if k != "ranges"},
               "accuracy": rep}

@@ -324,18 +324,15 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
     (default: when tensorrt imports), ``overwrite`` (default True), ``log`` (callable).
     """
     import onnx
-    from edgepose.metadata import embed_onnx, read_onnx_meta
+    from edgepose.metadata import embed_onnx
 
     log = opts.pop("log", None) or (lambda m: print("edgepose: " + m))
     mode = TARGETS.get(mode, mode)
     if mode not in MODES:
         raise ExportError("unknown Jetson mode %r (choose from %s)" % (mode, ", ".join(MODES)))
-    if not os.path.isfile(onnx_path):
-        raise ExportError("ONNX model not found: %s" % onnx_path)
-    if meta is None:
-        meta = read_onnx_meta(onnx_path)
-    if meta is None:
-        raise ExportError("%s carries no edgepose metadata: export or import it with edgepose first" % onnx_path)
+    from edgepose.exporters.api import target_meta
+
+    meta = target_meta(onnx_path, meta)
     if mode != "fp16" and not calib:
         raise ExportError("--target jetson-%s needs calibration data: --calib IMAGES_DIR|VIDEO|COCO_JSON" % mode)
     if max_ap_drop is None:
