@@ -44,7 +44,8 @@ class CalibrationSet:
 
     calib           list of model inputs ``[1, ...]`` float32 (edgepose.preprocess output)
     holdout_images  list of BGR uint8 images held out for the accuracy report
-    holdout_inputs  their model inputs (for top-down: the crops of ``holdout_boxes``)
+    holdout_inputs  their model inputs (for top-down: the crops of ``holdout_boxes``), made on
+                    first use
     holdout_boxes   top-down only: one ``[x, y, w, h]`` box per held-out image (else None)
     calib_ids / holdout_ids  identities of the samples (file names, frame indices, ann ids)
     source_hash     sha256 of the chosen samples' identity and the preprocessing settings
@@ -53,7 +54,8 @@ class CalibrationSet:
     def __init__(self, calib: List[np.ndarray], holdout_images: List[np.ndarray],
                  holdout_inputs: List[np.ndarray], calib_ids: List[str], holdout_ids: List[str],
                  source: str, kind: str, source_hash: str,
-                 holdout_boxes: Optional[List[List[float]]] = None, family: str = "bottomup"):
+                 holdout_boxes: Optional[List[List[float]]] = None, family: str = "bottomup",
+                 sources: Optional[List[Dict[str, Any]]] = None):
         self.calib = calib
         self.holdout_images = holdout_images
         self.holdout_inputs = holdout_inputs
@@ -64,6 +66,8 @@ class CalibrationSet:
         self.kind = kind
         self.source_hash = source_hash
         self.family = family
+        self.sources = sources or [{"source": source, "kind": kind, "used": len(calib) + len(holdout_images),
+                                    "holdout": len(holdout_images)}]
 
     def __len__(self) -> int:
         return len(self.calib)
@@ -73,15 +77,20 @@ class CalibrationSet:
         shp = ", ".join("x".join(str(d) for d in s) for s in shapes[:3])
         if len(shapes) > 3:
             shp += ", ..."
-        return ("calibration: %d samples + %d held out from %s %s (input %s; sha256 %s)"
-                % (len(self.calib), len(self.holdout_images), self.kind,
-                   os.path.basename(self.source.rstrip("/")) or self.source, shp,
-                   self.source_hash[:12]))
+        if len(self.sources) > 1:
+            where = "%d sources (%s)" % (len(self.sources), ", ".join(
+                "%s %d+%d" % (os.path.basename(s["source"].rstrip("/")), s["used"] - s["holdout"], s["holdout"])
+                for s in self.sources))
+        else:
+            where = "%s %s" % (self.kind, os.path.basename(self.source.rstrip("/")) or self.source)
+        return ("calibration: %d samples + %d held out from %s (input %s; sha256 %s)"
+                % (len(self.calib), len(self.holdout_images), where, shp, self.source_hash[:12]))
 
     def to_dict(self) -> Dict[str, Any]:
         return {"source": self.source, "kind": self.kind, "n_calib": len(self.calib),
                 "n_holdout": len(self.holdout_images), "calib_ids": self.calib_ids,
-                "holdout_ids": self.holdout_ids, "source_hash": self.source_hash}
+                "holdout_ids": self.holdout_ids, "source_hash": self.source_hash,
+                "sources": self.sources}
 
     def __repr__(self) -> str:
         return "CalibrationSet(%s)" % self.describe()
@@ -162,6 +171,11 @@ class _Prep:
                              "upscaled %.1fx; calibrate on frames at the deployment resolution)"
                              % (what, img.shape[1], img.shape[0], W, H, scale))
 
+    def check(self, img: np.ndarray, what: str) -> None:
+        """The checks of :meth:`bottomup` without making the input (held-out images)."""
+        from edgepose.preprocess import check_image
+        self._check_size(check_image(img, what), what)
+
     def bottomup(self, img: np.ndarray, what: str) -> np.ndarray:
         from edgepose.preprocess import check_image, preprocess_bottomup
         img = check_image(img, what)
@@ -202,29 +216,168 @@ def _hash(kind: str, items: List[Any], meta: ModelMeta, extra: Dict[str, Any]) -
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
-# ----------------------------------------------------------------------------------------------
-def load_samples(source: str, meta, n: int = 32, holdout: int = 8, seed: int = 0,
+class _Catalog:
+    """The candidate samples of one source (identities only: nothing decoded yet).
+
+    ``ids``: one identity per candidate; ``load(indices)`` -> [(image, box, what)];
+    ``items(indices)``: what identifies those samples in the source hash."""
+
+    def __init__(self, source: str, kind: str, ids: List[str], load, items, what: str):
+        self.source, self.kind, self.ids, self.load, self.items, self.what = \
+            source, kind, ids, load, items, what
+
+
+# the held-out part when ``holdout="auto"``: every candidate left after calibration, up to this
+# many (the accuracy gate wants >= 100 frames from several sources to resolve a 1-point budget)
+AUTO_HOLDOUT_MAX = 128
+
+
+def load_samples(source, meta, n: int = 32, holdout: Any = 8, seed: int = 0,
                  every: Optional[int] = None, height: Optional[int] = None,
                  images_dir: Optional[str] = None) -> CalibrationSet:
-    """Deterministic calibration + held-out samples from an image folder, video or COCO JSON."""
+    """Deterministic calibration + held-out samples from image folders, videos or COCO JSONs.
+
+    ``source``: one path, or a list of paths (several sources at once: the samples are shared
+    out evenly among them, each source split into calibration and held-out parts in the same
+    ratio). ``holdout``: a count, or ``"auto"``: every candidate left after the ``n``
+    calibration samples, up to :data:`AUTO_HOLDOUT_MAX`.
+    """
     meta = _as_meta(meta)
-    if source is None or not isinstance(source, (str, os.PathLike)):
-        raise EdgeposeError("calibration source must be a path (image folder, video or COCO JSON)")
-    source = os.fspath(source)
-    if not os.path.exists(source):
-        raise InputError("calibration source not found: %s" % source)
-    n, holdout = int(n), int(holdout)
+    sources = [source] if isinstance(source, (str, os.PathLike)) else source
+    if not isinstance(sources, (list, tuple)) or not sources or \
+            not all(isinstance(s, (str, os.PathLike)) for s in sources):
+        raise EdgeposeError("calibration source must be a path (image folder, video or COCO JSON) "
+                            "or a list of paths")
+    sources = [os.fspath(s) for s in sources]
+    n = int(n)
+    auto = isinstance(holdout, str)
+    if auto and holdout != "auto":
+        raise EdgeposeError("holdout must be a count or 'auto', got %r" % (holdout,))
     if every is not None and int(every) < 1:
         raise EdgeposeError("every must be >= 1, got %r" % (every,))
+    if n < 1:
+        raise EdgeposeError("calibration needs n >= 1 samples, got n=%d" % n)
+    if not auto and int(holdout) < 0:
+        raise EdgeposeError("holdout must be >= 0, got %d" % int(holdout))
+    for s in sources:
+        if not os.path.exists(s):
+            raise InputError("calibration source not found: %s" % s)
+    if len(set(os.path.abspath(s) for s in sources)) != len(sources):
+        raise InputError("a calibration source is given twice")
     prep = _Prep(meta, height)
-    extra = {"n": n, "holdout": holdout, "seed": seed, "every": every, "height": height}
+    cats = [_catalog(s, meta, every, images_dir) for s in sources]
+    avail = [len(c.ids) for c in cats]
+    total = sum(avail)
+    what = cats[0].what if len(cats) == 1 else "%d sources (%s)" % (
+        len(cats), ", ".join("%s: %d" % (os.path.basename(c.source.rstrip("/")), a) for c, a in zip(cats, avail)))
+    if auto:
+        holdout = max(1, min(AUTO_HOLDOUT_MAX, total - n))
+    holdout = int(holdout)
+    _check_counts(total, n, holdout, what)
+    extra = {"n": n, "holdout": "auto" if auto else holdout, "seed": seed, "every": every,
+             "height": height}
+    shares = _share(avail, n + holdout)
+    holds = _largest_remainder([holdout * t / float(n + holdout) for t in shares], holdout)
+    calib, hold_imgs, hold_boxes, cal_ids, hold_ids, hash_items, hold_loaders = [], [], [], [], [], [], []
+    for c, t, h in zip(cats, shares, holds):
+        if t == 0:
+            continue
+        chosen = _spread(len(c.ids), t)
+        cal_i, hold_i = _split(chosen, h, seed)
+        cal_i = [chosen[i] for i in cal_i]
+        hold_i = [chosen[i] for i in hold_i]
+        prefix = "" if len(cats) == 1 else os.path.basename(c.source.rstrip("/")) + ":"
+        loaded = c.load(sorted(cal_i + hold_i))
+        by_idx = dict(zip(sorted(cal_i + hold_i), loaded))
+        for i in cal_i:
+            img, box, w = by_idx[i]
+            calib.append(prep.topdown(img, box, w) if meta.family == "topdown" else prep.bottomup(img, w))
+            cal_ids.append(prefix + str(c.ids[i]))
+        for i in hold_i:
+            img, box, w = by_idx[i]
+            prep.topdown(img, box, w) if meta.family == "topdown" else prep.check(img, w)
+            hold_imgs.append(img)
+            hold_boxes.append([float(v) for v in box])
+            hold_loaders.append((img, box, w))
+            hold_ids.append(prefix + str(c.ids[i]))
+        hash_items.append([c.kind, c.items(chosen)])
+    kind = cats[0].kind if len(cats) == 1 else "mixed"
+    src = sources[0] if len(sources) == 1 else ", ".join(sources)
+    items = hash_items[0][1] if len(cats) == 1 else hash_items
+    family = meta.family
+
+    def make_input(k):
+        img, box, w = hold_loaders[k]
+        return prep.topdown(img, box, w) if family == "topdown" else prep.bottomup(img, w)
+
+    return CalibrationSet(calib, hold_imgs, _LazyInputs(make_input, len(hold_loaders)), cal_ids, hold_ids,
+                          src, kind, _hash(kind, items, meta, extra),
+                          hold_boxes if family == "topdown" else None, family,
+                          sources=[dict(source=c.source, kind=c.kind, available=a, used=t, holdout=h)
+                                   for c, a, t, h in zip(cats, avail, shares, holds)])
+
+
+class _LazyInputs:
+    """The held-out images' model inputs, made on first use (a bottom-up input is a few MB)."""
+
+    def __init__(self, make, n: int):
+        self._make, self._n, self._cache = make, n, {}
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[i] for i in range(*k.indices(self._n))]
+        k = int(k)
+        if k < 0:
+            k += self._n
+        if not 0 <= k < self._n:
+            raise IndexError(k)
+        if k not in self._cache:
+            self._cache[k] = self._make(k)
+        return self._cache[k]
+
+    def __iter__(self):
+        return (self[i] for i in range(self._n))
+
+
+def _share(avail: List[int], want: int) -> List[int]:
+    """Split ``want`` samples among sources holding ``avail``: equal shares, a source with
+    fewer gives the rest to the others (water filling)."""
+    out = [0] * len(avail)
+    left = want
+    open_ = [i for i, a in enumerate(avail) if a > 0]
+    while left > 0 and open_:
+        per = max(1, left // len(open_))
+        for i in list(open_):
+            take = min(per, avail[i] - out[i], left)
+            out[i] += take
+            left -= take
+            if out[i] >= avail[i]:
+                open_.remove(i)
+            if left == 0:
+                break
+    return out
+
+
+def _largest_remainder(quotas: List[float], total: int) -> List[int]:
+    base = [int(np.floor(q)) for q in quotas]
+    rest = total - sum(base)
+    order = sorted(range(len(quotas)), key=lambda i: -(quotas[i] - base[i]))
+    for i in order[:max(0, rest)]:
+        base[i] += 1
+    return base
+
+
+def _catalog(source: str, meta: ModelMeta, every: Optional[int], images_dir: Optional[str]) -> _Catalog:
     if os.path.isdir(source):
-        return _from_folder(source, meta, prep, n, holdout, seed, extra)
+        return _catalog_folder(source)
     ext = os.path.splitext(source)[1].lower()
     if ext == ".json":
-        return _from_coco(source, meta, prep, n, holdout, seed, images_dir, extra)
+        return _catalog_coco(source, meta, images_dir)
     if ext in VIDEO_EXTS:
-        return _from_video(source, meta, prep, n, holdout, seed, every, extra)
+        return _catalog_video(source, every)
     if ext in IMAGE_EXTS:
         raise InputError("calibration source %s is a single image; give a folder of images, a "
                          "video or a COCO annotation file" % source)
@@ -236,49 +389,27 @@ def _whole_box(img: np.ndarray) -> List[float]:
     return [0.0, 0.0, float(img.shape[1]), float(img.shape[0])]
 
 
-def _make_set(meta, prep, source, kind, ids, loader, holdout, seed, hash_items, extra):
-    cal_i, hold_i = _split(ids, holdout, seed)
-    calib, hold_imgs, hold_inputs, hold_boxes = [], [], [], []
-    for i in cal_i:
-        img, box, what = loader(i)
-        calib.append(prep.topdown(img, box, what) if meta.family == "topdown"
-                     else prep.bottomup(img, what))
-    for i in hold_i:
-        img, box, what = loader(i)
-        hold_imgs.append(img)
-        if meta.family == "topdown":
-            hold_inputs.append(prep.topdown(img, box, what))
-            hold_boxes.append([float(v) for v in box])
-        else:
-            hold_inputs.append(prep.bottomup(img, what))
-    return CalibrationSet(calib, hold_imgs, hold_inputs, [str(ids[i]) for i in cal_i],
-                          [str(ids[i]) for i in hold_i], source, kind,
-                          _hash(kind, hash_items, meta, extra),
-                          hold_boxes if meta.family == "topdown" else None, meta.family)
-
-
-def _from_folder(source, meta, prep, n, holdout, seed, extra) -> CalibrationSet:
+def _catalog_folder(source: str) -> _Catalog:
     names = sorted(f for f in os.listdir(source)
                    if f.lower().endswith(IMAGE_EXTS) and os.path.isfile(os.path.join(source, f)))
     if not names:
         raise InputError("calibration folder %s contains no images (%s)"
                          % (source, ", ".join(IMAGE_EXTS[:3])))
-    _check_counts(len(names), n, holdout, "folder %s" % source)
-    chosen = [names[i] for i in _spread(len(names), n + holdout)]
-    cache: Dict[int, np.ndarray] = {}
 
-    def loader(i):
-        p = os.path.join(source, chosen[i])
-        img = cache.pop(i, None)
-        if img is None:
-            img = _read_image(p)
-        return img, _whole_box(img), "calibration image %s" % chosen[i]
+    def load(idx):
+        out = []
+        for i in idx:
+            img = _read_image(os.path.join(source, names[i]))
+            out.append((img, _whole_box(img), "calibration image %s" % names[i]))
+        return out
 
-    items = [(c, _file_sha(os.path.join(source, c))) for c in chosen]
-    return _make_set(meta, prep, source, "folder", chosen, loader, holdout, seed, items, extra)
+    def items(idx):
+        return [(names[i], _file_sha(os.path.join(source, names[i]))) for i in idx]
+
+    return _Catalog(source, "folder", names, load, items, "folder %s" % source)
 
 
-def _from_video(source, meta, prep, n, holdout, seed, every, extra) -> CalibrationSet:
+def _catalog_video(source: str, every: Optional[int]) -> _Catalog:
     import cv2
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
@@ -292,46 +423,45 @@ def _from_video(source, meta, prep, n, holdout, seed, every, extra) -> Calibrati
         cap.release()
     if count == 0:
         raise InputError("calibration video %s has no decodable frames" % source)
-    want = n + holdout
-    if every is not None:
-        candidates = list(range(0, count, int(every)))
-        _check_counts(len(candidates), n, holdout, "video %s (%d frames, every %d-th)"
-                      % (source, count, int(every)))
-        frames = [candidates[i] for i in _spread(len(candidates), want)]
-    else:
-        _check_counts(count, n, holdout, "video %s (%d frames)" % (source, count))
-        frames = _spread(count, want)
-    wanted = set(frames)
-    images: Dict[int, np.ndarray] = {}
-    cap = cv2.VideoCapture(source)
-    try:
-        idx = 0
-        last = max(frames)
-        while idx <= last:
-            if not cap.grab():
-                break
-            if idx in wanted:
-                ok, img = cap.retrieve()
-                if not ok or img is None:
-                    raise InputError("calibration video %s: frame %d cannot be decoded" % (source, idx))
-                images[idx] = img
-            idx += 1
-    finally:
-        cap.release()
-    missing = [f for f in frames if f not in images]
-    if missing:
-        raise InputError("calibration video %s: frames %s could not be read" % (source, missing[:5]))
+    frames = list(range(0, count, int(every))) if every is not None else list(range(count))
+    what = ("video %s (%d frames, every %d-th)" % (source, count, int(every)) if every is not None
+            else "video %s (%d frames)" % (source, count))
 
-    def loader(i):
-        img = images[frames[i]]
-        return img, _whole_box(img), "frame %d of %s" % (frames[i], os.path.basename(source))
+    def load(idx):
+        wanted = {frames[i]: i for i in idx}
+        images: Dict[int, np.ndarray] = {}
+        cap = cv2.VideoCapture(source)
+        try:
+            f = 0
+            last = max(wanted) if wanted else -1
+            while f <= last:
+                if not cap.grab():
+                    break
+                if f in wanted:
+                    ok, img = cap.retrieve()
+                    if not ok or img is None:
+                        raise InputError("calibration video %s: frame %d cannot be decoded" % (source, f))
+                    images[f] = img
+                f += 1
+        finally:
+            cap.release()
+        missing = [f for f in wanted if f not in images]
+        if missing:
+            raise InputError("calibration video %s: frames %s could not be read" % (source, sorted(missing)[:5]))
+        return [(images[frames[i]], _whole_box(images[frames[i]]),
+                 "frame %d of %s" % (frames[i], os.path.basename(source))) for i in idx]
 
-    items = {"video_sha256": _file_sha(source), "frames": frames}
-    return _make_set(meta, prep, source, "video", ["frame%d" % f for f in frames], loader,
-                     holdout, seed, items, extra)
+    sha = []
+
+    def items(idx):
+        if not sha:
+            sha.append(_file_sha(source))
+        return {"video_sha256": sha[0], "frames": [frames[i] for i in idx]}
+
+    return _Catalog(source, "video", ["frame%d" % f for f in frames], load, items, what)
 
 
-def _from_coco(source, meta, prep, n, holdout, seed, images_dir, extra) -> CalibrationSet:
+def _catalog_coco(source: str, meta: ModelMeta, images_dir: Optional[str]) -> _Catalog:
     try:
         with open(source, "r") as f:
             doc = json.load(f)
@@ -366,26 +496,33 @@ def _from_coco(source, meta, prep, n, holdout, seed, images_dir, extra) -> Calib
                 continue
             persons.append((a["image_id"], a.get("id", 0), [float(v) for v in box]))
         persons.sort(key=lambda t: (t[0], t[1]))
-        _check_counts(len(persons), n, holdout, "COCO file %s (%d person crops)" % (source, len(persons)))
-        chosen = [persons[i] for i in _spread(len(persons), n + holdout)]
 
-        def loader(i):
-            img_id, ann_id, box = chosen[i]
-            return image(by_id[img_id]), box, "person %s in %s" % (ann_id, by_id[img_id])
+        def load(idx):
+            return [(image(by_id[persons[i][0]]), persons[i][2],
+                     "person %s in %s" % (persons[i][1], by_id[persons[i][0]])) for i in idx]
 
-        ids = ["ann%s" % c[1] for c in chosen]
-        items = [(by_id[c[0]], c[1], c[2]) for c in chosen]
-    else:
-        with_people = {a.get("image_id") for a in anns if a.get("num_keypoints", 0) > 0}
-        ids_sorted = sorted(i for i in by_id if (i in with_people or not anns))
-        _check_counts(len(ids_sorted), n, holdout, "COCO file %s (%d images)" % (source, len(ids_sorted)))
-        chosen_ids = [ids_sorted[i] for i in _spread(len(ids_sorted), n + holdout)]
+        def items(idx):
+            return [(by_id[persons[i][0]], persons[i][1], persons[i][2]) for i in idx]
 
-        def loader(i):
-            img = image(by_id[chosen_ids[i]])
-            return img, _whole_box(img), "COCO image %s" % by_id[chosen_ids[i]]
+        return _Catalog(source, "coco", ["ann%s" % p[1] for p in persons], load, items,
+                        "COCO file %s (%d person crops)" % (source, len(persons)))
+    with_people = {a.get("image_id") for a in anns if a.get("num_keypoints", 0) > 0}
+    ids_sorted = sorted(i for i in by_id if (i in with_people or not anns))
 
-        ids = [str(by_id[c]) for c in chosen_ids]
-        items = [(by_id[c], _file_sha(os.path.join(images_dir, by_id[c]))
-                  if os.path.isfile(os.path.join(images_dir, by_id[c])) else None) for c in chosen_ids]
-    return _make_set(meta, prep, source, "coco", ids, loader, holdout, seed, items, extra)
+    def load(idx):
+        out = []
+        for i in idx:
+            img = image(by_id[ids_sorted[i]])
+            out.append((img, _whole_box(img), "COCO image %s" % by_id[ids_sorted[i]]))
+        return out
+
+    def items(idx):
+        out = []
+        for i in idx:
+            fn = by_id[ids_sorted[i]]
+            p = os.path.join(images_dir, fn)
+            out.append((fn, _file_sha(p) if os.path.isfile(p) else None))
+        return out
+
+    return _Catalog(source, "coco", [str(by_id[i]) for i in ids_sorted], load, items,
+                    "COCO file %s (%d images)" % (source, len(ids_sorted)))

@@ -26,6 +26,18 @@ def _size(text: str):
         raise argparse.ArgumentTypeError("expected HxW, e.g. 368x432, got %r" % text)
 
 
+def _holdout_arg(text: str):
+    if text == "auto":
+        return "auto"
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a count or 'auto', got %r" % text)
+    if v < 0:
+        raise argparse.ArgumentTypeError("must be >= 0, got %d" % v)
+    return v
+
+
 def _progress(it, total=None, desc=""):
     if not sys.stderr.isatty():
         return it
@@ -50,7 +62,8 @@ def _estimator(args):
         opts["detector_spec"] = args.detector_spec
     return load_estimator(args.model, detector=getattr(args, "detector", None),
                           threads=getattr(args, "threads", None),
-                          providers=getattr(args, "providers", None), **opts)
+                          providers=getattr(args, "providers", None),
+                          exact_int8=bool(getattr(args, "exact_int8", False)), **opts)
 
 
 def _boxes_arg(args):
@@ -75,13 +88,18 @@ def cmd_export(args) -> int:
     if args.no_gate:
         opts["gate"] = False
     for k in ("calib_method", "n_calib", "holdout", "max_ap_drop", "coco", "images", "workspace_mb",
-              "dla_core"):
+              "dla_core", "max_label_free_drop", "int8_format"):
         v = getattr(args, k, None)
         if v is not None:
-            opts["images_dir" if k == "images" else ("method" if k == "calib_method" else k)] = v
+            opts[{"images": "images_dir", "calib_method": "method", "int8_format": "format"}.get(k, k)] = v
+    if args.coco is not None and len(args.coco) == 1:
+        opts["coco"] = args.coco[0]
+        if args.images is not None and len(args.images) == 1:
+            opts["images_dir"] = args.images[0]
+    calib = args.calib[0] if args.calib and len(args.calib) == 1 else args.calib
     report = api.export(args.source, target=args.target, out=args.output, arch=args.arch,
                         spec=args.spec, input_size=args.input_size, dynamic=args.dynamic,
-                        opset=args.opset, calib=args.calib, **opts)
+                        opset=args.opset, calib=calib, **opts)
     if args.json:
         from .io import write_json
 
@@ -161,16 +179,28 @@ def cmd_eval(args) -> int:
     from .evaluate import STAT_NAMES, evaluate_coco
     from .io import write_json
 
+    if len(args.coco) != len(args.images):
+        raise InputError("%d --coco files but %d --images folders: give one --images per --coco"
+                         % (len(args.coco), len(args.images)))
+    if len(args.coco) > 1 and getattr(args, "boxes", None):
+        raise InputError("--boxes names image ids of one COCO file: evaluate one --coco at a time")
+    for c, d in zip(args.coco, args.images):
+        if not os.path.isfile(c):
+            raise InputError("annotation file not found: %s" % c)
+        if not os.path.isdir(d):
+            raise InputError("images directory not found: %s" % d)
     est = _estimator(args)
-    r = evaluate_coco(est, args.coco, args.images, boxes_by_image=_boxes_arg(args),
-                      progress=sys.stderr.isatty())
+    ann = args.coco[0] if len(args.coco) == 1 else list(zip(args.coco, args.images))
+    r = evaluate_coco(est, ann, args.images[0] if len(args.coco) == 1 else None,
+                      boxes_by_image=_boxes_arg(args), progress=sys.stderr.isatty())
     stats = r["stats"]
     print("COCO keypoints on %d images (%d predicted people):" % (r["images"], r["people"]))
     for k in STAT_NAMES:
         print("  %-5s %.3f" % (k, stats[k]))
     if args.json:
         write_json(args.json, {**stats, "images": r["images"], "people": r["people"],
-                               "model": os.path.abspath(args.model)})
+                               "model": os.path.abspath(args.model), "coco": args.coco,
+                               "exact_int8": bool(args.exact_int8)})
     if args.results:
         write_json(args.results, r["results"])
     return 0
@@ -353,13 +383,24 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--input-size", type=_size, help="HxW")
     e.add_argument("--dynamic", action="store_true", help="dynamic input height/width")
     e.add_argument("--opset", type=int, default=13)
-    e.add_argument("--calib", help="calibration data: image folder, video, or COCO json")
-    e.add_argument("--n-calib", type=int, help="number of calibration samples")
-    e.add_argument("--holdout", type=int, help="calibration samples held out for the accuracy report (8)")
+    e.add_argument("--calib", nargs="+", metavar="SOURCE",
+                   help="calibration data: image folders, videos, COCO jsons (several at once: the "
+                        "samples are shared among them, each split into calibration and held-out parts)")
+    e.add_argument("--n-calib", type=int, help="number of calibration samples (32)")
+    e.add_argument("--holdout", type=_holdout_arg,
+                   help="samples held out for the accuracy gate: a count or 'auto' (default: what "
+                        "calibration leaves, up to 128)")
     e.add_argument("--calib-method", choices=["minmax", "percentile", "mse", "entropy"])
-    e.add_argument("--max-ap-drop", type=float, help="accuracy gate in AP points (default 1.0)")
-    e.add_argument("--coco", help="COCO keypoints file for the accuracy report")
-    e.add_argument("--images", help="images folder of --coco")
+    e.add_argument("--max-ap-drop", type=float, help="accuracy gate with --coco: AP points (default 1.0)")
+    e.add_argument("--max-label-free-drop", type=float,
+                   help="accuracy gate without annotations: the largest label-free AP drop (INT8 scored "
+                        "against the float model's own detections), in points")
+    e.add_argument("--coco", action="append", help="COCO keypoints file for the accuracy report "
+                                                   "(repeat to pool several, each with its --images)")
+    e.add_argument("--images", action="append", help="images folder of the matching --coco")
+    e.add_argument("--int8-format", choices=["auto", "u8s8", "u8u8", "u8s7"],
+                   help="cpu-int8: activation/weight types (auto: u8s8 where this CPU's int8 kernels are "
+                        "exact, u8s7 then u8u8 where u8s8 saturates)")
     e.add_argument("--no-gate", action="store_true",
                    help="measure and report INT8 accuracy but do not fail the export on it")
     e.add_argument("--workspace-mb", type=int, help="TensorRT workspace limit")
@@ -379,8 +420,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("eval", help="COCO keypoint AP/AR with pycocotools")
     v.add_argument("model")
-    v.add_argument("--coco", required=True, help="COCO person-keypoints annotation file")
-    v.add_argument("--images", required=True, help="folder with the images it names")
+    v.add_argument("--coco", required=True, action="append",
+                   help="COCO person-keypoints annotation file (repeat to pool several sets)")
+    v.add_argument("--images", required=True, action="append",
+                   help="folder with the images it names (one per --coco)")
+    v.add_argument("--exact-int8", action="store_true",
+                   help="run an INT8 Q/DQ ONNX model exactly as written (the device's integer "
+                        "arithmetic), not with this CPU's int8 kernels")
     v.add_argument("--json", help="write the stats here")
     v.add_argument("--results", help="write the COCO results here")
     model_opts(v)

@@ -6,7 +6,7 @@ litert-torch, without TensorFlow or onnx2tf. The graph is first simplified at a 
 in the supported subset, else :class:`ExportError` names the unsupported op.
 
 Supported ops: Conv (groups, dilations, asymmetric pads, auto_pad), ConvTranspose (symmetric),
-BatchNormalization, Relu, LeakyRelu, PRelu, Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, Softmax,
+BatchNormalization, Relu, LeakyRelu, Elu, PRelu, Clip, Sigmoid, Tanh, HardSigmoid, HardSwish, Softmax,
 Add, Sub, Mul, Div, Concat, MaxPool, AveragePool, GlobalAveragePool, Resize / Upsample (nearest,
 linear), Transpose, Slice, Pad, Reshape, Flatten, Squeeze, Unsqueeze, Identity, Constant,
 Gemm, MatMul.
@@ -572,12 +572,17 @@ def _identity(xs, at):
     return xs[0]
 
 
+def _elu(xs, at):
+    import torch.nn.functional as F
+    return F.elu(xs[0], alpha=float(at.get("alpha", 1.0)))
+
+
 def _matmul(xs, at):
     return _t().matmul(xs[0], xs[1])
 
 
 _FUNCS = {
-    "Relu": _relu, "LeakyRelu": _leaky, "PRelu": _prelu, "Clip": _clip, "Sigmoid": _sigmoid,
+    "Relu": _relu, "LeakyRelu": _leaky, "Elu": _elu, "PRelu": _prelu, "Clip": _clip, "Sigmoid": _sigmoid,
     "Tanh": _tanh, "HardSigmoid": _hardsigmoid, "HardSwish": _hardswish, "Softmax": _softmax,
     "Add": _binary(lambda a, b: a + b), "Sub": _binary(lambda a, b: a - b),
     "Mul": _binary(lambda a, b: a * b), "Div": _binary(lambda a, b: a / b),

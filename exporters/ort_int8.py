@@ -16,15 +16,17 @@ from edgepose.errors import EdgeposeError, ExportError
 
 __all__ = ["export_cpu_int8", "DEFAULTS", "report_path"]
 
-# The default configuration (see benchmarks/int8_frontier.py for the measurements behind it).
+# The default configuration (see benchmarks/int8_frontier.py for the measurements behind it);
+# activation/weight types come from the host's int8 kernels (cpu_kernels.cpu_int8_format)
 DEFAULTS: Dict[str, Any] = {
     "method": "minmax",
     "symmetric_activations": False,   # uint8 activations: ReLU outputs use all 256 levels
     "per_channel": True,
-    "reduce_range": False,            # VNNI / ARM dot-product CPUs do not saturate
     "fold": True,                     # fold 1x1 depthwise convs into their consumer (exact)
     "equalize": "activations",        # activation-aware cross-layer equalization (exact in float)
+    "equalize_concat": True,          # concat-aware equalization (exact in float)
 }
+DEFAULT_HOLDOUT = "auto"
 
 
 def report_path(out: str) -> str:
@@ -34,21 +36,25 @@ def report_path(out: str) -> str:
 
 def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model=None,
                     max_ap_drop: float = 1.0, method: str = "minmax", n_calib: int = 32,
-                    coco: Optional[str] = None, images_dir: Optional[str] = None,
-                    **opts) -> Dict[str, Any]:
+                    coco=None, images_dir=None, **opts) -> Dict[str, Any]:
     """FP32 ONNX (with edgepose metadata) -> INT8 Q/DQ ONNX at ``out``; returns the report.
 
-    ``calib``: a calibration source path (image folder, video, COCO JSON) or a ready
-    :class:`edgepose.calibration.CalibrationSet`. Options: ``holdout`` (8), ``seed`` (0),
-    ``every``, ``height``, ``calib_images_dir`` (images of a COCO calibration file),
-    ``symmetric_activations``, ``per_channel``, ``reduce_range``, ``equalize``, ``percentile``,
-    ``keep_float`` (node names), ``search`` (mixed-precision search on a missed budget, True),
-    ``min_oks_agreement``, ``threads``, ``log`` (callable), ``quiet``.
+    ``calib``: calibration source path(s) (image folders, videos, COCO JSONs) or a ready
+    :class:`edgepose.calibration.CalibrationSet`. ``coco``/``images_dir``: one or several
+    annotated sets for the true AP drop. Options: ``holdout`` ("auto": what calibration leaves,
+    up to 128), ``seed`` (0), ``every``, ``height``, ``calib_images_dir`` (images of a COCO
+    calibration file), ``format`` ("auto": u8s8 where this CPU's int8 kernels are exact, else
+    u8s7 -- 7-bit weights, no 16-bit saturation -- then u8u8; or one of
+    :data:`edgepose.exporters.cpu_kernels.FORMATS`), ``symmetric_activations``, ``per_channel``,
+    ``equalize``, ``equalize_concat``, ``percentile``, ``keep_float`` (node names), ``search``
+    (mixed-precision search on a missed budget, True), ``max_label_free_drop``, ``threads``,
+    ``log`` (callable), ``quiet``.
     """
     import onnx
     from edgepose.calibration import CalibrationSet, load_samples
     from edgepose.metadata import ModelMeta, embed_onnx
     from . import accuracy as acc
+    from .cpu_kernels import cpu_int8_format, int8_kernel_class
 
     log = opts.pop("log", None)
     quiet = bool(opts.pop("quiet", False))
@@ -58,52 +64,101 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
 
     meta = target_meta(onnx_path, meta)
     if calib is None:
-        raise ExportError("cpu-int8 needs calibration data: --calib IMAGES_DIR | VIDEO | COCO.json")
-    holdout = int(opts.pop("holdout", 8))
-    if isinstance(calib, CalibrationSet):
-        cs = calib
-    else:
-        cs = load_samples(calib, meta, n=int(n_calib), holdout=holdout, seed=int(opts.pop("seed", 0)),
-                          every=opts.pop("every", None), height=opts.pop("height", None),
-                          images_dir=opts.pop("calib_images_dir", None))
-    log(cs.describe())
+        raise ExportError("cpu-int8 needs calibration data: --calib IMAGES_DIR | VIDEO | COCO.json ...")
+    holdout = opts.pop("holdout", DEFAULT_HOLDOUT)
+    seed = int(opts.pop("seed", 0))
+    every, height, cal_dir = opts.pop("every", None), opts.pop("height", None), opts.pop("calib_images_dir", None)
+    requested = opts.pop("format", None)
+    if requested is None and any(k in opts for k in ("activation_type", "weight_type", "reduce_range")):
+        requested = "custom"
+    if requested not in (None, "auto", "custom"):
+        cpu_int8_format(requested)   # an unknown format is refused before any work
     qkw = dict(DEFAULTS)
     qkw["method"] = method
     for k in ("symmetric_activations", "per_channel", "reduce_range", "equalize", "fold", "alpha",
-              "percentile", "keep_float", "activation_type", "max_memory_mb", "float_concat_inputs",
-              "bias_correction"):
+              "percentile", "keep_float", "activation_type", "weight_type", "max_memory_mb",
+              "float_concat_inputs", "bias_correction", "equalize_concat"):
         if k in opts:
             qkw[k] = opts.pop(k)
     search = bool(opts.pop("search", True))
     enforce = bool(opts.pop("gate", True))
-    min_oks = float(opts.pop("min_oks_agreement", acc.OKS_GATE))
+    max_lf = float(opts.pop("max_label_free_drop", acc.LABEL_FREE_GATE))
     threads = opts.pop("threads", None)
     measure_speed = bool(opts.pop("measure_speed", True))
     if opts:
         raise ExportError("cpu-int8: unknown option(s): %s" % ", ".join(sorted(opts)))
-
+    pairs = acc.coco_pairs(coco, images_dir)       # checked before the calibration work
+    if isinstance(calib, CalibrationSet):
+        cs = calib
+    else:
+        cs = load_samples(calib, meta, n=int(n_calib), holdout=holdout, seed=seed, every=every,
+                          height=height, images_dir=cal_dir)
+    log(cs.describe())
+    kernels = int8_kernel_class()
+    if requested == "custom":
+        formats = [dict(format="custom", why="activation/weight types given")]
+    elif requested not in (None, "auto"):
+        formats = [cpu_int8_format(requested)]
+    elif kernels["saturates_u8s8"]:
+        # fast and exact first (7-bit weights), then full 8-bit weights with 32-bit sums
+        formats = [dict(cpu_int8_format("u8s7"), why="this CPU's u8s8 kernels saturate 16-bit sums (%s): "
+                        "7-bit weights keep every product pair within 16 bits" % kernels["name"]),
+                   dict(cpu_int8_format("u8u8"), why="u8s7 missed the budget; U8U8 keeps 8-bit weights "
+                        "and sums in 32 bits")]
+    else:
+        formats = [cpu_int8_format()]
+    if not enforce:
+        formats = formats[:1]       # --no-gate: measure the host's first choice and report it
+    tried_formats = []
     with atomic_path(out) as tmp:
-        info, rep = acc.gated_quantize(onnx_path, tmp, cs, meta, quantize_kwargs=qkw,
-                                       max_ap_drop=max_ap_drop, coco=coco, images_dir=images_dir,
-                                       log=log, search=search, min_oks_agreement=min_oks,
-                                       threads=threads, measure_speed=measure_speed, enforce=enforce)
+        for fi, fmt in enumerate(formats):
+            fkw = dict(qkw)
+            fkw.update({k: fmt[k] for k in ("activation_type", "weight_type", "reduce_range") if k in fmt})
+            last = fi == len(formats) - 1
+            log("cpu-int8 format %s: %s" % (fmt["format"], fmt["why"]))
+            try:
+                info, rep = acc.gated_quantize(onnx_path, tmp, cs, meta, quantize_kwargs=fkw,
+                                               max_ap_drop=max_ap_drop, coco=pairs, log=log,
+                                               search=search and last, max_label_free_drop=max_lf,
+                                               threads=threads, measure_speed=measure_speed,
+                                               enforce=enforce, host_kernels=True)
+            except ExportError as e:
+                if last:
+                    raise
+                tried_formats.append({"format": fmt["format"], "result": str(e)})
+                continue
+            if not rep["passed"] and not last and enforce:
+                tried_formats.append({"format": fmt["format"], "result": _short(rep)})
+                continue
+            break
         # metadata: the float model's, precision int8
         m = onnx.load(tmp)
         data = dict(meta.data)
         data["precision"] = "int8"
-        data["quantization"] = {"format": "QDQ", "method": info.get("method"),
+        data["quantization"] = {"format": "QDQ", "cpu_int8_format": fmt["format"],
+                                "method": info.get("method"),
                                 "activation_type": info.get("activation_type"),
+                                "weight_type": info.get("weight_type"),
+                                "reduce_range": info.get("reduce_range"),
                                 "per_channel": info.get("per_channel"),
                                 "keep_float": rep.get("keep_float", []),
                                 "calibration_sha256": cs.source_hash}
         embed_onnx(m, ModelMeta(data))
         onnx.save(m, tmp)
+    rep["format"] = {"chosen": fmt["format"], "why": fmt["why"], "host_kernels": kernels,
+                     "tried": tried_formats}
     report = {"target": "cpu-int8", "output": out, "calibration": cs.to_dict(),
               "quantization": {k: v for k, v in info.items() if k != "ranges"},
               "accuracy": rep}
     rp = report_path(out)
-    acc.write_report(report, rp)
+    written = acc.save_report(report, rp, accuracy=rep)
     report["report_json"] = rp
+    if "png" in written:
+        report["report_png"] = written["png"]
     log(acc.format_report(rep))
-    log("wrote %s (+ %s)" % (out, os.path.basename(rp)))
+    log("wrote %s (+ %s)" % (out, ", ".join(os.path.basename(p) for p in written.values())))
     return report
+
+
+def _short(rep: Dict[str, Any]) -> str:
+    return "gate missed: label-free drop %s, AP drop %s" % (rep.get("label_free_drop"), rep.get("ap_drop", "n/a"))

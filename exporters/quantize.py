@@ -464,7 +464,7 @@ def _depthwise(node, w: np.ndarray) -> bool:
 
 
 def equalize_model(model, channel_absmax: Optional[Dict[str, np.ndarray]] = None,
-                   alpha: float = 0.5, iterations: int = 4, clip: float = 1e3):
+                   alpha: float = 0.5, iterations: int = 4, clip: float = 1e3, concats: bool = True):
     """Cross-layer equalization; returns (new model, number of equalized pairs).
 
     For each pair conv1 -> [Relu] -> conv2 (the only path), conv1's output channel c is divided
@@ -480,6 +480,9 @@ def equalize_model(model, channel_absmax: Optional[Dict[str, np.ndarray]] = None
       conv, s_c = a_c^alpha / w_c^(1-alpha) balances the activation's per-tensor range against
       conv2's per-row weight ranges (w_c: column c's share of each row's max). Scales come from
       the float model's statistics in one pass (row and column scalings commute).
+    * ``concats`` (activation-aware only): also equalize the channels of Concats across their
+      inputs (:func:`_equalize_concats`); a Concat's inputs and output are the only tensors
+      that change, so both rewrites use the same statistics.
     """
     from onnx import numpy_helper
     model = _load(model)
@@ -536,10 +539,124 @@ def equalize_model(model, channel_absmax: Optional[Dict[str, np.ndarray]] = None
                 s[ok] = np.sqrt(r1[ok] / r2[ok])
                 _apply_scale(arrays, c1, c2, np.clip(s, 1.0 / clip, clip), dw2)
             done = len(plans)
+    if channel_absmax is not None and concats:
+        done += _equalize_concats(m, arrays, channel_absmax, alpha, clip)
     for k, init in inits.items():
         if k in arrays:
             init.CopyFrom(numpy_helper.from_array(arrays[k].astype(numpy_helper.to_array(init).dtype), k))
     return m, done
+
+
+def concat_plans(model) -> List[Dict[str, Any]]:
+    """Concats whose channels can be rescaled exactly: axis 1, every consumer a Conv reading it
+    as its input (group 1 or depthwise, weights not shared), not a graph output. Per input:
+    ``free`` when it is produced by a Conv (through at most one Relu) that feeds nothing else,
+    so its output rows can absorb a scale; other inputs (e.g. backbone features shared by
+    several stages) stay as they are."""
+    inits = {i.name for i in model.graph.initializer}
+    cons = _consumers(model)
+    prod = _producers(model)
+    uses = _use_counts(model)
+    outs = {o.name for o in model.graph.output}
+    plans = []
+    for n in model.graph.node:
+        if n.op_type != "Concat" or int(_attr(n, "axis", 0)) != 1 or n.output[0] in outs:
+            continue
+        users = cons.get(n.output[0], [])
+        ok = bool(users)
+        for c in users:
+            if (c.op_type != "Conv" or c.input[0] != n.output[0] or len(c.input) < 2
+                    or c.input[1] not in inits or uses.get(c.input[1], 0) != 1):
+                ok = False
+        if not ok:
+            continue
+        ins = []
+        for t in n.input:
+            free = None
+            p = prod.get(t)
+            relu = None
+            if p is not None and p.op_type == "Relu" and len(cons.get(t, [])) == 1 and t not in outs:
+                relu, t0 = p, p.input[0]
+                p = prod.get(t0)
+                if p is None or len(cons.get(t0, [])) != 1 or t0 in outs:
+                    p = None
+            if (p is not None and p.op_type == "Conv" and len(p.input) > 1 and p.input[1] in inits
+                    and uses.get(p.input[1], 0) == 1 and len(cons.get(t, [])) == 1 and t not in outs
+                    and (len(p.input) < 3 or not p.input[2] or (p.input[2] in inits and uses.get(p.input[2], 0) == 1))):
+                free = p
+            ins.append({"tensor": t, "producer": free, "relu": relu})
+        if any(i["producer"] is not None for i in ins):
+            plans.append({"concat": n, "inputs": ins, "consumers": users})
+    return plans
+
+
+def _equalize_concats(m, arrays, channel_absmax, alpha: float, clip: float) -> int:
+    """Concat-aware equalization (an exact float rewrite): the channels of a Concat that come
+    from a free producer conv are rescaled so that, under the Concat's one per-tensor scale,
+    they are not crushed by wider inputs -- the 0-1 heatmaps and PAFs of an OpenPose stage
+    concatenated with backbone features (range ~30) keep ~8 of 256 levels otherwise. Each free
+    channel c of the concat output is divided by s_c (the producer's output row and bias) and
+    the consumers undo it (a depthwise consumer's row, a full conv's input column times s_c).
+    Depthwise consumers: s_c = a_c / A, the free channels use the full range A of the fixed ones;
+    full-conv consumers: as activation-aware CLE, s_c = a_c^alpha / w_c^(1-alpha) normalised
+    over the fixed channels, never widening the range. Returns the number of concats changed."""
+    done = 0
+    for plan in concat_plans(m):
+        t = plan["concat"].output[0]
+        a_all = channel_absmax.get(t)
+        if a_all is None:
+            continue
+        a_all = np.asarray(a_all, np.float64)
+        sizes = [len(channel_absmax.get(i["tensor"], [])) for i in plan["inputs"]]
+        if sum(sizes) != len(a_all) or 0 in sizes:
+            continue
+        free = np.zeros(len(a_all), bool)
+        off = 0
+        for i, n in zip(plan["inputs"], sizes):
+            if i["producer"] is not None:
+                free[off:off + n] = True
+            off += n
+        a = np.maximum(a_all, 1e-12)
+        fixed = ~free
+        R = float(a[fixed].max()) if np.any(fixed) else float(np.exp(np.mean(np.log(a))))
+        cons = plan["consumers"]
+        if all(_depthwise(c, arrays[c.input[1]]) for c in cons):
+            s = a / R
+        else:
+            rel = np.ones(len(a))
+            for c in cons:
+                w = arrays[c.input[1]]
+                if _depthwise(c, w):
+                    continue
+                col = np.abs(w).max(axis=(2, 3)) if w.ndim == 4 else np.abs(w)
+                r = (col / np.maximum(col.max(axis=1, keepdims=True), 1e-30)).max(axis=0)
+                rel = np.minimum(rel, np.maximum(r, 1e-6))
+            s = a ** alpha / rel ** (1.0 - alpha)
+            ref = s[fixed] if np.any(fixed) else s
+            s = s / np.exp(np.mean(np.log(ref)))
+            s = np.maximum(s, a / R)          # a free channel never exceeds the fixed range
+        s = np.clip(s, 1.0 / clip, clip)
+        s[fixed] = 1.0
+        if np.allclose(s, 1.0):
+            continue
+        off = 0
+        for i, n in zip(plan["inputs"], sizes):
+            p = i["producer"]
+            if p is not None:
+                sc = s[off:off + n]
+                w = arrays[p.input[1]]
+                arrays[p.input[1]] = w / sc.reshape(-1, *([1] * (w.ndim - 1)))
+                if len(p.input) > 2 and p.input[2] in arrays:
+                    arrays[p.input[2]] = arrays[p.input[2]] / sc
+            off += n
+        for c in cons:
+            w = arrays[c.input[1]]
+            if _depthwise(c, w):
+                arrays[c.input[1]] = w * s.reshape(-1, *([1] * (w.ndim - 1)))
+            else:
+                arrays[c.input[1]] = w * s.reshape(1, -1, *([1] * (w.ndim - 2)))
+        done += 1
+    return done
 
 
 def _apply_scale(arrays, c1, c2, s: np.ndarray, dw2: bool) -> None:
@@ -723,11 +840,12 @@ class Prepared:
 
 def prepare_model(fp32_onnx, calib_inputs: Sequence[np.ndarray], fold: bool = True,
                   equalize: Any = "activations", alpha: float = 0.5,
-                  histograms: bool = False) -> Prepared:
+                  histograms: bool = False, equalize_concat: bool = True) -> Prepared:
     """Exact float rewrites that make the model quantize better, then its statistics.
 
     ``fold``: fold 1x1 depthwise convs into their consumer; ``equalize``: False, "weights"
-    (data-free CLE) or "activations"/True (activation-aware CLE, see :func:`equalize_model`).
+    (data-free CLE) or "activations"/True (activation-aware CLE, see :func:`equalize_model`);
+    ``equalize_concat``: with activation-aware CLE, also the concat-aware rewrite.
     """
     model = _load(fp32_onnx)
     n_fold = n_eq = 0
@@ -738,7 +856,8 @@ def prepare_model(fp32_onnx, calib_inputs: Sequence[np.ndarray], fold: bool = Tr
             model, n_eq = equalize_model(model)
         else:
             st0 = collect_stats(model, calib_inputs)
-            model, n_eq = equalize_model(model, channel_absmax=st0.channel_absmax, alpha=alpha)
+            model, n_eq = equalize_model(model, channel_absmax=st0.channel_absmax, alpha=alpha,
+                                         concats=equalize_concat)
     stats = collect_stats(model, calib_inputs, histograms=histograms)
     return Prepared(model, stats, n_fold, n_eq, equalize)
 
@@ -754,7 +873,7 @@ def quantize_qdq(fp32_onnx, out_onnx: str, calib_inputs: Sequence[np.ndarray], *
                  per_tensor_method: Optional[Dict[str, str]] = None,
                  max_memory_mb: float = DEFAULT_MAX_MEMORY_MB, max_samples: int = 256,
                  op_types: Optional[Sequence[str]] = None,
-                 bias_correction: bool = False) -> Dict[str, Any]:
+                 bias_correction: bool = False, equalize_concat: bool = True) -> Dict[str, Any]:
     """Calibrate ``fp32_onnx`` on ``calib_inputs`` and write a Q/DQ model to ``out_onnx``.
 
     Steps: exact float rewrites (``fold`` 1x1 depthwise convs, ``equalize`` cross-layer
@@ -788,7 +907,8 @@ def quantize_qdq(fp32_onnx, out_onnx: str, calib_inputs: Sequence[np.ndarray], *
             prepared = Prepared(_load(fp32_onnx), stats, 0, 0, False)
         else:
             prepared = prepare_model(fp32_onnx, calib_inputs, fold=fold, equalize=equalize,
-                                     alpha=alpha, histograms=hist and not method.startswith("ort-"))
+                                     alpha=alpha, histograms=hist and not method.startswith("ort-"),
+                                     equalize_concat=equalize_concat)
     model = prepared.model
     if method.startswith("ort-"):
         ranges = _ort_calibrate(model, calib_inputs, method[4:], percentile, max_memory_mb)

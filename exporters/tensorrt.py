@@ -180,7 +180,11 @@ def bundle_readme(build: Dict[str, Any], meta: ModelMeta, accuracy: Optional[Dic
     lines += ["| `%s` | model metadata |" % tc.META_JSON,
               "| `%s` | build settings |" % tc.BUILD_JSON]
     if accuracy is not None:
-        lines.append("| `%s` | accuracy gate: the Q/DQ ONNX in onnxruntime vs FP32 |" % tc.ACCURACY_JSON)
+        lines.append("| `%s` | accuracy gate: the Q/DQ ONNX run exactly (the device's integer arithmetic) "
+                     "vs FP32 |" % tc.ACCURACY_JSON)
+        if accuracy.get("comparison_png"):
+            lines.append("| `%s` | float and INT8 poses side by side where they differ most |"
+                         % accuracy["comparison_png"])
     lines += ["", "## Equivalent trtexec commands (run inside this folder)", ""]
     for title, cmd in trtexec_lines(build):
         lines += ["%s:" % title, "", "```", cmd, "```", ""]
@@ -212,13 +216,18 @@ def bundle_readme(build: Dict[str, Any], meta: ModelMeta, accuracy: Optional[Dic
     if accuracy is not None:
         lines += ["", "## Accuracy (predicted here, before the device)", "", "```",
                   json.dumps(_accuracy_summary(accuracy), indent=1, sort_keys=True), "```",
-                  "", "TensorRT runs layers left in float in fp16, which onnxruntime does not mimic."]
+                  "", "Predicted by running the Q/DQ ONNX exactly as written (QuantizeLinear rounding and "
+                  "saturation, float convolution on the dequantized integers): what TensorRT's "
+                  "int32-accumulating INT8 kernels compute. TensorRT runs layers left in float in fp16, "
+                  "which this prediction does not mimic."]
     return "\n".join(lines) + "\n"
 
 
 def _accuracy_summary(acc: Dict[str, Any]) -> Dict[str, Any]:
-    keep = ("ap_fp32", "ap_quant", "ap_drop", "passed", "keep_float", "oks_agreement",
-            "mean_displacement_px", "max_ap_drop", "n_holdout", "note")
+    keep = ("ap_float", "ap_quant", "ap_drop", "ap_drop_ci95", "agreement_ap", "label_free_drop",
+            "label_free_drop_ci95", "passed", "gate", "int8_mac_fraction", "keep_float",
+            "oks_agreement", "mean_displacement_px", "max_ap_drop", "holdout_frames", "evaluation",
+            "resolution_note")
     out = {k: acc[k] for k in keep if k in acc}
     return out or {k: v for k, v in acc.items() if isinstance(v, (int, float, str, bool))}
 
@@ -288,21 +297,22 @@ def _sha_text(*parts: str) -> str:
 
 
 def _quantize_and_gate(fp32_path: str, qdq_path: str, meta: ModelMeta, cs, method: str,
-                       max_ap_drop: float, coco: Optional[str], images_dir: Optional[str],
+                       max_ap_drop: float, coco, images_dir,
                        opts: Dict[str, Any], log) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Q/DQ ONNX (symmetric int8, TensorRT's form) + the accuracy gate: (quant info, report).
 
     ``opts``: ``gate`` (default True: a missed budget fails the export, after the mixed-precision
-    search), ``search``, ``min_oks_agreement``, ``threads``, and quantizer options
-    (``percentile``, ``equalize``, ``max_memory_mb``, ``keep_float``, ``float_outputs``).
+    search), ``search``, ``max_label_free_drop``, ``threads``, and quantizer options
+    (``percentile``, ``equalize``, ``equalize_concat``, ``max_memory_mb``, ``keep_float``,
+    ``float_outputs``).
     """
     from edgepose.exporters import accuracy as acc
 
     qkw: Dict[str, Any] = dict(symmetric_activations=True, per_channel=True, method=method)
-    for k in ("percentile", "equalize", "max_memory_mb", "keep_float", "float_outputs"):
+    for k in ("percentile", "equalize", "equalize_concat", "max_memory_mb", "keep_float", "float_outputs"):
         if k in opts:
             qkw[k] = opts[k]
-    gkw = {k: opts[k] for k in ("min_oks_agreement", "threads") if k in opts}
+    gkw = {k: opts[k] for k in ("max_label_free_drop", "threads") if k in opts}
     return acc.gated_quantize(fp32_path, qdq_path, cs, meta, quantize_kwargs=qkw,
                               max_ap_drop=max_ap_drop, coco=coco, images_dir=images_dir, log=log,
                               search=bool(opts.get("search", True)), enforce=bool(opts.get("gate", True)),
@@ -392,9 +402,13 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
         if mode != "fp16":
             from edgepose.calibration import load_samples
 
+            from edgepose.exporters.accuracy import coco_pairs
+
             ckw = {k: opts[k] for k in ("holdout", "seed", "every") if k in opts}
-            if images_dir is not None and str(calib).lower().endswith(".json"):
-                ckw.setdefault("images_dir", images_dir)
+            ckw.setdefault("holdout", "auto")
+            if opts.get("calib_images_dir"):
+                ckw["images_dir"] = opts["calib_images_dir"]
+            pairs = coco_pairs(coco, images_dir)
             try:
                 cs = load_samples(calib, meta, n=int(n_calib), **ckw)
             except EdgeposeError:
@@ -408,8 +422,8 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
                     "their statistics still count" % (len(outside), outside[0], tuple(profile["min"]), tuple(profile["max"])))
             method = opts.get("method") or "minmax"
             qdq = os.path.join(tmp, tc.QDQ_ONNX)
-            info, accuracy = _quantize_and_gate(fp32, qdq, meta, cs, method, float(max_ap_drop), coco,
-                                                images_dir, opts, log)
+            info, accuracy = _quantize_and_gate(fp32, qdq, meta, cs, method, float(max_ap_drop), pairs,
+                                                None, opts, log)
             n_float_bias = _check_qdq_for_tensorrt(qdq)
             keep_float = list(info.get("keep_float") or []) + list(info.get("tail_float") or [])
             ranges = info.get("ranges") or {}
@@ -427,7 +441,7 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
             tc.write_atomic(os.path.join(tmp, tc.CALIB_CACHE), cache_text)
             calibration = {
                 "hash": _sha_text(cache_text, tc.sha256_file(qdq)),
-                "source": os.path.abspath(calib), "source_hash": getattr(cs, "source_hash", None),
+                "source": getattr(cs, "source", str(calib)), "source_hash": getattr(cs, "source_hash", None),
                 "n_calib": len(cs.calib), "n_holdout": len(getattr(cs, "holdout_images", []) or []),
                 "method": method, "symmetric_activations": True, "per_channel_weights": True,
                 "keep_float": keep_float, "cache_coverage": coverage,
@@ -435,8 +449,9 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
                 "biases_float": n_float_bias,
             }
             if accuracy is not None:
-                tc.write_atomic(os.path.join(tmp, tc.ACCURACY_JSON),
-                                json.dumps(_jsonable(accuracy), indent=1, sort_keys=True))
+                from edgepose.exporters.accuracy import format_report, save_report
+                save_report(accuracy, os.path.join(tmp, tc.ACCURACY_JSON))
+                log(format_report(accuracy))
             report["accuracy"] = accuracy
             report["calibration"] = calibration
         # 3. metadata, build settings, README

@@ -2,9 +2,11 @@
 
 Route (no TensorFlow, no onnx2tf):
 
-1. PyTorch module: the caller's ``torch_model`` (an ``nn.Module`` taking the ONNX input layout,
-   NCHW for our PyTorch models) or, for ONNX-only sources, :mod:`edgepose.exporters.onnx_to_torch`
-   (our converter for the op subset of our networks, on the graph simplified at the export size).
+1. PyTorch module: for fp32/fp16 the caller's ``torch_model`` (an ``nn.Module`` taking the ONNX
+   input layout, NCHW for our PyTorch models) or, for ONNX-only sources,
+   :mod:`edgepose.exporters.onnx_to_torch` (our converter for the op subset of our networks, on
+   the graph simplified at the export size); for int8 always the converter, on the rewritten
+   ONNX graph (step 4).
 2. A wrapper gives channel-last IO: it takes NHWC and returns a dict of NHWC outputs, so the
    TFLite model has no layout transposes at its edges and its outputs carry names.
 3. litert-torch converts the wrapper to a float TFLite model.
@@ -12,14 +14,18 @@ Route (no TensorFlow, no onnx2tf):
    the convolutions, which XNNPACK runs in fp32, or fp16 where the CPU has it).
    ``int8``: full integer (int8 weights per channel, int8 activations per tensor, int8 IO) with
    ai-edge-quantizer's static recipe, calibrated through the TFLite interpreter on the user's
-   calibration frames preprocessed by edgepose.preprocess. Optional mixed precision: ops whose
-   output tensor names match ``float_ops`` regexes stay in float.
+   calibration frames preprocessed by edgepose.preprocess. Before conversion the ONNX graph gets
+   the exact float rewrites of :func:`edgepose.exporters.quantize.prepare_model` (1x1 depthwise
+   folding, activation-aware CLE, concat-aware equalization: TFLite makes every CONCATENATION
+   input share one scale). Mixed precision: convs the accuracy gate's search keeps in float (and
+   ops whose output tensor names match ``float_ops`` regexes) stay in float.
 5. The edgepose metadata (input NHWC, fixed size, precision, ``tflite.names`` name map) is embedded
    in the flatbuffer's ``metadata`` table under ``"edgepose"``.
 6. Verification: the model is run by :class:`TfliteBackend` against onnxruntime on the ONNX
    source; max abs error per output beyond the mode's tolerance fails the export
    (:class:`ExportError`, nothing left behind). INT8 goes through the accuracy gate instead
-   (``accuracy_report`` / ``max_ap_drop``), with the error numbers reported.
+   (:func:`edgepose.exporters.accuracy.gated_quantize`, the one search every INT8 target uses),
+   with the error numbers reported.
 """
 from __future__ import annotations
 
@@ -190,15 +196,44 @@ def _int8(float_bytes: bytes, calib_inputs: List[np.ndarray], input_key: str,
                                    algorithm_key="no_quantize")
     recipe = rm.get_quantization_recipe()
     try:
-        q = quantizer.Quantizer(bytearray(float_bytes), recipe)
-        cr = q.calibrate({"serving_default": [{input_key: x} for x in calib_inputs]},
-                         num_threads=max(1, int(threads)))
-        r = q.quantize(cr, enable_progress_report=False)
+        with _no_progress_bars():
+            q = quantizer.Quantizer(bytearray(float_bytes), recipe)
+            cr = q.calibrate({"serving_default": [{input_key: x} for x in calib_inputs]},
+                             num_threads=max(1, int(threads)))
+            r = q.quantize(cr, enable_progress_report=False)
         return bytes(r.quantized_model)
     except EdgeposeError:
         raise
     except Exception as e:
         raise ExportError("INT8 quantization failed: %s" % _first_line(e))
+
+
+class _no_progress_bars:
+    """ai-edge-quantizer draws tqdm bars for calibration (thousands of updates on stderr):
+    switched off for the duration."""
+
+    def __enter__(self):
+        try:
+            from ai_edge_quantizer.utils import progress_utils
+        except ImportError:
+            self.mod = None
+            return self
+        import types
+        import tqdm as _tqdm
+
+        class _Quiet(_tqdm.tqdm):
+            def __init__(self, *a, **k):
+                k["disable"] = True
+                super().__init__(*a, **k)
+
+        self.mod, self.orig = progress_utils, progress_utils.tqdm
+        progress_utils.tqdm = types.SimpleNamespace(tqdm=_Quiet)
+        return self
+
+    def __exit__(self, *exc):
+        if self.mod is not None:
+            self.mod.tqdm = self.orig
+        return False
 
 
 def _signature_names(tflite_bytes: bytes):
@@ -213,7 +248,8 @@ def _signature_names(tflite_bytes: bytes):
 
 
 def tflite_op_outputs(tflite_bytes: bytes) -> List[Dict[str, Any]]:
-    """[{index, op, output}] of the main subgraph: the names ``float_ops`` regexes match."""
+    """[{index, op, output, macs}] of the main subgraph: the names ``float_ops`` regexes match;
+    ``macs``: multiply-accumulates of a convolution (0 for other ops)."""
     from ai_edge_litert.tools import flatbuffer_utils as fu
     m = fu.read_model_from_bytearray(bytearray(tflite_bytes))
     sg = m.subgraphs[0]
@@ -221,8 +257,29 @@ def tflite_op_outputs(tflite_bytes: bytes) -> List[Dict[str, Any]]:
     for i, op in enumerate(sg.operators):
         t = sg.tensors[op.outputs[0]] if len(op.outputs) else None
         name = t.name.decode() if t is not None and isinstance(t.name, bytes) else (t.name if t else "")
-        out.append({"index": i, "op": fu.opcode_to_name(m, op.opcodeIndex), "output": name})
+        kind = fu.opcode_to_name(m, op.opcodeIndex)
+        macs = 0.0
+        if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") and t is not None \
+                and len(op.inputs) > 1:
+            w = sg.tensors[op.inputs[1]].shape
+            k = float(np.prod(w[1:])) if kind != "DEPTHWISE_CONV_2D" else float(np.prod(w[1:3]))
+            macs = float(np.prod(t.shape)) * k
+        out.append({"index": i, "op": kind, "output": name, "macs": macs})
     return out
+
+
+def int8_conv_fraction(tflite_bytes: bytes) -> float:
+    """Share of the convolutions' multiply-accumulates that run in int8 (int8 weights)."""
+    from ai_edge_litert.tools import flatbuffer_utils as fu
+    m = fu.read_model_from_bytearray(bytearray(tflite_bytes))
+    sg = m.subgraphs[0]
+    tot = q = 0.0
+    for o, op in zip(tflite_op_outputs(tflite_bytes), sg.operators):
+        if o["macs"]:
+            tot += o["macs"]
+            if sg.tensors[op.inputs[1]].type == 9:    # TensorType.INT8
+                q += o["macs"]
+    return q / tot if tot else 0.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -251,22 +308,24 @@ def _to_layout(x: np.ndarray, src: str, dst: str) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
 
 
-def _calib_inputs(calib, tmeta: ModelMeta, src_layout: str, n_calib: int, holdout_n: int = 8):
+def _calib_inputs(calib, tmeta: ModelMeta, src_layout: str, n_calib: int, holdout_n="auto",
+                  images_dir: Optional[str] = None):
     """(calibration inputs NHWC, holdout images or None) from a CalibrationSet, a source path or
     a list of arrays."""
     H, W = int(tmeta.input["height"]), int(tmeta.input["width"])
     holdout = None
     if calib is None:
         raise ExportError("rpi-int8 needs calibration data (--calib SOURCE: images, a video or COCO json)")
-    if isinstance(calib, (str, os.PathLike)):
+    if isinstance(calib, (str, os.PathLike)) or (isinstance(calib, (list, tuple)) and calib
+                                                 and isinstance(calib[0], (str, os.PathLike))):
         try:
             from edgepose.calibration import load_samples
         except ImportError:
-            raise ExportError("edgepose.calibration is not available to read %s" % calib)
+            raise ExportError("edgepose.calibration is not available to read %s" % (calib,))
         # the TFLite meta (fixed size, source layout for the ONNX side) drives the preprocessing
         d = dict(tmeta.data)
         d["input"] = dict(d["input"], layout=src_layout)
-        calib = load_samples(os.fspath(calib), ModelMeta(d), n=n_calib, holdout=holdout_n)
+        calib = load_samples(calib, ModelMeta(d), n=n_calib, holdout=holdout_n, images_dir=images_dir)
     arrays = getattr(calib, "calib", calib)
     holdout = calib if hasattr(calib, "holdout_images") else None
     xs = []
@@ -339,9 +398,15 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     ``verify_samples`` (2), ``threads`` (verification/calibration threads), ``float_ops``
     (int8: regexes of op output names kept in float), ``activation_bits`` (int8: 8, or 16 for
     int16 activations), ``check_accuracy`` (int8: run the accuracy gate, default True),
-    ``report_json`` (default True: ``<out>.report.json``), ``calib_holdout`` (held-out frames taken
-    from a calibration source, 8), ``search`` (int8: mixed-precision fallback, default True),
-    ``search_fractions`` (tail fractions of the conv layers kept float, (0.25, 0.5, 0.75)).
+    ``report_json`` (default True: ``<out>.report.json``, plus the comparison PNG), ``holdout``
+    (held-out frames taken from a calibration source, "auto"), ``calib_images_dir``, ``search``
+    (int8: the mixed-precision search of :func:`edgepose.exporters.accuracy.gated_quantize` on a
+    missed budget, default True), ``keep_float`` (ONNX conv names kept in float), ``gate`` (False:
+    measure and report, never fail), ``max_label_free_drop``, ``fold`` / ``equalize`` /
+    ``equalize_concat`` (the exact float rewrites before conversion, all on by default).
+
+    INT8 accuracy is measured in the TFLite interpreter, whose int8 kernels accumulate in int32
+    exactly (checked against an int32 reference in ``tests/test_tflite.py``).
 
     Returns the report dict (also written beside the artifact). Raises :class:`ExportError`.
     """
@@ -403,9 +468,29 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
         pass
     tmeta = ModelMeta(d)  # without the name map yet: it drives calibration preprocessing
 
+    # ---- int8: calibration first, then the exact float rewrites on the ONNX graph ------------
+    calib_x: List[np.ndarray] = []
+    holdout = None
+    prepared = None
+    if mode == "int8":
+        calib_x, holdout = _calib_inputs(calib, tmeta, src_layout, n_calib,
+                                         opts.get("holdout", opts.get("calib_holdout", "auto")),
+                                         opts.get("calib_images_dir"))
+        from .quantize import prepare_model
+        # fold 1x1 depthwise convs, activation-aware CLE and concat-aware equalization (exact in
+        # float): TFLite gives every CONCATENATION input one scale, which crushes the 0-1
+        # heatmaps and PAFs fed to the next stage unless their channels are rescaled first
+        src_x = [_to_layout(x, "NHWC", src_layout) for x in calib_x]
+        prepared = prepare_model(omodel, src_x, fold=bool(opts.get("fold", True)),
+                                 equalize=opts.get("equalize", "activations"),
+                                 equalize_concat=bool(opts.get("equalize_concat", True)))
     # ---- torch module -----------------------------------------------------------------------
     shape_src = [1, H, W, 3] if src_layout == "NHWC" else [1, 3, H, W]
-    if torch_model is not None:
+    if prepared is not None:
+        from .onnx_to_torch import onnx_to_torch
+        base = onnx_to_torch(prepared.model, {onnx_in: shape_src})
+        route = "ONNX (folded, equalized: %d pairs/concats) → edgepose.onnx_to_torch → litert-torch" % prepared.equalized
+    elif torch_model is not None:
         base = _named_torch_outputs(torch_model.eval(), onnx_outs)
         route = "torch_model → litert-torch"
     else:
@@ -427,8 +512,6 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                           % (sig_in, sig_out, sorted(key_of.values())))
     d["tflite"] = {"names": dict([(onnx_in, sig_in[0])] + [(n, key_of[n]) for n in onnx_outs])}
     tmeta = ModelMeta(d)
-    calib_x: List[np.ndarray] = []
-    holdout = None
     float_flat = flat
     user_float = list(opts.get("float_ops") or [])
     abits = int(opts.get("activation_bits", 8))
@@ -437,96 +520,80 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     if mode == "fp16":
         flat = _fp16(flat)
     elif mode == "int8":
-        calib_x, holdout = _calib_inputs(calib, tmeta, src_layout, n_calib, int(opts.get("holdout", opts.get("calib_holdout", 8))))
         report["calibration_samples"] = len(calib_x)
+        if holdout is not None:
+            report["calibration"] = holdout.to_dict()
         report["activation_bits"] = abits
     nver = int(opts.get("verify_samples", 2))
     ver_x = ((calib_x[:1] if calib_x else []) + _synthetic_inputs(tmeta, max(1, nver), seed=7))[:max(1, nver)]
 
-    # int8 candidates: the requested configuration, then (when the gate fails and search is on)
-    # more and more of the network's tail kept in float (depth order: the OpenPose/HRNet heads
-    # come last), fastest first. ai-edge-quantizer matches scopes with re.search on a name that
-    # is not the bare tensor name: anchored (^$) patterns never match, so none are used
-    candidates: List[List[str]] = [user_float]
-    if gate and enforce and opts.get("search", True):
-        ops = [o for o in tflite_op_outputs(float_flat) if o["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D",
-                                                                          "FULLY_CONNECTED",
-                                                                          "TRANSPOSE_CONV")]
-        # up to every conv in float: the issue's rule is to ship the fastest configuration within
-        # the budget, warning when it is mostly float
-        for frac in tuple(opts.get("search_fractions", (0.25, 0.5, 0.75, 0.9, 1.0))):
-            k = int(round(len(ops) * float(frac)))
-            if 0 < k <= len(ops):
-                candidates.append(user_float + [re.escape(o["output"]) for o in ops[-k:]])
-    n_convs = max(1, len(candidates[-1]) - len(user_float)) if len(candidates) > 1 else 1
-    fd2, ftmp = None, None
+    threads = opts.get("threads")
+
+    def write_checked(flat_bytes: bytes, path: str) -> None:
+        """Embed the metadata, write ``path`` and check it against the ONNX source."""
+        with open(path, "wb") as f:
+            f.write(embed_metadata(flat_bytes, tmeta))
+        stats = _compare(path, onnx_path, ver_x, onnx_in, src_layout, out_layouts, threads=threads)
+        report["check"] = {"samples": len(ver_x), "outputs": stats}
+        for n, st in stats.items():
+            print("tflite %s check %s: max abs err %.3g (mean %.3g, output max %.3g)"
+                  % (mode, n, st["max_abs_err"], st["mean_abs_err"], st["max_abs_ref"]))
+        if mode in TOLERANCES:
+            atol, rtol = TOLERANCES[mode]
+            report["check"]["tolerance"] = "atol %g + rtol %g * max|onnx|" % (atol, rtol)
+            for n, st in stats.items():
+                lim = atol + rtol * st["max_abs_ref"]
+                if st["max_abs_err"] > lim:
+                    raise ExportError("TFLite %s output %r differs from the ONNX source: max abs "
+                                      "error %.3g > %.3g" % (mode, n, st["max_abs_err"], lim))
+
+    # mixed precision keeps ONNX convs in float: their TFLite ops carry the converted module's
+    # name ("Conv2d_<layer key>;..."); ai-edge-quantizer matches these with re.search
+    conv_keys = {st.name: st.mod for st in getattr(base, "steps", []) if st.mod is not None}
+
+    def quantize_fn(prep, path, keep):
+        missing = [n for n in keep if n not in conv_keys]
+        if missing:
+            raise ExportError("cannot keep %s in float: not a layer of the converted model" % missing[0])
+        float_ops = user_float + [re.escape("Conv2d_%s;" % conv_keys[n]) for n in keep]
+        t = time.time()
+        flat = _int8(float_flat, calib_x, sig_in[0], float_ops, abits, int(threads or 2))
+        report["quantize_s"] = round(time.time() - t, 2)
+        write_checked(flat, path)
+        return {"keep_float": list(keep), "float_ops": float_ops,
+                "int8_mac_fraction": round(int8_conv_fraction(flat), 4)}
+
+    from edgepose.io import atomic_path
+    ftmp = None
     try:
-        if gate:
-            # the float reference: the same TFLite graph before quantization, same size and IO
-            fd2, ftmp = tempfile.mkstemp(prefix=".tmp-float-", suffix=".tflite", dir=out_dir)
-            with os.fdopen(fd2, "wb") as f:
-                f.write(embed_metadata(float_flat, ModelMeta(dict(tmeta.data, precision="fp32"))))
-        tried = []
-        for ci, float_ops in enumerate(candidates if mode == "int8" else [None]):
-            if mode == "int8":
-                t = time.time()
-                flat = _int8(float_flat, calib_x, sig_in[0], float_ops, abits, int(opts.get("threads") or 2))
-                report["quantize_s"] = round(time.time() - t, 2)
-                report["float_ops"] = float_ops
-            data = embed_metadata(flat, tmeta)
-            # ---- write beside the target, verify, then rename --------------------------------
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".tflite", dir=out_dir)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                stats = _compare(tmp, onnx_path, ver_x, onnx_in, src_layout, out_layouts,
-                                 threads=opts.get("threads"))
-                report["check"] = {"samples": len(ver_x), "outputs": stats}
-                for n, st in stats.items():
-                    print("tflite %s check %s: max abs err %.3g (mean %.3g, output max %.3g)"
-                          % (mode, n, st["max_abs_err"], st["mean_abs_err"], st["max_abs_ref"]))
-                if mode in TOLERANCES:
-                    atol, rtol = TOLERANCES[mode]
-                    report["check"]["tolerance"] = "atol %g + rtol %g * max|onnx|" % (atol, rtol)
-                    for n, st in stats.items():
-                        lim = atol + rtol * st["max_abs_ref"]
-                        if st["max_abs_err"] > lim:
-                            raise ExportError("TFLite %s output %r differs from the ONNX source: max abs "
-                                              "error %.3g > %.3g" % (mode, n, st["max_abs_err"], lim))
-                if gate:
-                    try:
-                        report["accuracy"] = _accuracy_gate(ftmp, tmp, holdout, tmeta, coco, images_dir,
-                                                            max_ap_drop, threads=opts.get("threads"))
-                    except _GateFailed as g:
-                        tried.append({"float_ops": len(float_ops or []), "why": str(g),
-                                      "accuracy": g.report})
-                        if not enforce:
-                            report["accuracy"] = dict(g.report or {}, gate_enforced=False)
-                            print("WARNING: INT8 accuracy gate missed (%s); written anyway (--no-gate)" % g)
-                        elif ci + 1 < len(candidates):
-                            print("INT8 gate missed (%s): trying %d more layers in float"
-                                  % (g, len(candidates[ci + 1]) - len(user_float)))
-                            continue
-                        else:
-                            raise ExportError("INT8 TFLite accuracy gate failed for every configuration "
-                                              "tried (%s): nothing written; tflite-fp16 keeps the "
-                                              "accuracy, or raise --max-ap-drop" % "; ".join(
-                                                  "%d float ops: %s" % (x["float_ops"], x["why"])
-                                                  for x in tried))
-                    report["search"] = tried
-                    frac_float = (len(float_ops or []) - len(user_float)) / float(n_convs)
-                    if tried and enforce and frac_float >= 0.9:
-                        report["warning"] = (
-                            "only a configuration with %.0f%% of the convolutions in float meets the "
-                            "budget: expect little speed-up over tflite-fp32; tried: %s" % (
-                                100 * frac_float, "; ".join("%d float ops: %s" % (x["float_ops"], x["why"])
-                                                            for x in tried)))
-                        print("WARNING: " + report["warning"])
-                os.replace(tmp, out)
-                break
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
+        with atomic_path(out) as tmp:
+            if not gate:
+                if mode == "int8":
+                    info = quantize_fn(prepared, tmp, [])
+                    report.update(float_ops=info["float_ops"], int8_mac_fraction=info["int8_mac_fraction"])
+                else:
+                    write_checked(flat, tmp)
+            else:
+                from .accuracy import LABEL_FREE_GATE, format_report, gated_quantize
+                if holdout is None:
+                    raise ExportError("the INT8 accuracy gate needs held-out frames: give --calib a source "
+                                      "(images, a video or COCO json), or check_accuracy=False")
+                # the float reference: the same TFLite graph before quantization, same size and IO
+                fd2, ftmp = tempfile.mkstemp(prefix=".tmp-float-", suffix=".tflite", dir=out_dir)
+                with os.fdopen(fd2, "wb") as f:
+                    f.write(embed_metadata(float_flat, ModelMeta(dict(tmeta.data, precision="fp32"))))
+                mlf = opts.get("max_label_free_drop")
+                info, rep = gated_quantize(
+                    onnx_path, tmp, holdout, tmeta, max_ap_drop=max_ap_drop, coco=coco,
+                    images_dir=images_dir, log=print, search=bool(opts.get("search", True)),
+                    max_label_free_drop=LABEL_FREE_GATE if mlf is None else float(mlf), threads=threads,
+                    measure_speed=False, enforce=enforce, quantize_fn=quantize_fn, prepared=prepared,
+                    reference_path=ftmp, quantize_kwargs={"keep_float": list(opts.get("keep_float") or [])})
+                report.update(float_ops=info["float_ops"], int8_mac_fraction=info["int8_mac_fraction"],
+                              accuracy=rep)
+                if rep.get("warning"):
+                    report["warning"] = rep["warning"]
+                print(format_report(rep))
     finally:
         if ftmp and os.path.exists(ftmp):
             os.remove(ftmp)
@@ -534,36 +601,10 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     report["size_bytes"] = os.path.getsize(out)
     report["total_s"] = round(time.time() - t0, 2)
     if opts.get("report_json", True):
-        write_atomic(out + ".report.json", json.dumps(report, indent=2, sort_keys=True).encode("utf-8"))
+        from .accuracy import save_report
+        written = save_report(report, out + ".report.json", accuracy=report.get("accuracy") or {})
+        if "png" in written:
+            report["report_png"] = written["png"]
+    elif isinstance(report.get("accuracy"), dict):
+        report["accuracy"].pop("_examples", None)
     return report
-
-
-def _accuracy_gate(float_path: str, quant_path: str, holdout, meta: ModelMeta, coco, images_dir,
-                   max_ap_drop: float, threads: Optional[int] = None) -> Dict[str, Any]:
-    """The shared accuracy gate (edgepose.exporters.accuracy) on the held-out frames / COCO."""
-    try:
-        from .accuracy import accuracy_report, format_report
-    except ImportError:
-        raise ExportError("the INT8 accuracy gate (edgepose.exporters.accuracy) is not available; "
-                          "pass check_accuracy=False to skip it knowingly")
-    rep = accuracy_report(float_path, quant_path, holdout, meta, coco=coco, images_dir=images_dir,
-                          max_ap_drop=max_ap_drop, threads=threads)
-    try:
-        print(format_report(rep))
-    except Exception:
-        pass
-    if not rep.get("passed", False):
-        if "ap_drop" in rep:
-            why = "AP %.3f -> %.3f, drop %.2f points > budget %.2f" % (
-                rep["ap_float"], rep["ap_quant"], rep["ap_drop"], float(max_ap_drop))
-        else:
-            why = "OKS agreement %.3f < %.2f on %d held-out frames" % (
-                rep.get("oks_agreement", 0.0), rep.get("min_oks_agreement", 0.9), rep.get("holdout_frames", 0))
-        raise _GateFailed(why, rep)
-    return rep
-
-
-class _GateFailed(ExportError):
-    def __init__(self, why: str, report: Dict[str, Any]):
-        super().__init__(why)
-        self.report = report

@@ -170,3 +170,28 @@ def test_wrong_size_for_static_model(tmp_path):
         load_samples(str(d), meta, n=2, holdout=1)
     with pytest.raises(InputError, match="static 256x256 input; height=128"):
         load_samples(str(d), meta, n=2, holdout=1, height=128)
+
+
+def test_several_sources_share_the_samples(folder, video):
+    meta = _bottomup_meta()
+    s = load_samples([folder, video], meta, n=8, holdout="auto")
+    # 12 images + 30 frames: 8 calibration; 'auto' holds out the rest (34), each source split alike
+    assert len(s.calib) == 8 and len(s.holdout_images) == 34
+    assert {d["source"] for d in s.sources} == {folder, video}
+    by = {d["source"]: d for d in s.sources}
+    assert by[folder]["used"] == 12 and by[video]["used"] == 30
+    assert sum(d["used"] - d["holdout"] for d in s.sources) == 8
+    ids = s.calib_ids + s.holdout_ids
+    assert len(set(ids)) == len(ids) and any(i.startswith("v.avi:frame") for i in ids)
+    assert any(i.startswith(os.path.basename(folder) + ":img") for i in ids)
+    assert not set(s.calib_ids) & set(s.holdout_ids)
+    assert len(s.holdout_inputs) == 34 and s.holdout_inputs[-1].shape[:2] == (1, 3)   # made on use
+    again = load_samples([folder, video], meta, n=8, holdout="auto")
+    assert again.source_hash == s.source_hash and again.holdout_ids == s.holdout_ids
+    assert "2 sources" in s.describe()
+    with pytest.raises(InputError, match="given twice"):
+        load_samples([folder, folder], meta, n=2, holdout=1)
+    with pytest.raises(InputError, match="not found"):
+        load_samples([folder, folder + "_missing"], meta, n=2, holdout=1)
+    with pytest.raises(EdgeposeError, match="holdout must be a count or 'auto'"):
+        load_samples(folder, meta, n=2, holdout="most")

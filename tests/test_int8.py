@@ -46,9 +46,13 @@ def _tiny_model(path, seed=0, outlier=False):
     return path
 
 
-def _run(path, x):
+def _run(path, x, exact=True):
+    """Run a model; a Q/DQ model runs exactly as written (graph optimisations off), the device's
+    integer arithmetic, never this CPU's int8 kernels (x86 without VNNI saturates 16-bit sums)."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if exact:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     s = ort.InferenceSession(path if isinstance(path, str) else path.SerializeToString(), so,
                              providers=["CPUExecutionProvider"])
     return s.run(None, {"x": x})[0]
@@ -182,7 +186,7 @@ def test_gate_fails_destroyed_tfpose_and_leaves_nothing(tfpose_model, assets, tm
 
     out = tmp_path / "out"
     # what the issue measured: plain static INT8 of every layer, Concat included
-    with pytest.raises(ExportError, match="accuracy gate failed: OKS agreement"):
+    with pytest.raises(ExportError, match="accuracy gate failed: label-free AP drop"):
         export_cpu_int8(tfpose_model, str(out / "m.int8.onnx"), calib=_video(assets), n_calib=4,
                         holdout=2, search=False, fold=False, equalize=False,
                         quiet=True, measure_speed=False)
@@ -199,11 +203,20 @@ def test_gate_passes_and_writes_artifact_and_report(tfpose_model, assets, tmp_pa
     rep = export_cpu_int8(tfpose_model, out, calib=_video(assets), n_calib=4, holdout=2,
                           keep_float=convs, quiet=True, measure_speed=False)
     acc = rep["accuracy"]
-    assert acc["passed"] and acc["oks_agreement"] >= 0.9 and acc["holdout_frames"] == 2
+    assert acc["passed"] and acc["holdout_frames"] == 2
+    assert acc["label_free_drop"] <= acc["max_label_free_drop"] and acc["int8_mac_fraction"] == 0.0
+    assert acc["evaluation"].startswith("exact Q/DQ") and acc["host"]["kernels"]["name"]
+    assert not acc["resolves_budget"] and "cannot resolve" in acc["resolution_note"]
     assert os.path.exists(out) and os.path.exists(rep["report_json"])
     with open(rep["report_json"]) as f:
         saved = json.load(f)
-    assert saved["accuracy"]["oks_agreement"] == pytest.approx(acc["oks_agreement"])
+    assert saved["accuracy"]["label_free_drop"] == pytest.approx(acc["label_free_drop"])
+    png = rep["report_png"]
+    assert png.endswith(".report.png") and saved["accuracy"]["comparison_png"] == os.path.basename(png)
+    import cv2
+    pic = cv2.imread(png)
+    assert pic is not None and pic.shape[0] >= 2 * 300 and pic.shape[1] >= 2 * 420   # 2 frames, 2 cells
+    assert oct(os.stat(png).st_mode & 0o777) == oct(0o666 & ~_umask())
     meta = read_onnx_meta(out)
     assert meta.get("precision") == "int8"
     assert meta.get("quantization")["calibration_sha256"] == rep["calibration"]["source_hash"]
@@ -224,6 +237,12 @@ def test_tfpose_cpu_int8_search_meets_budget_or_says_why(tfpose_model, assets, c
     # that names the frontier
     if acc["float_mac_fraction"] >= 0.9:
         assert "frontier tried" in acc["warning"] and len(acc["search"]) > 3
+
+
+def _umask():
+    m = os.umask(0)
+    os.umask(m)
+    return m
 
 
 def test_sequential_bias_correction_removes_mean_output_error(tmp_path):
@@ -252,3 +271,148 @@ def test_sequential_bias_correction_removes_mean_output_error(tmp_path):
     again = Q.bias_correction_deltas(q1, fm, calib)
     first = Q.bias_correction_deltas(q0, fm, calib)
     assert max(np.abs(v).max() for v in again.values()) < 0.05 * max(np.abs(v).max() for v in first.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# exact evaluation, the host's kernel class, concat-aware equalization
+# ---------------------------------------------------------------------------------------------
+def _one_conv_qdq(rng, C=32, K=16, act="uint8"):
+    """x -> Q/DQ (act) -> Conv (per-channel int8 weights) -> Q/DQ (uint8) -> out."""
+    adt = np.uint8 if act == "uint8" else np.int8
+    sx, zx = 0.02, (0 if act == "int8" else 10)
+    wq = rng.integers(-127, 128, (K, C, 3, 3)).astype(np.int8)
+    sw = rng.uniform(0.5, 2.0, K).astype(np.float32) / 127.0
+    b = rng.normal(0, 0.5, K).astype(np.float32)
+    sy, zy = 0.05, 128
+    inits = [numpy_helper.from_array(np.array(sx, np.float32), "sx"),
+             numpy_helper.from_array(np.array(zx, adt), "zx"),
+             numpy_helper.from_array(wq, "wq"), numpy_helper.from_array(sw, "sw"),
+             numpy_helper.from_array(np.zeros(K, np.int8), "zw"), numpy_helper.from_array(b, "b"),
+             numpy_helper.from_array(np.array(sy, np.float32), "sy"),
+             numpy_helper.from_array(np.array(zy, np.uint8), "zy")]
+    nodes = [helper.make_node("QuantizeLinear", ["x", "sx", "zx"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "sx", "zx"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["wq", "sw", "zw"], ["wd"], axis=0),
+             helper.make_node("Conv", ["xd", "wd", "b"], ["y"], pads=[1, 1, 1, 1]),
+             helper.make_node("QuantizeLinear", ["y", "sy", "zy"], ["yq"]),
+             helper.make_node("DequantizeLinear", ["yq", "sy", "zy"], ["out"])]
+    g = helper.make_graph(nodes, "one", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, 12, 12])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, K, 12, 12])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m, dict(sx=sx, zx=zx, wq=wq, sw=sw, b=b, sy=sy, zy=zy, qmin=np.iinfo(adt).min, qmax=np.iinfo(adt).max)
+
+
+@pytest.mark.parametrize("act", ["uint8", "int8"])
+def test_exact_evaluation_is_the_integer_arithmetic(act):
+    """edgepose's exact Q/DQ evaluation (onnxruntime, graph optimisations off) against a numpy
+    int64 reference of the integer convolution: the same requantized integers (a float32-rounding
+    tie may flip one level, in a negligible share). Large activations times large weights: where
+    a CPU's int8 kernels saturate 16-bit sums this graph is wrong there, and right here."""
+    rng = np.random.default_rng(0)
+    m, p = _one_conv_qdq(rng, act=act)
+    x = rng.uniform(-1, 6, (1, 32, 12, 12)).astype(np.float32)
+    got = _run(m, x, exact=True)
+    xq = np.clip(np.rint(x / p["sx"]) + p["zx"], p["qmin"], p["qmax"]).astype(np.int64) - p["zx"]
+    xp = np.pad(xq, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    acc = np.zeros((1, 16, 12, 12), np.int64)
+    for kh in range(3):
+        for kw in range(3):
+            acc += np.einsum("nchw,kc->nkhw", xp[:, :, kh:kh + 12, kw:kw + 12], p["wq"][:, :, kh, kw].astype(np.int64))
+    y = acc * (p["sx"] * p["sw"].astype(np.float64)).reshape(1, -1, 1, 1) + p["b"].reshape(1, -1, 1, 1)
+    ref = (np.clip(np.rint(y / p["sy"]) + p["zy"], 0, 255) - p["zy"]) * p["sy"]
+    steps = np.abs(got - ref) / p["sy"]
+    assert steps.max() <= 1.0 + 1e-4
+    assert np.mean(steps > 0.5) < 1e-3
+
+
+def test_int8_kernel_class_and_format_choice(monkeypatch):
+    from edgepose.exporters import cpu_kernels as ck
+    for forced, sat, fmt in (("saturating", True, "u8u8"), ("exact", False, "u8s8")):
+        monkeypatch.setenv("EDGEPOSE_INT8_KERNELS", forced)
+        ck.int8_kernel_class.cache_clear()
+        k = ck.int8_kernel_class()
+        assert k["saturates_u8s8"] is sat and k["source"].startswith("EDGEPOSE_INT8_KERNELS")
+        f = ck.cpu_int8_format()
+        assert f["format"] == fmt and f["weight_type"] == ("uint8" if sat else "int8")
+        assert ck.cpu_int8_format("u8s7")["reduce_range"] is True
+    with pytest.raises(ExportError, match="unknown cpu-int8 format"):
+        ck.cpu_int8_format("u4s4")
+    monkeypatch.delenv("EDGEPOSE_INT8_KERNELS")
+    ck.int8_kernel_class.cache_clear()
+    k = ck.int8_kernel_class()
+    # whatever this CPU is, its name follows from the flags and the probe gives a verdict
+    assert k["name"] and isinstance(k["saturates_u8s8"], bool)
+    if "vnni" in k["name"] or k["name"].startswith("arm64"):
+        assert not k["saturates_u8s8"]
+
+
+def test_u8s7_and_u8u8_graphs_keep_accuracy_exactly(tiny, tmp_path):
+    """The two non-saturating cpu-int8 formats (7-bit weights; uint8 weights with zero point 128)
+    as graphs: exactly evaluated, both close to float on held-out inputs."""
+    for name, kw in (("u8s7", dict(reduce_range=True)), ("u8u8", dict(weight_type="uint8"))):
+        out = str(tmp_path / ("%s.onnx" % name))
+        Q.quantize_qdq(tiny, out, _inputs(16, 1), **kw)
+        m = onnx.load(out)
+        inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
+        w = [inits[n.input[0]] for n in m.graph.node if n.op_type == "DequantizeLinear"
+             and n.input[0] in inits and inits[n.input[0]].ndim == 4]
+        if name == "u8s7":
+            assert all(a.dtype == np.int8 and np.abs(a.astype(int)).max() <= 64 for a in w)
+        else:
+            assert all(a.dtype == np.uint8 for a in w)
+        for xi in _inputs(3, 7):
+            assert _rel(_run(tiny, xi), _run(out, xi)) < 0.05
+
+
+def _concat_model(path):
+    """features (range ~40, also feeding the head) ++ a 0-1 head -> depthwise -> pointwise."""
+    rng = np.random.default_rng(4)
+    inits = []
+
+    def w(name, shape, scale):
+        inits.append(numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name))
+        return name
+
+    nodes = [
+        helper.make_node("Conv", ["x", w("wf", (16, 3, 3, 3), 4.0), w("bf", (16,), 1.0)], ["f0"], name="feat", pads=[1] * 4),
+        helper.make_node("Relu", ["f0"], ["f"], name="feat_relu"),
+        helper.make_node("Conv", ["f", w("wh", (4, 16, 1, 1), 0.01), w("bh", (4,), 0.1)], ["h0"], name="head"),
+        helper.make_node("Sigmoid", ["h0"], ["h1"], name="sig"),
+        helper.make_node("Conv", ["h1", w("wh2", (4, 4, 1, 1), 0.3), w("bh2", (4,), 0.1)], ["h"], name="head2"),
+        helper.make_node("Concat", ["f", "h"], ["cat"], name="concat", axis=1),
+        helper.make_node("Conv", ["cat", w("wd", (20, 1, 3, 3), 0.3)], ["d"], name="dw", group=20, pads=[1] * 4),
+        helper.make_node("Conv", ["d", w("wp", (4, 20, 1, 1), 1.0), w("bp", (4,), 0.1)], ["heatmaps"], name="pw"),
+    ]
+    wp = numpy_helper.to_array(inits[-2]).copy()
+    wp[:, :16] *= 0.003          # the output reads mostly the head's channels, as a next stage does
+    inits[-2] = numpy_helper.from_array(wp, "wp")
+    g = helper.make_graph(nodes, "cat", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                          [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, [1, 4, 16, 16])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, path)
+    return path
+
+
+def test_concat_aware_equalization_is_exact_and_unshares_the_scale(tmp_path):
+    p = _concat_model(str(tmp_path / "cat.onnx"))
+    calib, held = _inputs(16, 1), _inputs(4, 9)
+    plans = Q.concat_plans(onnx.load(p))
+    assert len(plans) == 1
+    assert [i["producer"] is not None for i in plans[0]["inputs"]] == [False, True]  # features shared
+    st = Q.collect_stats(p, calib)
+    m, n = Q.equalize_model(onnx.load(p), channel_absmax=st.channel_absmax, concats=True)
+    for x in held:
+        np.testing.assert_allclose(_run(m, x, exact=False), _run(p, x, exact=False), rtol=1e-4, atol=1e-4)
+    a0 = st.channel_absmax["cat"]
+    a1 = Q.collect_stats(m, calib).channel_absmax["cat"]
+    assert a0[16:].max() < 0.1 * a0[:16].max()              # the head's channels get few levels
+    np.testing.assert_allclose(a1[16:], a1[:16].max(), rtol=1e-3)   # now they use the full range
+    np.testing.assert_allclose(a1[:16], a0[:16], rtol=1e-5)         # the shared features unchanged
+    errs = {}
+    for ec in (False, True):
+        out = str(tmp_path / ("q%d.onnx" % ec))
+        Q.quantize_qdq(p, out, calib, equalize_concat=ec, symmetric_activations=True)
+        errs[ec] = np.mean([_rel(_run(p, x, exact=False), _run(out, x)) for x in held])
+    assert errs[True] < 0.2 * errs[False], errs        # measured: 0.24 -> 0.006

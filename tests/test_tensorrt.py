@@ -96,8 +96,8 @@ def _export(work, name, mode="int8", model=None, **kw):
     kw.setdefault("n_calib", 5)
     kw.setdefault("holdout", 2)
     if mode != "fp16":
-        # random weights on random images: the OKS gate is not what these tests are about
-        kw.setdefault("min_oks_agreement", 0.0)
+        # random weights on random images: the accuracy gate is not what these tests are about
+        kw.setdefault("max_label_free_drop", 100.0)
     rep = export_jetson_bundle(model or work["model"], out, mode=mode,
                                calib=None if mode == "fp16" else work["calib"],
                                build_engine=False, log=lambda m: None, **kw)

@@ -333,3 +333,69 @@ def test_batch_larger_than_fixed_batch_runs_item_by_item(tiny):
     assert got["heatmaps"].shape[0] == 3 and got["pafs"].shape[0] == 3
     for i, x in enumerate(xs):
         np.testing.assert_array_equal(got["pafs"][i:i + 1], b.run({"input": x})["pafs"])
+
+
+def test_int8_kernels_are_int32_exact():
+    """The TFLite interpreter's x86 int8 CONV_2D and DEPTHWISE_CONV_2D (XNNPACK) against a numpy
+    int32 reference (sum of (x_q - zp) * w_q + bias, requantized): equal, so a TFLite INT8
+    accuracy figure measured here is what an int32-accumulating ARM kernel computes."""
+    pytest.importorskip("litert_torch")
+    import torch
+    from ai_edge_litert.interpreter import Interpreter
+    from edgepose.exporters.tflite import _convert_float, _int8, _signature_names
+
+    torch.manual_seed(0)
+
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.Conv2d(8, 16, 3, padding=1)
+            self.d = torch.nn.Conv2d(16, 16, 3, padding=1, groups=16)
+
+        def forward(self, x):
+            y = self.c(x.permute(0, 3, 1, 2))
+            return {"y": y.permute(0, 2, 3, 1), "z": self.d(y).permute(0, 2, 3, 1)}
+
+    rs = np.random.RandomState(0)
+    xs = [(rs.rand(1, 12, 12, 8) * 4 - 1).astype(np.float32) for _ in range(6)]
+    flat = _convert_float(M().eval(), xs[0])
+    it = Interpreter(model_content=_int8(flat, xs, _signature_names(flat)[0][0]))
+    it.allocate_tensors()
+    ops = {o["op_name"]: o for o in it._get_ops_details()}
+    assert "CONV_2D" in ops and "DEPTHWISE_CONV_2D" in ops
+    det = {d["index"]: d for d in it.get_tensor_details()}
+
+    def qp(i):
+        p = det[i]["quantization_parameters"]
+        return p["scales"].astype(np.float64), p["zero_points"].astype(np.int64)
+
+    def ref_layer(op, xq):
+        i_in, i_w, i_b = (int(v) for v in op["inputs"])
+        (sx,), (zx,) = qp(i_in)
+        sw, _ = qp(i_w)
+        (sy,), (zy,) = qp(int(op["outputs"][0]))
+        w = it.get_tensor(i_w).astype(np.int64)              # OHWI, or 1HWO (depthwise)
+        b = it.get_tensor(i_b).astype(np.int64)
+        xp = np.pad(xq.astype(np.int64) - zx, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        h, wd = xq.shape[1:3]
+        acc = np.zeros((1, h, wd, len(b)), np.int64)
+        for kh in range(3):
+            for kw in range(3):
+                win = xp[:, kh:kh + h, kw:kw + wd, :]
+                if op["op_name"] == "CONV_2D":
+                    acc += np.einsum("nhwi,oi->nhwo", win, w[:, kh, kw, :])
+                else:
+                    acc += win * w[0, kh, kw, :]
+        acc += b
+        return np.clip(np.rint(acc * (sx * sw / sy)) + zy, -128, 127).astype(np.int8)
+
+    in_idx = int(ops["CONV_2D"]["inputs"][0])
+    (sx,), (zx,) = qp(in_idx)
+    for x in xs:
+        xq = np.clip(np.rint(x / sx) + zx, -128, 127).astype(np.int8)
+        it.set_tensor(in_idx, xq)
+        it.invoke()
+        y = it.get_tensor(int(ops["CONV_2D"]["outputs"][0]))
+        np.testing.assert_array_equal(y, ref_layer(ops["CONV_2D"], xq))
+        z = it.get_tensor(int(ops["DEPTHWISE_CONV_2D"]["outputs"][0]))
+        np.testing.assert_array_equal(z, ref_layer(ops["DEPTHWISE_CONV_2D"], y))

@@ -37,7 +37,9 @@ def load_backend(path: str, threads: Optional[int] = None,
     kind = backend_kind(path)
     if kind == "onnxruntime":
         from .onnxruntime import OrtBackend
-        return OrtBackend(path, threads=threads, providers=providers)
+        return OrtBackend(path, threads=threads, providers=providers,
+                          exact_int8=bool(kwargs.pop("exact_int8", False)))
+    kwargs.pop("exact_int8", None)  # TFLite's and TensorRT's int8 kernels accumulate in int32
     if kind == "tflite":
         from .tflite import TfliteBackend
         return TfliteBackend(path, threads=threads, **kwargs)

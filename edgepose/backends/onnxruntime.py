@@ -23,12 +23,21 @@ def _dim(d):
 
 class OrtBackend(Backend):
     """onnxruntime session. ``providers`` e.g. ``["CUDAExecutionProvider"]``; a provider that
-    this onnxruntime build lacks is an error, never a silent fall-back to the CPU."""
+    this onnxruntime build lacks is an error, never a silent fall-back to the CPU.
+
+    ``exact_int8=True`` runs a Q/DQ (INT8) model as written: graph optimisations off, so
+    onnxruntime does not fuse QuantizeLinear/DequantizeLinear around a Conv into its own int8
+    kernels; every QuantizeLinear rounds and saturates, every DequantizeLinear rescales, and the
+    Conv runs in float on the dequantized integers. That is what an int32-accumulating device
+    kernel (TensorRT, ARM dot-product, x86 VNNI) computes, up to float32 rounding of the sums
+    (~1e-7 relative), and it does not depend on this CPU's int8 kernels (x86 without VNNI
+    saturates 16-bit intermediate sums in onnxruntime's u8s8/s8s8 convolutions). Accuracy
+    figures meant for a device come from this mode; it runs about as fast as FP32."""
 
     name = "onnxruntime"
 
     def __init__(self, path: str, threads: Optional[int] = None,
-                 providers: Optional[Sequence[str]] = None):
+                 providers: Optional[Sequence[str]] = None, exact_int8: bool = False):
         super().__init__()
         try:
             import onnxruntime as ort
@@ -42,7 +51,9 @@ class OrtBackend(Backend):
             raise ModelError("onnxruntime provider(s) %s not available in this build (available: %s)"
                              % (", ".join(missing), ", ".join(available)))
         so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if exact_int8
+                                       else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
+        self.exact_int8 = bool(exact_int8)
         if threads:
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
@@ -74,7 +85,8 @@ class OrtBackend(Backend):
         return dict(zip(names, outs))
 
     def describe(self) -> str:
-        return "onnxruntime %s on %s" % (self._ort_version(), ",".join(self.providers))
+        return "onnxruntime %s on %s%s" % (self._ort_version(), ",".join(self.providers),
+                                           " (exact Q/DQ: graph optimisations off)" if self.exact_int8 else "")
 
     @staticmethod
     def _ort_version() -> str:

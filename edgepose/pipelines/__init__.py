@@ -10,12 +10,14 @@ __all__ = ["BottomUpEstimator", "load_estimator"]
 
 
 def load_estimator(model: str, detector: Optional[str] = None, threads: Optional[int] = None,
-                   providers: Optional[Sequence[str]] = None, **options):
+                   providers: Optional[Sequence[str]] = None, exact_int8: bool = False, **options):
     """A bottom-up or top-down estimator for ``model``, picked from its metadata.
 
     Top-down models need a person detector (``detector`` path) or boxes given per call.
+    ``exact_int8``: run an INT8 Q/DQ ONNX model exactly as written (see
+    :class:`edgepose.backends.onnxruntime.OrtBackend`), not with this CPU's int8 kernels.
     """
-    backend = load_backend(model, threads=threads, providers=providers)
+    backend = load_backend(model, threads=threads, providers=providers, exact_int8=exact_int8)
     meta = require_meta(backend)
     if meta.family == "bottomup":
         return BottomUpEstimator(backend, **options)
