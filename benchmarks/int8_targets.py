@@ -28,8 +28,6 @@ import time
 
 
 def main(argv=None) -> int:
-    import numpy as np
-
     from edgepose.assets import assets_dir
     from edgepose.errors import ExportError
     from edgepose.evaluate import evaluate_coco

@@ -38,12 +38,14 @@ bool channel_peaks(const float* hm, int H, int W, double thr, int max_peaks, Ref
 // all n values are finite.
 size_t argmax(const float* p, size_t n, float& vmax, bool& finite);
 
+// Defaults equal to edgepose.metadata.DECODE_DEFAULTS["bottomup"] (the one table; the Python API
+// always passes every value, these only serve C++ callers).
 struct GroupOptions {
     int paf_samples = 10;
     double paf_score_threshold = 0.05;
     double min_sample_fraction = 0.8;
     int min_parts = 3;
-    double min_person_score = 0.2;
+    double min_person_score = 0.1;
     bool hungarian = false;
 };
 

@@ -26,6 +26,19 @@ def _size(text: str):
         raise argparse.ArgumentTypeError("expected HxW, e.g. 368x432, got %r" % text)
 
 
+def _count(minimum: int):
+    """argparse type: an integer >= ``minimum`` (a one-line usage error otherwise)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected an integer, got %r" % text)
+        if v < minimum:
+            raise argparse.ArgumentTypeError("must be >= %d, got %d" % (minimum, v))
+        return v
+    return parse
+
+
 def _holdout_arg(text: str):
     if text == "auto":
         return "auto"
@@ -359,9 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def model_opts(sp, detector=True):
-        sp.add_argument("--threads", type=int, help="inference threads")
+        sp.add_argument("--threads", type=_count(1), help="inference threads")
         sp.add_argument("--providers", nargs="+", help="onnxruntime execution providers")
-        sp.add_argument("--height", type=int, help="bottom-up input height (dynamic-size models)")
+        sp.add_argument("--height", type=_count(8), help="bottom-up input height (dynamic-size models)")
         sp.add_argument("--refine", choices=["none", "quarter", "dark", "centroid"],
                         help="subpixel refinement (default: the model's)")
         if detector:
@@ -382,11 +395,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--spec", help="JSON spec describing a foreign ONNX model")
     e.add_argument("--input-size", type=_size, help="HxW")
     e.add_argument("--dynamic", action="store_true", help="dynamic input height/width")
-    e.add_argument("--opset", type=int, default=13)
+    e.add_argument("--opset", type=_count(7), default=13)
     e.add_argument("--calib", nargs="+", metavar="SOURCE",
                    help="calibration data: image folders, videos, COCO jsons (several at once: the "
                         "samples are shared among them, each split into calibration and held-out parts)")
-    e.add_argument("--n-calib", type=int, help="number of calibration samples (32)")
+    e.add_argument("--n-calib", type=_count(1), help="number of calibration samples (32)")
     e.add_argument("--holdout", type=_holdout_arg,
                    help="samples held out for the accuracy gate: a count or 'auto' (default: what "
                         "calibration leaves, up to 128)")
@@ -403,8 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "exact, u8s7 then u8u8 where u8s8 saturates)")
     e.add_argument("--no-gate", action="store_true",
                    help="measure and report INT8 accuracy but do not fail the export on it")
-    e.add_argument("--workspace-mb", type=int, help="TensorRT workspace limit")
-    e.add_argument("--dla-core", type=int, help="DLA core (jetson-int8-dla)")
+    e.add_argument("--workspace-mb", type=_count(1), help="TensorRT workspace limit")
+    e.add_argument("--dla-core", type=_count(0), help="DLA core (jetson-int8-dla)")
     e.add_argument("--json", help="write the export report here")
     e.set_defaults(func=cmd_export)
 
@@ -435,8 +448,8 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time preprocessing, inference, post-processing")
     b.add_argument("model")
     b.add_argument("--image", help="image to run (default: a COCO sample from EDGEPOSE_ASSETS)")
-    b.add_argument("--runs", type=int, default=50)
-    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--runs", type=_count(1), default=50)
+    b.add_argument("--warmup", type=_count(0), default=5)
     b.add_argument("--json", help="write the timings here")
     model_opts(b)
     b.set_defaults(func=cmd_bench)
@@ -449,8 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("build-engine", help="build the TensorRT engine of a bundle (on the Jetson)")
     g.add_argument("bundle")
     g.add_argument("--precision", choices=["int8", "int8-dla", "fp16", "fp32"])
-    g.add_argument("--workspace-mb", type=int)
-    g.add_argument("--dla-core", type=int)
+    g.add_argument("--workspace-mb", type=_count(1))
+    g.add_argument("--dla-core", type=_count(0))
     g.add_argument("--force", action="store_true", help="rebuild even if a matching engine exists")
     g.set_defaults(func=cmd_build_engine)
     return p

@@ -70,6 +70,10 @@ from typing import Sequence, Tuple
 import numpy as np
 
 from .errors import InputError
+from .metadata import DECODE_DEFAULTS
+
+# the one table of decode defaults (edgepose.metadata.DECODE_DEFAULTS); exported models carry it
+_BU = DECODE_DEFAULTS["bottomup"]
 
 try:  # the compiled core; the numpy reference stands in when it is not built
     from . import _ext  # type: ignore
@@ -258,10 +262,11 @@ def decode_topdown(heatmaps: np.ndarray, refine: str = "dark", dark_kernel: int 
 
 
 def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs,
-                 num_keypoints: int = None, paf_samples: int = 10,
-                 paf_score_threshold: float = 0.05, min_sample_fraction: float = 0.8,
-                 min_parts: int = 3, min_person_score: float = 0.2, matching: str = "greedy"
-                 ) -> Tuple[np.ndarray, np.ndarray]:
+                 num_keypoints: int = None, paf_samples: int = _BU["paf_samples"],
+                 paf_score_threshold: float = _BU["paf_score_threshold"],
+                 min_sample_fraction: float = _BU["min_sample_fraction"],
+                 min_parts: int = _BU["min_parts"], min_person_score: float = _BU["min_person_score"],
+                 matching: str = _BU["matching"]) -> Tuple[np.ndarray, np.ndarray]:
     """Assemble people from per-keypoint peaks and PAFs (see the module docstring).
 
     peaks    float32 ``[M,3]`` (x, y, score), offsets int64 ``[K+1]`` as from :func:`find_peaks`
@@ -303,11 +308,14 @@ def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs
     return reference.group_people(pk, off, pf, lt, len(off) - 1, *gopts)
 
 
-def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str = "dark",
-                    peak_threshold: float = 0.1, max_peaks: int = 32, paf_samples: int = 10,
-                    paf_score_threshold: float = 0.05, min_sample_fraction: float = 0.8,
-                    min_parts: int = 3, min_person_score: float = 0.2, matching: str = "greedy",
-                    dark_kernel: int = 5) -> Tuple[np.ndarray, np.ndarray]:
+def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str = _BU["refine"],
+                    peak_threshold: float = _BU["peak_threshold"], max_peaks: int = _BU["max_peaks"],
+                    paf_samples: int = _BU["paf_samples"],
+                    paf_score_threshold: float = _BU["paf_score_threshold"],
+                    min_sample_fraction: float = _BU["min_sample_fraction"],
+                    min_parts: int = _BU["min_parts"], min_person_score: float = _BU["min_person_score"],
+                    matching: str = _BU["matching"], dark_kernel: int = _BU["dark_kernel"]
+                    ) -> Tuple[np.ndarray, np.ndarray]:
     """Peaks + grouping in one extension call.
 
     heatmaps float32 ``[K,H,W]`` (keypoint channels only, no background), pafs float32

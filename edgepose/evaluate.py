@@ -4,7 +4,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 

@@ -128,6 +128,37 @@ def atomic_path(path: str):
         raise
 
 
+@contextlib.contextmanager
+def atomic_dir(path: str):
+    """Yield a temporary directory beside ``path``; on success it gets the umask's permissions
+    and replaces ``path`` (an existing directory there is moved aside, then removed), on failure
+    it is deleted. The directory counterpart of :func:`atomic_path` (TensorRT bundles)."""
+    import shutil
+    d = os.path.dirname(os.path.abspath(path)) or "."
+    os.makedirs(d, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    try:
+        yield tmp
+        set_default_permissions(tmp)  # mkdtemp's 0700 would survive the rename
+        old = None
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".old.", dir=d)
+            os.rmdir(old)
+            os.rename(path, old)
+        try:
+            os.rename(tmp, path)
+        except BaseException:
+            if old is not None:
+                os.rename(old, path)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def write_atomic(path: str, data, mode: str = "w") -> None:
     """Write ``data`` (str or bytes) to a temporary file beside ``path``, then rename."""
     with atomic_path(path) as tmp:

@@ -41,7 +41,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgepose.errors import EdgeposeError, ExportError
+from edgepose.errors import ExportError
 
 __all__ = ["accuracy_report", "gated_quantize", "LABEL_FREE_GATE", "match_people", "save_report",
            "format_report", "relative_speed", "coco_pairs"]

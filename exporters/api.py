@@ -238,6 +238,13 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
 def _check_options(target: str, func, onnx_path: str, out: str, kwargs: Dict[str, Any]) -> None:
     import inspect
 
+    declared = getattr(sys.modules.get(func.__module__), "OPTIONS", None)
+    if declared is not None:
+        params = set(inspect.signature(func).parameters)
+        unknown = sorted(k for k in kwargs if k not in params and k not in declared)
+        if unknown:
+            raise ExportError("target %s: unknown option(s) %s" % (target, ", ".join(unknown)))
+
     try:
         sig = inspect.signature(func)
     except (TypeError, ValueError):  # pragma: no cover - builtins

@@ -74,7 +74,6 @@ def probe_u8s8_saturation() -> Optional[bool]:
     1x1 conv, all activations 255 and weights 127, computed ~2x too small), False when it is
     exact, None when onnxruntime is missing or the probe cannot run."""
     try:
-        import onnx
         import onnxruntime as ort
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:

@@ -27,7 +27,6 @@ import io
 import os
 import re
 import sys
-import tempfile
 import time
 import warnings
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -82,22 +81,12 @@ def check_output_path(out: str) -> str:
 
 @contextlib.contextmanager
 def atomic_output(out: str) -> Iterator[str]:
-    """Yield a temporary path beside ``out``; renamed to ``out`` on success, removed on failure."""
-    out = check_output_path(out)
-    d = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(out) + ".", suffix=".tmp", dir=d)
-    os.close(fd)
-    try:
+    """Yield a temporary path beside ``out``; renamed to ``out`` on success, removed on failure
+    (:func:`edgepose.io.atomic_path`, after the output path's checks)."""
+    from edgepose.io import atomic_path
+
+    with atomic_path(check_output_path(out)) as tmp:
         yield tmp
-        # mkstemp makes the file 0600; give the artifact the mode a normal open() would
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
 
 
 # ----------------------------------------------------------------------------------------------
@@ -226,7 +215,19 @@ def simplify(model, progress: bool = True):
     if not ok:
         _log(progress, "onnxsim could not validate the simplified model: left unsimplified")
         return model, False
+    strip_onnxsim_metadata(simp)
     return simp, True
+
+
+def strip_onnxsim_metadata(model) -> int:
+    """Remove the ``onnxsim.*`` entries onnxsim writes into ``metadata_props`` (about twenty:
+    its options and lists of the nodes it changed), in place; returns how many."""
+    keep = [p for p in model.metadata_props if not p.key.startswith("onnxsim.")]
+    n = len(model.metadata_props) - len(keep)
+    if n:
+        del model.metadata_props[:]
+        model.metadata_props.extend(keep)
+    return n
 
 
 def ort_session(path_or_bytes, threads: Optional[int] = None):

@@ -9,10 +9,10 @@ when nothing meets it the export fails and leaves no file behind.
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from edgepose.io import atomic_path
-from edgepose.errors import EdgeposeError, ExportError
+from edgepose.errors import ExportError
 
 __all__ = ["export_cpu_int8", "DEFAULTS", "report_path"]
 
@@ -27,6 +27,12 @@ DEFAULTS: Dict[str, Any] = {
     "equalize_concat": True,          # concat-aware equalization (exact in float)
 }
 DEFAULT_HOLDOUT = "auto"
+# the options export_cpu_int8 takes (anything else is an error, before any work)
+OPTIONS = frozenset({"holdout", "seed", "every", "height", "calib_images_dir", "format",
+                     "symmetric_activations", "per_channel", "reduce_range", "equalize", "fold", "alpha",
+                     "percentile", "keep_float", "activation_type", "weight_type", "max_memory_mb",
+                     "float_concat_inputs", "bias_correction", "equalize_concat", "search", "gate",
+                     "max_label_free_drop", "threads", "measure_speed", "log", "quiet"})
 
 
 def report_path(out: str) -> str:
@@ -56,6 +62,9 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     from . import accuracy as acc
     from .cpu_kernels import cpu_int8_format, int8_kernel_class
 
+    unknown = sorted(set(opts) - OPTIONS)
+    if unknown:
+        raise ExportError("cpu-int8: unknown option(s) %s (options: %s)" % (", ".join(unknown), ", ".join(sorted(OPTIONS))))
     log = opts.pop("log", None)
     quiet = bool(opts.pop("quiet", False))
     if log is None:

@@ -21,8 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -32,6 +30,11 @@ from edgepose.errors import EdgeposeError, ExportError
 from edgepose.metadata import ModelMeta
 
 MODES = ("int8", "fp16", "int8-dla")
+# the options export_jetson_bundle takes (anything else is an error, before any work)
+OPTIONS = frozenset({"method", "holdout", "seed", "every", "max_batch", "aspect_range", "height_range",
+                     "static_shapes", "gpu_fallback", "build_engine", "overwrite", "log", "percentile",
+                     "equalize", "equalize_concat", "max_memory_mb", "keep_float", "float_outputs", "gate",
+                     "search", "max_label_free_drop", "threads", "calib_images_dir", "opt_hw"})
 TARGETS = {"jetson-int8": "int8", "jetson-fp16": "fp16", "jetson-int8-dla": "int8-dla"}
 
 # width/height ratios a bottom-up dynamic-width profile covers (portrait 1:2 to wide 2:1)
@@ -336,6 +339,9 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
     import onnx
     from edgepose.metadata import embed_onnx
 
+    unknown = sorted(set(opts) - OPTIONS)
+    if unknown:
+        raise ExportError("Jetson bundle: unknown option(s) %s (options: %s)" % (", ".join(unknown), ", ".join(sorted(OPTIONS))))
     log = opts.pop("log", None) or (lambda m: print("edgepose: " + m))
     mode = TARGETS.get(mode, mode)
     if mode not in MODES:
@@ -387,9 +393,10 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
                             aspect_range=tuple(opts.get("aspect_range", DEFAULT_ASPECT_RANGE)),
                             height_range=opts.get("height_range"), opt_hw=opts.get("opt_hw"))
 
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(out) + ".", suffix=".tmp", dir=parent)
+    from edgepose.io import atomic_dir
+
     report: Dict[str, Any] = {"target": "jetson-" + mode, "output": out, "precision": mode}
-    try:
+    with atomic_dir(out) as tmp:
         # 1. FP32 ONNX with metadata
         meta_out = ModelMeta(dict(meta.data, precision="int8" if mode != "fp16" else "fp16"))
         embed_onnx(model, meta)
@@ -478,11 +485,6 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
         tc.write_atomic(os.path.join(tmp, tc.BUILD_JSON), json.dumps(build, indent=1, sort_keys=True))
         tc.write_atomic(os.path.join(tmp, tc.README_MD), bundle_readme(build, meta_out, accuracy))
         tc.Bundle(tmp).verify_files()
-        _replace_dir(tmp, out)
-        tmp = None
-    finally:
-        if tmp is not None and os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
     report["files"] = sorted(os.listdir(out))
     report["input_shapes"] = {in_name: profile}
     report["trtexec"] = [c for _, c in trtexec_lines(build)]
@@ -568,26 +570,6 @@ def _check_qdq_for_tensorrt(path: str) -> int:
             raise ExportError("Q/DQ node %s has a %s zero point %s: TensorRT needs symmetric int8 (zero points 0)"
                               % (n.name, arr.dtype, arr.ravel()[:3]))
     return n_bias
-
-
-def _replace_dir(tmp: str, out: str) -> None:
-    """Rename ``tmp`` to ``out``; an existing bundle at ``out`` is moved aside, then removed."""
-    from edgepose.io import set_default_permissions
-
-    set_default_permissions(tmp)  # mkdtemp's 0700 would survive the rename
-    old = None
-    if os.path.exists(out):
-        old = tempfile.mkdtemp(prefix="." + os.path.basename(out) + ".old.", dir=os.path.dirname(os.path.abspath(out)))
-        os.rmdir(old)
-        os.rename(out, old)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        if old is not None:
-            os.rename(old, out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _jsonable(x: Any) -> Any:

@@ -39,11 +39,16 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from edgepose.exporters.onnx_to_torch import safe_identifier
-from edgepose.io import sha256_file, write_atomic
+from edgepose.io import sha256_file
 from edgepose.errors import EdgeposeError, ExportError
 from edgepose.metadata import ModelMeta
 
 MODES = ("fp32", "fp16", "int8")
+# the options export_tflite takes (anything else is an error, before any work)
+OPTIONS = frozenset({"height", "width", "verify_samples", "threads", "float_ops", "activation_bits",
+                     "check_accuracy", "report_json", "holdout", "calib_holdout", "calib_images_dir",
+                     "search", "keep_float", "gate", "max_label_free_drop", "fold", "equalize",
+                     "equalize_concat"})
 TARGETS = {"tflite-fp32": "fp32", "tflite-fp16": "fp16", "rpi-int8": "int8"}
 
 # max |tflite - onnx| allowed, as  atol + rtol * max|onnx output|  (per output). fp32 is tight
@@ -412,6 +417,9 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     """
     t0 = time.time()
     _quiet()
+    unknown = sorted(set(opts) - OPTIONS)
+    if unknown:
+        raise ExportError("TFLite export: unknown option(s) %s (options: %s)" % (", ".join(unknown), ", ".join(sorted(OPTIONS))))
     mode = TARGETS.get(mode, mode)
     if mode not in MODES:
         raise ExportError("unknown TFLite mode %r (use fp32, fp16 or int8)" % (mode,))

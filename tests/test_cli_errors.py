@@ -86,3 +86,43 @@ def test_console_script_exit_code_no_traceback(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 2
     assert "Traceback" not in r.stderr and "not found" in r.stderr
+
+
+@pytest.mark.parametrize("argv,words", [
+    (["bench", "m.onnx", "--runs", "0"], ["--runs", "must be >= 1"]),
+    (["bench", "m.onnx", "--threads", "-2"], ["--threads", "must be >= 1"]),
+    (["export", "m.onnx", "-o", "x.onnx", "--n-calib", "0"], ["--n-calib", "must be >= 1"]),
+    (["export", "m.onnx", "-o", "x.onnx", "--holdout", "some"], ["--holdout", "'auto'"]),
+])
+def test_nonsense_counts_are_usage_errors(capsys, argv, words):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2
+    for w in words:
+        assert w in err, err
+
+
+def test_unknown_target_option_fails_before_work(tmp_path):
+    """Every target declares its options: a misspelt one is an error before the FP32 export."""
+    from edgepose.errors import ExportError
+    from edgepose.exporters.api import export
+    src = tmp_path / "x.pth"
+    src.write_bytes(b"not read")
+    for target, bad in (("cpu-int8", "equalise"), ("rpi-int8", "methd"), ("jetson-int8", "workspace")):
+        with pytest.raises(ExportError, match="unknown option.*%s" % bad):
+            export(str(src), target=target, out=str(tmp_path / "o"), calib=str(tmp_path), **{bad: 1})
+    assert sorted(os.listdir(tmp_path)) == ["x.pth"]
+
+
+def test_decode_defaults_come_from_one_table():
+    import inspect
+    from edgepose import decode
+    from edgepose.metadata import DECODE_DEFAULTS
+    bu = DECODE_DEFAULTS["bottomup"]
+    for fn in (decode.decode_bottomup, decode.group_people):
+        for name, p in inspect.signature(fn).parameters.items():
+            if name in bu:
+                assert p.default == bu[name], (fn.__name__, name, p.default, bu[name])
+    src = open(os.path.join(os.path.dirname(__file__), "..", "cpp_ext", "kernels.hpp")).read()
+    assert "double min_person_score = %s;" % bu["min_person_score"] in src

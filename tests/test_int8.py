@@ -216,7 +216,8 @@ def test_gate_passes_and_writes_artifact_and_report(tfpose_model, assets, tmp_pa
     import cv2
     pic = cv2.imread(png)
     assert pic is not None and pic.shape[0] >= 2 * 300 and pic.shape[1] >= 2 * 420   # 2 frames, 2 cells
-    assert oct(os.stat(png).st_mode & 0o777) == oct(0o666 & ~_umask())
+    for f in (out, rep["report_json"], png):         # not mkstemp's 0600
+        assert oct(os.stat(f).st_mode & 0o777) == oct(0o666 & ~_umask()), f
     meta = read_onnx_meta(out)
     assert meta.get("precision") == "int8"
     assert meta.get("quantization")["calibration_sha256"] == rep["calibration"]["source_hash"]

@@ -227,6 +227,12 @@ def test_int8_bundle_layout(int8_bundle):
     assert "--onnx=model.onnx --int8 --fp16 --calib=calib.cache" in readme      # 8.2: implicit
     assert "--onnx=model_int8_qdq.onnx --int8 --fp16" in readme                 # 8.5+/10: Q/DQ
     assert "--minShapes=image:1x3x64x" in readme and "--saveEngine=model.engine" in readme
+    m = os.umask(0)
+    os.umask(m)
+    assert oct(os.stat(out).st_mode & 0o777) == oct(0o777 & ~m)         # not mkdtemp's 0700
+    for n in names:
+        if os.path.isfile(os.path.join(out, n)):
+            assert oct(os.stat(os.path.join(out, n)).st_mode & 0o777) == oct(0o666 & ~m), n
 
 
 def test_fp16_and_dla_bundles(fp16_bundle, dla_bundle):
@@ -274,13 +280,16 @@ def test_qdq_graph_is_tensorrt_form(int8_bundle):
 
 
 def test_qdq_accuracy_in_onnxruntime(int8_bundle, work):
-    """The Q/DQ model tracks the FP32 model on held-out-like inputs (small random-weight model)."""
+    """The Q/DQ model, run exactly, tracks the FP32 model on held-out-like inputs (small
+    random-weight model)."""
     from edgepose.metadata import ModelMeta
     from edgepose.preprocess import preprocess_bottomup
     out, _ = int8_bundle
     meta = tc.Bundle(out).meta()
     f = ort.InferenceSession(os.path.join(out, tc.MODEL_ONNX), providers=["CPUExecutionProvider"])
-    q = ort.InferenceSession(os.path.join(out, tc.QDQ_ONNX), providers=["CPUExecutionProvider"])
+    so = ort.SessionOptions()   # exactly as written: TensorRT's arithmetic, not this CPU's int8 kernels
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    q = ort.InferenceSession(os.path.join(out, tc.QDQ_ONNX), so, providers=["CPUExecutionProvider"])
     img = cv2.imread(os.path.join(work["calib"], "07.png"))
     x, _ = preprocess_bottomup(img, meta)
     for name in ("heatmaps", "pafs"):

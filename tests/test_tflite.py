@@ -399,3 +399,13 @@ def test_int8_kernels_are_int32_exact():
         np.testing.assert_array_equal(y, ref_layer(ops["CONV_2D"], xq))
         z = it.get_tensor(int(ops["DEPTHWISE_CONV_2D"]["outputs"][0]))
         np.testing.assert_array_equal(z, ref_layer(ops["DEPTHWISE_CONV_2D"], y))
+
+
+def test_artifacts_get_the_umask_permissions(tiny):
+    """TFLite models and their reports are renamed into place with the permissions a new file
+    gets (the temporary file's 0600 used to survive the rename)."""
+    m = os.umask(0)
+    os.umask(m)
+    for mode in ("fp32", "fp16", "int8"):
+        for f in (tiny[mode], tiny[mode] + ".report.json"):
+            assert oct(os.stat(f).st_mode & 0o777) == oct(0o666 & ~m), f
