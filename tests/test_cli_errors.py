@@ -126,3 +126,26 @@ def test_decode_defaults_come_from_one_table():
                 assert p.default == bu[name], (fn.__name__, name, p.default, bu[name])
     src = open(os.path.join(os.path.dirname(__file__), "..", "cpp_ext", "kernels.hpp")).read()
     assert "double min_person_score = %s;" % bu["min_person_score"] in src
+
+
+def test_bad_calibration_source_fails_before_the_fp32_export(capsys, tmp_path, assets):
+    """A bad --calib (or --coco) is reported in one line before the checkpoint is even loaded:
+    the failing process never imports torch."""
+    ckpt = os.path.join(assets, "models", "lwop_hpe0001.pth")
+    if not os.path.exists(ckpt):
+        pytest.skip("lwop checkpoint missing")
+    img = tmp_path / "one.jpg"
+    img.write_bytes(b"x")
+    probe = ("import sys; from edgepose.cli import main; rc = main(sys.argv[1:]); "
+             "print('torch imported' if 'torch' in sys.modules else 'no torch'); sys.exit(rc)")
+    for calib, words in (([str(tmp_path / "nope")], ["not found", "nope"]),
+                         ([str(img)], ["single image"]),
+                         ([os.path.join(assets, "people"), os.path.join(assets, "people")], ["twice"])):
+        r = subprocess.run([sys.executable, "-c", probe, "export", ckpt, "--target", "cpu-int8",
+                            "-o", str(tmp_path / "o.onnx"), "--calib"] + calib, capture_output=True, text=True)
+        one_line_error(r.returncode, r.stderr.strip(), *words)
+        assert r.stdout.strip() == "no torch"
+    rc, err = run(capsys, "export", ckpt, "--target", "cpu-int8", "-o", str(tmp_path / "o.onnx"),
+                  "--calib", os.path.join(assets, "people"), "--coco", str(tmp_path / "no.json"))
+    one_line_error(rc, err, "COCO annotation file not found")
+    assert sorted(os.listdir(tmp_path)) == ["one.jpg"]
