@@ -166,16 +166,6 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
     if target in INT8_TARGETS and not calib:
         raise ExportError("target %s needs calibration data: pass calib= (--calib IMAGES_DIR | VIDEO | COCO.json)"
                           % target)
-    paths = [calib] if isinstance(calib, (str, os.PathLike)) else calib
-    if calib and target != "onnx" and isinstance(paths, (list, tuple)) \
-            and all(isinstance(c, (str, os.PathLike)) for c in paths):
-        from edgepose.calibration import check_sources
-
-        check_sources(calib)           # a bad --calib is reported before the FP32 step
-    if target_options.get("coco") is not None:
-        from .accuracy import coco_pairs
-
-        coco_pairs(target_options["coco"], target_options.get("images_dir"))
     out = os.fspath(out) if out else default_output(source, target)
     if target == "onnx" and not out.lower().endswith(".onnx"):
         raise ExportError("output of target onnx must end in .onnx: %s" % out)
@@ -204,6 +194,16 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
     if mode is not None:
         probe["mode"] = mode
     _check_options(target, func, "model.onnx", out, probe)  # before any expensive work
+    paths = [calib] if isinstance(calib, (str, os.PathLike)) else calib
+    if calib and target != "onnx" and isinstance(paths, (list, tuple)) \
+            and all(isinstance(c, (str, os.PathLike)) for c in paths):
+        from edgepose.calibration import check_sources
+
+        check_sources(calib)           # a bad --calib is reported before the FP32 step
+    if target_options.get("coco") is not None:
+        from .accuracy import coco_pairs
+
+        coco_pairs(target_options["coco"], target_options.get("images_dir"))
     with tempfile.TemporaryDirectory(prefix="edgepose-export-") as tmpdir:
         torch_model = None
         if meta is not None:
