@@ -27,12 +27,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgepose.errors import EdgeposeError, InputError
+from edgepose.io import IMAGE_EXTS, VIDEO_EXTS, read_image, read_json, sha256_file
 from edgepose.metadata import ModelMeta
 
 __all__ = ["CalibrationSet", "load_samples", "check_sources", "IMAGE_EXTS", "VIDEO_EXTS"]
-
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 
 # An image upscaled by more than this to fit a static model input is "the wrong size": its
 # statistics are not those of deployment frames.
@@ -113,20 +111,14 @@ def _as_meta(meta) -> ModelMeta:
 
 
 def _file_sha(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return sha256_file(path)
 
 
 def _read_image(path: str) -> np.ndarray:
-    import cv2
-    data = np.fromfile(path, np.uint8) if os.path.isfile(path) else None
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data is not None and data.size else None
-    if img is None:
-        raise InputError("calibration image %s is unreadable (not a decodable image)" % path)
-    return img
+    try:
+        return read_image(path)
+    except InputError as e:
+        raise InputError("calibration image %s is unreadable (%s)" % (path, str(e).split(":")[0]))
 
 
 def _spread(count: int, want: int) -> List[int]:
@@ -483,11 +475,7 @@ def _catalog_video(source: str, every: Optional[int]) -> _Catalog:
 
 
 def _catalog_coco(source: str, meta: ModelMeta, images_dir: Optional[str]) -> _Catalog:
-    try:
-        with open(source, "r") as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as e:
-        raise InputError("COCO annotation file %s is unreadable: %s" % (source, str(e).splitlines()[0]))
+    doc = read_json(source, "COCO annotation file")
     if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
         raise InputError("%s is not a COCO annotation file (no 'images' list)" % source)
     images_dir = images_dir or os.path.dirname(os.path.abspath(source))

@@ -370,6 +370,8 @@ def cmd_build_engine(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgepose", description="Pose models from PyTorch to the edge.")
     p.add_argument("--version", action="version", version="edgepose " + __version__)
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log on stderr (debug)")
+    p.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors on stderr")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -477,6 +479,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .log import configure
+
+    configure(int(args.verbose or 0) - int(args.quiet or 0))
     try:
         return int(args.func(args) or 0)
     except EdgeposeError as e:

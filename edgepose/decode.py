@@ -206,7 +206,15 @@ def _call(fn, args, validate):
         raise DecodeError(str(e)) from None
 
 
+_warned_fallback = []
+
+
 def _fast() -> bool:
+    if _ext is None and not _warned_fallback:
+        from .log import logger
+        _warned_fallback.append(True)
+        logger.warning("the C++ extension edgepose._ext is not importable: decoding runs in numpy "
+                       "(edgepose.reference), about 100x slower; reinstall edgepose to build it")
     return _ext is not None
 
 

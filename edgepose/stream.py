@@ -6,6 +6,8 @@ from typing import Optional
 
 import cv2
 
+from .log import logger
+
 
 def run_stream(cap, estimator, out: Optional[str] = None, fps: float = 30.0, display: bool = False,
                max_frames: int = 0, report_every_s: float = 1.0) -> int:
@@ -22,7 +24,7 @@ def run_stream(cap, estimator, out: Optional[str] = None, fps: float = 30.0, dis
         while True:
             ok, frame = cap.read()
             if not ok or frame is None:
-                print("the source stopped delivering frames")
+                logger.info("the source stopped delivering frames")
                 break
             if frame.ndim == 3 and frame.shape[2] == 4:   # XBGR8888 camera configurations
                 frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
@@ -34,8 +36,8 @@ def run_stream(cap, estimator, out: Optional[str] = None, fps: float = 30.0, dis
             now = time.perf_counter()
             if now - t_last >= report_every_s:
                 k = n - n_last
-                print("%.1f fps (pose %.1f ms/frame), %d people"
-                      % (k / (now - t_last), 1000 * t_model / k, len(result)), flush=True)
+                logger.info("%.1f fps (pose %.1f ms/frame), %d people"
+                            % (k / (now - t_last), 1000 * t_model / k, len(result)))
                 n_last, t_last, t_model = n, now, 0.0
             if out:
                 if writer is None:

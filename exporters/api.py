@@ -78,8 +78,8 @@ def default_output(source: str, target: str) -> str:
 
 
 def _log(progress: bool, msg: str) -> None:
-    if progress:
-        print("edgepose export: " + msg, file=sys.stderr, flush=True)
+    from edgepose.log import logger
+    logger.log(20 if progress else 10, "export: " + msg)
 
 
 def _fp32_onnx(source: str, kind: str, out: str, arch, spec, input_size, dynamic, opset, progress):

@@ -26,7 +26,6 @@ import contextlib
 import io
 import os
 import re
-import sys
 import time
 import warnings
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -53,8 +52,8 @@ IMAGENET_STD_RGB = [58.395, 57.12, 57.375]
 
 
 def _log(progress: bool, msg: str) -> None:
-    if progress:
-        print("edgepose export: " + msg, file=sys.stderr, flush=True)
+    from edgepose.log import logger
+    logger.log(20 if progress else 10, "export: " + msg)
 
 
 def _one_line(e: BaseException) -> str:

@@ -68,7 +68,8 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     log = opts.pop("log", None)
     quiet = bool(opts.pop("quiet", False))
     if log is None:
-        log = (lambda m: None) if quiet else (lambda m: print("edgepose: " + m, flush=True))
+        from edgepose.log import logger
+        log = logger.debug if quiet else logger.info
     from edgepose.exporters.api import target_meta
 
     meta = target_meta(onnx_path, meta)

@@ -344,7 +344,8 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
     unknown = sorted(set(opts) - OPTIONS)
     if unknown:
         raise ExportError("Jetson bundle: unknown option(s) %s (options: %s)" % (", ".join(unknown), ", ".join(sorted(OPTIONS))))
-    log = opts.pop("log", None) or (lambda m: print("edgepose: " + m))
+    from edgepose.log import logger
+    log = opts.pop("log", None) or logger.info
     mode = TARGETS.get(mode, mode)
     if mode not in MODES:
         raise ExportError("unknown Jetson mode %r (choose from %s)" % (mode, ", ".join(MODES)))

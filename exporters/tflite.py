@@ -41,6 +41,7 @@ import numpy as np
 from edgepose.exporters.onnx_to_torch import safe_identifier
 from edgepose.io import sha256_file
 from edgepose.errors import EdgeposeError, ExportError
+from edgepose.log import logger
 from edgepose.metadata import ModelMeta
 
 MODES = ("fp32", "fp16", "int8")
@@ -544,8 +545,8 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
         stats = _compare(path, onnx_path, ver_x, onnx_in, src_layout, out_layouts, threads=threads)
         report["check"] = {"samples": len(ver_x), "outputs": stats}
         for n, st in stats.items():
-            print("tflite %s check %s: max abs err %.3g (mean %.3g, output max %.3g)"
-                  % (mode, n, st["max_abs_err"], st["mean_abs_err"], st["max_abs_ref"]))
+            logger.info("tflite %s check %s: max abs err %.3g (mean %.3g, output max %.3g)"
+                        % (mode, n, st["max_abs_err"], st["mean_abs_err"], st["max_abs_ref"]))
         if mode in TOLERANCES:
             atol, rtol = TOLERANCES[mode]
             report["check"]["tolerance"] = "atol %g + rtol %g * max|onnx|" % (atol, rtol)
@@ -593,7 +594,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                 mlf = opts.get("max_label_free_drop")
                 info, rep = gated_quantize(
                     onnx_path, tmp, holdout, tmeta, max_ap_drop=max_ap_drop, coco=coco,
-                    images_dir=images_dir, log=print, search=bool(opts.get("search", True)),
+                    images_dir=images_dir, log=logger.info, search=bool(opts.get("search", True)),
                     max_label_free_drop=LABEL_FREE_GATE if mlf is None else float(mlf), threads=threads,
                     measure_speed=False, enforce=enforce, quantize_fn=quantize_fn, prepared=prepared,
                     reference_path=ftmp, quantize_kwargs={"keep_float": list(opts.get("keep_float") or [])})
@@ -601,7 +602,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                               accuracy=rep)
                 if rep.get("warning"):
                     report["warning"] = rep["warning"]
-                print(format_report(rep))
+                logger.info(format_report(rep))
     finally:
         if ftmp and os.path.exists(ftmp):
             os.remove(ftmp)

@@ -152,7 +152,7 @@ def test_bad_sources(tmp_path, folder):
         load_samples(str(bad_img_dir), meta, n=1, holdout=0)
     notjson = tmp_path / "x.json"
     notjson.write_text("{")
-    with pytest.raises(InputError, match="unreadable"):
+    with pytest.raises(InputError, match="not valid JSON"):
         load_samples(str(notjson), meta)
     with pytest.raises(InputError, match="unknown type"):
         load_samples(os.path.join(folder, "notes.txt"), meta)

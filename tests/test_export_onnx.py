@@ -2,8 +2,10 @@
 cleanly with nothing half-written."""
 import os
 import sys
+import tempfile
 import types
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -262,9 +264,11 @@ def test_targets_and_dispatch_contract(lwop_ckpt, tmp_path, monkeypatch):
     fake.export_tflite = export_tflite
     monkeypatch.setitem(sys.modules, "edgepose.exporters.tflite", fake)
     out = str(tmp_path / "m.tflite")
-    rep = export(lwop_ckpt, target="rpi-int8", out=out, input_size="64x64", calib="imgs/", progress=False,
+    imgs = tempfile.mkdtemp(prefix="edgepose-test-calib-")   # checked before the FP32 step: must exist
+    cv2.imwrite(os.path.join(imgs, "a.png"), _images(1, 32, 32, 0)[0])
+    rep = export(lwop_ckpt, target="rpi-int8", out=out, input_size="64x64", calib=imgs, progress=False,
                  n_calib=8)
-    assert seen["mode"] == "int8" and seen["calib"] == "imgs/" and seen["opts"] == {"n_calib": 8}
+    assert seen["mode"] == "int8" and seen["calib"] == imgs and seen["opts"] == {"n_calib": 8}
     assert seen["meta"].family == "bottomup" and seen["err"] < 1e-3
     assert rep["target"] == "rpi-int8" and rep["output"] == out and rep["target_note"] == "ok"
     assert rep["source"] == lwop_ckpt and rep["source_kind"] == "checkpoint"

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -47,7 +46,8 @@ MISSING_CUDA = (
 
 
 def _say(msg: str) -> None:
-    print("edgepose: " + msg, file=sys.stderr)
+    from ..log import logger
+    logger.info(msg)
 
 
 def _first_line(e: BaseException) -> str:

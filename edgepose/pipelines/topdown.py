@@ -172,6 +172,7 @@ class TopDownEstimator:
         if meta.family != "topdown":
             raise ModelError("%s is a %s model, expected topdown" % (self.backend.path, meta.family))
         self.meta: ModelMeta = meta
+        self._said_whole_image = False
         dec = dict(DECODE_DEFAULTS["topdown"])
         dec.update(meta.decode)
         self.refine = str(refine or dec["refine"])
@@ -353,6 +354,11 @@ class TopDownEstimator:
                 boxes, box_scores = self.detector(img)
                 det_ms = (time.perf_counter() - t0) * 1e3
             else:
+                if not self._said_whole_image:
+                    from ..log import logger
+                    self._said_whole_image = True
+                    logger.warning("top-down model without a person detector or boxes: the whole image is "
+                                   "one person box (pass detector=... / --detector, or boxes)")
                 boxes = np.array([[0.0, 0.0, img.shape[1], img.shape[0]]])
                 box_scores = None
         t1 = time.perf_counter()

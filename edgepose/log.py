@@ -1,0 +1,39 @@
+"""edgepose's log: one logger, ``logging.getLogger("edgepose")``.
+
+Library code reports progress with ``logger.info`` (the Python default shows warnings only);
+the command line shows INFO on stderr as ``edgepose: message`` (``-v``: DEBUG too, ``-q``:
+warnings and errors only).
+"""
+from __future__ import annotations
+
+import logging
+import sys
+
+logger = logging.getLogger("edgepose")
+
+__all__ = ["logger", "configure"]
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time (test capture swaps it)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def configure(verbosity: int = 0) -> None:
+    """Show edgepose's log on stderr: INFO (0), DEBUG (> 0), WARNING (< 0)."""
+    level = logging.DEBUG if verbosity > 0 else (logging.WARNING if verbosity < 0 else logging.INFO)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        h = _StderrHandler()
+        h.setFormatter(logging.Formatter("edgepose: %(message)s"))
+        logger.addHandler(h)
+    logger.setLevel(level)
