@@ -41,7 +41,8 @@ def main(argv=None) -> int:
     from edgepose.assets import asset
     from edgepose.errors import EdgeposeError
     from edgepose.io import read_image, write_json
-    from edgepose.pipelines.topdown import TopDownEstimator, benchmark_people
+    from edgepose.bench import benchmark_people
+    from edgepose.pipelines.topdown import TopDownEstimator
 
     try:
         det = args.detector

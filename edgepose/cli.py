@@ -9,7 +9,6 @@ import argparse
 import json
 import os
 import sys
-import time
 from typing import List, Optional
 
 import numpy as np
@@ -83,7 +82,7 @@ def _boxes_arg(args):
     """{image_id: (boxes, scores)} from --boxes (COCO detection results), or None."""
     if not getattr(args, "boxes", None):
         return None
-    from .pipelines.topdown import load_coco_boxes
+    from .io import load_coco_boxes
 
     return load_coco_boxes(args.boxes, score_threshold=args.boxes_threshold)
 
@@ -221,34 +220,6 @@ def cmd_eval(args) -> int:
     return 0
 
 
-def _stats(values: List[float]) -> dict:
-    a = np.asarray(values, np.float64)
-    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)),
-            "mean": float(a.mean()), "min": float(a.min())}
-
-
-def bench_estimator(est, img, runs: int = 50, warmup: int = 5) -> dict:
-    """Median/p90 of the pipeline's stages over ``runs`` calls after ``warmup`` calls."""
-    keys = ("preprocess_ms", "inference_ms", "postprocess_ms", "total_ms")
-    rec = {k: [] for k in keys}
-    people = 0
-    for i in range(warmup + runs):
-        t0 = time.perf_counter()
-        res = est(img)
-        total = (time.perf_counter() - t0) * 1e3
-        if i < warmup:
-            continue
-        for k in keys[:3]:
-            rec[k].append(res.timings.get(k, 0.0))
-        rec["total_ms"].append(total)
-        people = len(res)
-        if "detect_ms" in res.timings:
-            rec.setdefault("detect_ms", []).append(res.timings["detect_ms"])
-    out = {k: _stats(v) for k, v in rec.items()}
-    out["people"] = people
-    return out
-
-
 def cmd_bench(args) -> int:
     from .assets import asset
     from .io import read_image, write_json
@@ -258,6 +229,8 @@ def cmd_bench(args) -> int:
         raise InputError("no --image given and the sample assets are absent (set EDGEPOSE_ASSETS)")
     img = read_image(img_path)
     est = _estimator(args)
+    from .bench import bench_estimator
+
     res = bench_estimator(est, img, runs=args.runs, warmup=args.warmup)
     backend = est.backend
     info = {"model": os.path.abspath(args.model), "image": os.path.basename(img_path),
@@ -282,7 +255,7 @@ def cmd_bench(args) -> int:
         res["pre_post_share_of_inference"] = share
         print("  pre+post = %.1f%% of inference" % (100 * share))
     else:
-        from .pipelines.topdown import benchmark_people
+        from .bench import benchmark_people
 
         per = benchmark_people(est, img, counts=(1, 5, 20), runs=max(5, args.runs // 5))
         res["per_person"] = per

@@ -5,7 +5,7 @@ import contextlib
 import json
 import os
 import tempfile
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -235,3 +235,59 @@ class VideoWriter:
         self.w.release()
         if os.path.exists(self.tmp):
             os.unlink(self.tmp)
+
+
+def load_coco_boxes(path: str, score_threshold: float = 0.0, category_id: Optional[int] = 1
+                    ) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
+    """Person boxes per image from a COCO detection-results JSON.
+
+    The file is a list of ``{"image_id", "bbox": [x, y, w, h], "score", "category_id"}``
+    (entries of another ``category_id`` than ``category_id`` are skipped; None keeps all;
+    entries without ``category_id`` are kept). A COCO annotation file (a dict with
+    ``annotations``) is accepted too: its non-crowd boxes with score 1 (ground-truth boxes).
+    Returns ``{image_id: (boxes float32 [B,4], scores float32 [B])}``, best score first,
+    boxes with ``score < score_threshold`` dropped.
+    """
+    data = read_json(path, "boxes file")
+    gt = False
+    if isinstance(data, dict):
+        if not isinstance(data.get("annotations"), list):
+            raise InputError("boxes file %s: expected a list of COCO detection results "
+                             "(or a COCO annotation file with 'annotations')" % path)
+        data = [a for a in data["annotations"] if isinstance(a, dict) and not a.get("iscrowd", 0)]
+        gt = True
+    if not isinstance(data, list):
+        raise InputError("boxes file %s: expected a list of COCO detection results" % path)
+    per: Dict[int, List[Tuple[List[float], float]]] = {}
+    for i, e in enumerate(data):
+        if not isinstance(e, dict) or "image_id" not in e or "bbox" not in e:
+            raise InputError("boxes file %s: entry %d lacks image_id or bbox" % (path, i))
+        if category_id is not None and "category_id" in e and e["category_id"] != category_id:
+            continue
+        bb = e["bbox"]
+        try:
+            box = [float(v) for v in bb]
+            score = 1.0 if gt else float(e.get("score", 1.0))
+            iid = int(e["image_id"])
+        except (TypeError, ValueError):
+            raise InputError("boxes file %s: entry %d has a malformed bbox, score or image_id"
+                             % (path, i))
+        if len(box) != 4 or not all(np.isfinite(box)) or box[2] < 0 or box[3] < 0:
+            raise InputError("boxes file %s: entry %d bbox must be 4 finite numbers x, y, w, h "
+                             "with w, h >= 0, got %r" % (path, i, bb))
+        if not np.isfinite(score):
+            raise InputError("boxes file %s: entry %d has a non-finite score" % (path, i))
+        if score < score_threshold:
+            continue
+        per.setdefault(iid, []).append((box, score))
+    out: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
+    for iid, items in per.items():
+        items.sort(key=lambda t: -t[1])
+        out[iid] = (np.array([t[0] for t in items], np.float32).reshape(-1, 4),
+                    np.array([t[1] for t in items], np.float32))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# benchmark helper
+# ----------------------------------------------------------------------------------------------

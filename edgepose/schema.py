@@ -60,6 +60,23 @@ SCHEMAS = {
 }
 
 
+# OKS sigma of a keypoint with no COCO-17 counterpart (CMU-18's neck, custom schemas): the
+# mean of the COCO-17 sigmas
+DEFAULT_OKS_SIGMA = round(sum(COCO17_SIGMAS) / len(COCO17_SIGMAS), 4)
+
+
+def oks_sigmas(num_keypoints: int, to_coco17=None):
+    """Per-keypoint OKS sigmas of a schema: COCO-17's through ``to_coco17`` (COCO index ->
+    schema index), :data:`DEFAULT_OKS_SIGMA` for the rest. THE sigma rule (OKS NMS, the INT8
+    gate's matching)."""
+    import numpy as np
+    sig = np.full(int(num_keypoints), DEFAULT_OKS_SIGMA, np.float64)
+    for ci, si in enumerate(to_coco17 or []):
+        if si is not None and 0 <= int(si) < num_keypoints and ci < len(COCO17_SIGMAS):
+            sig[int(si)] = COCO17_SIGMAS[ci]
+    return sig
+
+
 def get_schema(name: str) -> dict:
     try:
         return SCHEMAS[name]

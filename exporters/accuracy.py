@@ -56,8 +56,6 @@ LABEL_FREE_MIN_KEYPOINTS = 1
 # a held-out set smaller than this is reported as unable to resolve a 1-point budget
 MIN_RESOLVING_FRAMES = 100
 N_BOOT = 1000
-# per-keypoint OKS sigmas for schemas without a COCO-17 mapping
-_DEFAULT_SIGMA = 0.07
 # frames shown in the comparison PNG
 PNG_FRAMES = 4
 
@@ -96,15 +94,8 @@ def coco_pairs(coco, images_dir=None) -> List[Tuple[str, Optional[str]]]:
 
 
 def _sigmas(meta) -> np.ndarray:
-    from edgepose.schema import COCO17_SIGMAS
-    k = meta.num_keypoints
-    sig = np.full(k, _DEFAULT_SIGMA, np.float64)
-    m = meta.get("to_coco17")
-    if m:
-        for ci, si in enumerate(m):
-            if si is not None and 0 <= si < k:
-                sig[si] = COCO17_SIGMAS[ci]
-    return sig
+    from edgepose.schema import oks_sigmas
+    return oks_sigmas(meta.num_keypoints, meta.get("to_coco17"))
 
 
 def _oks(a: np.ndarray, b: np.ndarray, sig: np.ndarray) -> float:

@@ -846,6 +846,42 @@ def _strip_output_qdq(model, tensors) -> int:
     return removed
 
 
+def float_biases(model) -> int:
+    """Replace DequantizeLinear(int32 bias) by the float bias it computes (in place).
+
+    onnxruntime's QDQ quantizer stores conv biases as int32 + DequantizeLinear; TensorRT's Q/DQ
+    form keeps biases in float (its DequantizeLinear takes 8-bit inputs). The float bias is the
+    dequantized one, so onnxruntime's predicted accuracy stays that of this exact model.
+    """
+    from onnx import numpy_helper
+    inits = {i.name: i for i in model.graph.initializer}
+    uses = _use_counts(model)
+    done = 0
+    for n in list(model.graph.node):
+        if n.op_type != "DequantizeLinear" or n.input[0] not in inits:
+            continue
+        q = numpy_helper.to_array(inits[n.input[0]])
+        if q.dtype != np.int32:
+            continue
+        scale = numpy_helper.to_array(inits[n.input[1]]).astype(np.float64)
+        zp = numpy_helper.to_array(inits[n.input[2]]).astype(np.float64) if len(n.input) > 2 and n.input[2] else 0.0
+        axis = ([a.i for a in n.attribute if a.name == "axis"] or [1])[0]
+        if scale.ndim == 1 and q.ndim > 1:
+            shape = [1] * q.ndim
+            shape[axis] = -1
+            scale = scale.reshape(shape)
+            zp = zp.reshape(shape) if np.ndim(zp) else zp
+        f = ((q.astype(np.float64) - zp) * scale).astype(np.float32)
+        model.graph.initializer.append(numpy_helper.from_array(f, n.output[0]))
+        model.graph.node.remove(n)
+        for t in n.input:
+            uses[t] -= 1
+            if t in inits and uses[t] == 0:
+                model.graph.initializer.remove(inits.pop(t))
+        done += 1
+    return done
+
+
 class Prepared:
     """A float model made ready for quantization (folded, equalized) plus its statistics.
 

@@ -118,3 +118,23 @@ def test_missing_and_containers_without_weights(tmp_path):
         load_checkpoint(p)
     with pytest.raises(EdgeposeError, match="both with and without"):
         extract_state_dict({"a": torch.zeros(1), "module.a": torch.zeros(1)})
+
+
+@pytest.mark.parametrize("arch", ["lightweight-openpose", "hrnet"])
+def test_lightning_model_prefix_is_unwrapped(tmp_path, lwop, arch):
+    """A PyTorch Lightning checkpoint ({'state_dict': {'model.' + key: ...}, ...}) exports like
+    the bare network (Lightweight OpenPose's own keys already start with 'model.')."""
+    from edgepose.exporters.models import build_model, detect_arch, unwrap_state
+    net = lwop if arch == "lightweight-openpose" else PoseHRNet(8)
+    p = str(tmp_path / "epoch=3-step=100.ckpt")
+    sd = {"model." + k: v for k, v in net.state_dict().items()}
+    torch.save({"state_dict": sd, "epoch": 3, "global_step": 100, "pytorch-lightning_version": "2.4.0"}, p)
+    state = load_checkpoint(p)
+    assert detect_arch(state) is None and detect_arch(unwrap_state(state)) == arch
+    model, _, cfg = build_model(None, state, "lightning.ckpt")
+    assert cfg["arch"] == arch
+    ref = net.state_dict()
+    got = model.state_dict()
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+    # a bare state dict is left as it is
+    assert unwrap_state(dict(net.state_dict())).keys() == net.state_dict().keys()

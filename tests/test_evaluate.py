@@ -93,3 +93,21 @@ def test_merge_coco_pools_sets(tmp_path):
     m = merge_coco(docs)
     assert [i["id"] for i in m["images"]] == [1, 2] and [a["image_id"] for a in m["annotations"]] == [1, 2]
     assert m["images"][1]["file_name"] == str(tmp_path / "set1" / "a.jpg")
+
+
+def test_one_sigma_rule():
+    """OKS NMS (top-down) and the INT8 gate's matching use the same sigmas: COCO-17's through
+    the schema's mapping, the mean COCO sigma for a keypoint without one (CMU-18's neck)."""
+    from edgepose.metadata import ModelMeta
+    from edgepose.schema import (CMU18_KEYPOINTS, CMU18_LIMBS, CMU18_TO_COCO17, COCO17_SIGMAS,
+                                 DEFAULT_OKS_SIGMA, oks_sigmas)
+    from edgepose.exporters.accuracy import _sigmas
+    s = oks_sigmas(18, CMU18_TO_COCO17)
+    assert s[1] == DEFAULT_OKS_SIGMA == pytest.approx(np.mean(COCO17_SIGMAS), abs=1e-4)   # the neck
+    assert s[0] == COCO17_SIGMAS[0] and s[2] == COCO17_SIGMAS[6]    # nose; r_shoulder = COCO 6
+    meta = ModelMeta({"family": "bottomup", "input": {"name": "x", "layout": "NCHW", "height": 8, "width": 8,
+                                                      "channel_order": "BGR", "mean": [0] * 3, "std": [1] * 3},
+                      "outputs": {"heatmaps": {"name": "h"}, "pafs": {"name": "p"}}, "stride": 8,
+                      "keypoints": CMU18_KEYPOINTS, "limbs": [list(l) for l in CMU18_LIMBS],
+                      "to_coco17": list(CMU18_TO_COCO17)})
+    np.testing.assert_array_equal(_sigmas(meta), s)

@@ -16,8 +16,9 @@ import pytest
 
 from edgepose.errors import EdgeposeError, InputError, ModelError
 from edgepose.metadata import ModelMeta
-from edgepose.pipelines.topdown import (TopDownEstimator, benchmark_people, flip_shift,
-                                        load_coco_boxes, oks_nms, sanitize_boxes)
+from edgepose.bench import benchmark_people
+from edgepose.io import load_coco_boxes
+from edgepose.pipelines.topdown import TopDownEstimator, flip_shift, oks_nms, sanitize_boxes
 from edgepose.schema import COCO17_FLIP_PAIRS, COCO17_KEYPOINTS, COCO17_SIGMAS, COCO17_SKELETON
 
 onnx = pytest.importorskip("onnx")

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -52,13 +52,10 @@ from ..metadata import DECODE_DEFAULTS, ModelMeta
 from ..preprocess import (apply_affine, box_to_center_size, check_image, heatmap_to_input,
                           invert_affine, normalize, preprocess_topdown)
 from ..results import PoseResult
-from ..schema import COCO17_SIGMAS
 
-__all__ = ["TopDownEstimator", "load_coco_boxes", "oks_nms", "oks_iou", "benchmark_people",
-           "sanitize_boxes", "flip_shift"]
+__all__ = ["TopDownEstimator", "oks_nms", "oks_iou", "sanitize_boxes", "flip_shift"]
 
 _REFINES = ("dark", "quarter", "centroid", "none")
-_DEFAULT_SIGMA = 0.0625
 
 
 def flip_shift(stride: float, offset: float) -> float:
@@ -228,14 +225,8 @@ class TopDownEstimator:
 
     # -- helpers ----------------------------------------------------------------------------------
     def _sigmas(self) -> np.ndarray:
-        K = self.num_keypoints
-        sig = np.full(K, _DEFAULT_SIGMA, np.float64)
-        to = self.meta.get("to_coco17")
-        if to:
-            for ci, si in enumerate(to):
-                if si is not None and 0 <= int(si) < K and ci < len(COCO17_SIGMAS):
-                    sig[int(si)] = COCO17_SIGMAS[ci]
-        return sig
+        from ..schema import oks_sigmas
+        return oks_sigmas(self.num_keypoints, self.meta.get("to_coco17"))
 
     def _flip_inputs(self, x: np.ndarray) -> np.ndarray:
         """Mirrored crops shifted by the integer part of :func:`flip_shift` (see module doc)."""
@@ -400,127 +391,3 @@ class TopDownEstimator:
 # ----------------------------------------------------------------------------------------------
 # boxes from files
 # ----------------------------------------------------------------------------------------------
-def load_coco_boxes(path: str, score_threshold: float = 0.0, category_id: Optional[int] = 1
-                    ) -> Dict[int, Tuple[np.ndarray, np.ndarray]]:
-    """Person boxes per image from a COCO detection-results JSON.
-
-    The file is a list of ``{"image_id", "bbox": [x, y, w, h], "score", "category_id"}``
-    (entries of another ``category_id`` than ``category_id`` are skipped; None keeps all;
-    entries without ``category_id`` are kept). A COCO annotation file (a dict with
-    ``annotations``) is accepted too: its non-crowd boxes with score 1 (ground-truth boxes).
-    Returns ``{image_id: (boxes float32 [B,4], scores float32 [B])}``, best score first,
-    boxes with ``score < score_threshold`` dropped.
-    """
-    from ..io import read_json
-
-    data = read_json(path, "boxes file")
-    gt = False
-    if isinstance(data, dict):
-        if not isinstance(data.get("annotations"), list):
-            raise InputError("boxes file %s: expected a list of COCO detection results "
-                             "(or a COCO annotation file with 'annotations')" % path)
-        data = [a for a in data["annotations"] if isinstance(a, dict) and not a.get("iscrowd", 0)]
-        gt = True
-    if not isinstance(data, list):
-        raise InputError("boxes file %s: expected a list of COCO detection results" % path)
-    per: Dict[int, List[Tuple[List[float], float]]] = {}
-    for i, e in enumerate(data):
-        if not isinstance(e, dict) or "image_id" not in e or "bbox" not in e:
-            raise InputError("boxes file %s: entry %d lacks image_id or bbox" % (path, i))
-        if category_id is not None and "category_id" in e and e["category_id"] != category_id:
-            continue
-        bb = e["bbox"]
-        try:
-            box = [float(v) for v in bb]
-            score = 1.0 if gt else float(e.get("score", 1.0))
-            iid = int(e["image_id"])
-        except (TypeError, ValueError):
-            raise InputError("boxes file %s: entry %d has a malformed bbox, score or image_id"
-                             % (path, i))
-        if len(box) != 4 or not all(np.isfinite(box)) or box[2] < 0 or box[3] < 0:
-            raise InputError("boxes file %s: entry %d bbox must be 4 finite numbers x, y, w, h "
-                             "with w, h >= 0, got %r" % (path, i, bb))
-        if not np.isfinite(score):
-            raise InputError("boxes file %s: entry %d has a non-finite score" % (path, i))
-        if score < score_threshold:
-            continue
-        per.setdefault(iid, []).append((box, score))
-    out: Dict[int, Tuple[np.ndarray, np.ndarray]] = {}
-    for iid, items in per.items():
-        items.sort(key=lambda t: -t[1])
-        out[iid] = (np.array([t[0] for t in items], np.float32).reshape(-1, 4),
-                    np.array([t[1] for t in items], np.float32))
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# benchmark helper
-# ----------------------------------------------------------------------------------------------
-def _bench_boxes(img_hw: Tuple[int, int], n: int, seed: int = 0) -> np.ndarray:
-    """``n`` person-shaped boxes (h = 2.2 w) spread over the image, reproducible."""
-    h, w = img_hw
-    rng = np.random.RandomState(seed)
-    bh = rng.uniform(0.3, 0.8, n) * h
-    bw = bh / 2.2
-    x = rng.uniform(0, 1, n) * np.maximum(w - bw, 1)
-    y = rng.uniform(0, 1, n) * np.maximum(h - bh, 1)
-    return np.stack([x, y, bw, bh], 1)
-
-
-def _stats(v: Sequence[float]) -> Dict[str, float]:
-    a = np.asarray(v, np.float64)
-    return {"median": float(np.median(a)), "p90": float(np.percentile(a, 90)),
-            "min": float(a.min())}
-
-
-def benchmark_people(est: TopDownEstimator, img: np.ndarray, counts: Sequence[int] = (1, 5, 20),
-                     runs: int = 20, warmup: int = 2) -> Dict[str, Any]:
-    """Per-person cost of ``est`` for 1, 5, 20 boxes: all crops in one call vs one call per box.
-
-    Returns ``{"detector_ms": stats or None, "counts": {n: {"batched": {...}, "per_box": {...}}}}``
-    where each mode holds median ``total_ms``, ``per_person_ms`` and the stage medians
-    (``preprocess_ms``, ``inference_ms``, ``postprocess_ms``). OKS NMS is off while timing
-    (synthetic boxes overlap); times are wall-clock medians over ``runs``, the two modes
-    interleaved run by run so that both see the same machine load.
-    """
-    img = check_image(img)
-    out: Dict[str, Any] = {"runs": int(runs), "image": [int(img.shape[1]), int(img.shape[0])],
-                           "detector_ms": None, "counts": {}}
-    if est.detector is not None:
-        ts = []
-        for i in range(warmup + runs):
-            t0 = time.perf_counter()
-            est.detector(img)
-            if i >= warmup:
-                ts.append((time.perf_counter() - t0) * 1e3)
-        out["detector_ms"] = _stats(ts)
-    saved = (est.max_batch, est.oks_nms_threshold)
-    try:
-        est.oks_nms_threshold = 0.0
-        modes = (("batched", saved[0]), ("per_box", 1))
-        for n in counts:
-            boxes = _bench_boxes(img.shape[:2], int(n))
-            tot = {m: [] for m, _ in modes}
-            st = {m: {"preprocess_ms": [], "inference_ms": [], "postprocess_ms": []} for m, _ in modes}
-            for i in range(warmup + runs):
-                for mode, mb in modes:  # interleaved: both modes see the same machine load
-                    est.max_batch = mb
-                    t0 = time.perf_counter()
-                    r = est(img, boxes=boxes)
-                    dt = (time.perf_counter() - t0) * 1e3
-                    if i >= warmup:
-                        tot[mode].append(dt)
-                        for k in st[mode]:
-                            st[mode][k].append(r.timings.get(k, 0.0))
-            row = {}
-            for mode, _ in modes:
-                med = float(np.median(tot[mode]))
-                row[mode] = {"total_ms": med, "per_person_ms": med / n,
-                             "p90_ms": float(np.percentile(tot[mode], 90)),
-                             **{k: float(np.median(v)) for k, v in st[mode].items()}}
-            if est.fixed_batch is not None:
-                row["batched"]["note"] = "fixed-batch model: chunks of %d" % est.fixed_batch
-            out["counts"][str(int(n))] = row
-    finally:
-        est.max_batch, est.oks_nms_threshold = saved
-    return out

@@ -65,8 +65,26 @@ def _load_strict(model, state: Dict, arch: str, source: str) -> None:
     model.load_state_dict({k: v.to(target[k].dtype) for k, v in full.items()}, strict=True)
 
 
+def unwrap_state(state: Dict) -> Dict:
+    """A state dict whose every key carries the same wrapper prefix (PyTorch Lightning's
+    ``model.`` / ``net.``: the LightningModule's attribute) with that prefix removed, when the
+    result is a known architecture and the original is not; else ``state`` unchanged."""
+    cur = state
+    for _ in range(2):
+        if detect_arch(cur) is not None:
+            return cur
+        firsts = {k.split(".", 1)[0] for k in cur}
+        if len(firsts) != 1 or not all("." in k for k in cur):
+            return state
+        p = next(iter(firsts)) + "."
+        cur = {k[len(p):]: v for k, v in cur.items()}
+    return cur if detect_arch(cur) is not None else state
+
+
 def build_model(arch: Optional[str], state: Dict, source: str = "checkpoint") -> Tuple[object, object, Dict]:
-    """(model, export_wrapper, config) for a state dict; ``arch`` None → detected from the keys."""
+    """(model, export_wrapper, config) for a state dict; ``arch`` None → detected from the keys.
+    Keys under one wrapper prefix (Lightning's ``model.``) are unwrapped first."""
+    state = unwrap_state(state)
     detected = detect_arch(state)
     if arch is None:
         if detected is None:
