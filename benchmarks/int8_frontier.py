@@ -31,7 +31,6 @@ def main(argv=None) -> int:
     import numpy as np
     import onnx
 
-    from edgepose.assets import assets_dir
     from edgepose.calibration import load_samples
     from edgepose.exporters import accuracy as acc
     from edgepose.exporters import quantize as q
@@ -45,10 +44,10 @@ def main(argv=None) -> int:
     ap.add_argument("--only", help="comma-separated config names")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
-    A = assets_dir()
-    if A is None:
-        print("assets not found: set EDGEPOSE_ASSETS", file=sys.stderr)
-        return 2
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from int8_gate import default_calib_sources, labelled_pairs, require_assets
+
+    A = require_assets()
     tmp = tempfile.mkdtemp(prefix="int8-frontier-")
     model = args.model
     if model is None:
@@ -59,8 +58,6 @@ def main(argv=None) -> int:
                spec=os.path.join(repo, "examples", "tfpose_mobilenet_thin.spec.json"), progress=False)
     meta = read_onnx_meta(model)
     coco = os.path.join(A, "coco", "test_coco.json")
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from int8_gate import default_calib_sources, labelled_pairs
     from edgepose.exporters.cpu_kernels import int8_kernel_class
 
     coco = labelled_pairs(A)

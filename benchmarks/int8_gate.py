@@ -80,6 +80,16 @@ def _models(A, work):
     return out
 
 
+def require_assets() -> str:
+    """The assets folder (EDGEPOSE_ASSETS), or exit 2 saying it is missing."""
+    from edgepose.assets import assets_dir
+    A = assets_dir()
+    if A is None:
+        print("assets not found: set EDGEPOSE_ASSETS", file=sys.stderr)
+        raise SystemExit(2)
+    return A
+
+
 def default_calib_sources(A):
     return [os.path.join(A, "people"), os.path.join(A, "videos", "arm_wrestling.mp4"),
             os.path.join(A, "mpii"), os.path.join(A, "images")]
@@ -92,7 +102,6 @@ def labelled_pairs(A):
 
 def main(argv=None) -> int:
     import numpy as np
-    from edgepose.assets import assets_dir
     from edgepose.calibration import load_samples
     from edgepose.evaluate import KeypointEval, bootstrap, evaluate_coco, interval, load_coco, merge_coco
     from edgepose.exporters import accuracy as acc
@@ -108,10 +117,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
-    A = assets_dir()
-    if A is None:
-        print("assets not found: set EDGEPOSE_ASSETS", file=sys.stderr)
-        return 2
+    A = require_assets()
     os.makedirs(args.work, exist_ok=True)
     rules = [(float(r.split(":")[0]), int(r.split(":")[1])) for r in args.rules.split(",")]
     models = _models(A, args.work)

@@ -28,14 +28,13 @@ import time
 
 
 def main(argv=None) -> int:
-    from edgepose.assets import assets_dir
     from edgepose.errors import ExportError
     from edgepose.evaluate import evaluate_coco
     from edgepose.exporters.api import export
     from edgepose.pipelines import load_estimator
 
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from int8_gate import default_calib_sources, labelled_pairs
+    from int8_gate import default_calib_sources, labelled_pairs, require_assets
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default="lwop,tfpose")
@@ -44,10 +43,7 @@ def main(argv=None) -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--json")
     args = ap.parse_args(argv)
-    A = assets_dir()
-    if A is None:
-        print("assets not found: set EDGEPOSE_ASSETS", file=sys.stderr)
-        return 2
+    A = require_assets()
     os.makedirs(args.work, exist_ok=True)
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sources = {"lwop": (os.path.join(A, "models", "lwop_hpe0001.pth"), None),
