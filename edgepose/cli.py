@@ -38,6 +38,11 @@ def _count(minimum: int):
     return parse
 
 
+def _refines():
+    from .decode import REFINES
+    return REFINES
+
+
 def _holdout_arg(text: str):
     if text == "auto":
         return "auto"
@@ -352,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--threads", type=_count(1), help="inference threads")
         sp.add_argument("--providers", nargs="+", help="onnxruntime execution providers")
         sp.add_argument("--height", type=_count(8), help="bottom-up input height (dynamic-size models)")
-        sp.add_argument("--refine", choices=["none", "quarter", "dark", "centroid"],
+        sp.add_argument("--refine", choices=list(_refines()),
                         help="subpixel refinement (default: the model's)")
         if detector:
             sp.add_argument("--detector", help="person detector model (top-down models)")

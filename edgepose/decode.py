@@ -80,7 +80,7 @@ try:  # the compiled core; the numpy reference stands in when it is not built
 except ImportError:  # pragma: no cover - exercised only without a build
     _ext = None
 
-REFINES = ("none", "quarter", "dark", "centroid")
+from .reference import REFINES  # noqa: E402  (the one list of refinement names)
 MATCHINGS = ("greedy", "hungarian")
 
 __all__ = ["find_peaks", "decode_topdown", "group_people", "decode_bottomup", "DecodeError",

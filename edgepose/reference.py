@@ -14,7 +14,7 @@ from typing import List, Sequence, Tuple
 
 import numpy as np
 
-REFINES = ("none", "quarter", "dark", "centroid")
+REFINES = ("none", "quarter", "dark", "centroid")   # the one list: decode, pipelines and the CLI use it
 DARK_LOG_FLOOR = 1e-10
 
 

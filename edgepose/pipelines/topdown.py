@@ -55,7 +55,7 @@ from ..results import PoseResult
 
 __all__ = ["TopDownEstimator", "oks_nms", "oks_iou", "sanitize_boxes", "flip_shift"]
 
-_REFINES = ("dark", "quarter", "centroid", "none")
+from ..reference import REFINES as _REFINES  # noqa: E402  (the one list)
 
 
 def flip_shift(stride: float, offset: float) -> float:
