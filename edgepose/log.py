@@ -11,7 +11,26 @@ import sys
 
 logger = logging.getLogger("edgepose")
 
-__all__ = ["logger", "configure"]
+__all__ = ["logger", "configure", "quiet_root_warnings"]
+
+
+class quiet_root_warnings:
+    """Within: warnings other libraries send through the *root* logger (onnxruntime's quantizer
+    says "Please consider to run pre-processing" on every call) are dropped, and their
+    ``logging.warning()`` finds a handler, so it does not ``basicConfig`` the root logger."""
+
+    def __enter__(self):
+        self.root = logging.getLogger()
+        self.added = None
+        if not self.root.handlers:
+            self.added = logging.NullHandler()
+            self.root.addHandler(self.added)
+        return self
+
+    def __exit__(self, *exc):
+        if self.added is not None:
+            self.root.removeHandler(self.added)
+        return False
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -37,3 +56,4 @@ def configure(verbosity: int = 0) -> None:
         h.setFormatter(logging.Formatter("edgepose: %(message)s"))
         logger.addHandler(h)
     logger.setLevel(level)
+    logger.propagate = False    # another library's logging.basicConfig must not print it twice

@@ -792,11 +792,13 @@ def quantize_with_ranges(model, out_onnx: str, ranges: Dict[str, Tuple[float, fl
     with tempfile.TemporaryDirectory(prefix="edgepose-q-") as tmp:
         p, q = os.path.join(tmp, "in.onnx"), os.path.join(tmp, "out.onnx")
         onnx.save(model, p)
-        quantize_static(p, q, _One(), quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types,
-                        per_channel=per_channel, reduce_range=reduce_range,
-                        activation_type=_qtype(activation_type), weight_type=_qtype(weight_type),
-                        nodes_to_exclude=sorted(keep), calibrate_method=CalibrationMethod.MinMax,
-                        extra_options=extra)
+        from edgepose.log import quiet_root_warnings
+        with quiet_root_warnings():
+            quantize_static(p, q, _One(), quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types,
+                            per_channel=per_channel, reduce_range=reduce_range,
+                            activation_type=_qtype(activation_type), weight_type=_qtype(weight_type),
+                            nodes_to_exclude=sorted(keep), calibrate_method=CalibrationMethod.MinMax,
+                            extra_options=extra)
         qm = onnx.load(q)
         # the output convs write float: drop the Q/DQ pair on their outputs
         _strip_output_qdq(qm, {t for n in qm.graph.node if n.name in oc for t in n.output})

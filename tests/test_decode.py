@@ -277,6 +277,7 @@ def test_numpy_fallback_without_extension(monkeypatch, caplog):
     want_td = decode.decode_topdown(hm[None, :4])
     monkeypatch.setattr(decode, "_ext", None)
     monkeypatch.setattr(decode, "_warned_fallback", [])
+    monkeypatch.setattr(logging.getLogger("edgepose"), "propagate", True)   # to caplog
     assert not decode.has_extension()
     with caplog.at_level(logging.WARNING, logger="edgepose"):
         got = decode.decode_bottomup(hm, paf, LIMBS)

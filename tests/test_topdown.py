@@ -322,8 +322,9 @@ def test_oks_nms_function():
     assert sorted(keep.tolist()) == [1, 2]
 
 
-def test_whole_image_when_no_detector_no_boxes(est, caplog):
+def test_whole_image_when_no_detector_no_boxes(est, caplog, monkeypatch):
     import logging
+    monkeypatch.setattr(logging.getLogger("edgepose"), "propagate", True)   # to caplog
     img = np.zeros((256, 192, 3), np.uint8)
     dots = [(50.2, 60.1), (100.4, 128.3), (140.7, 200.6)]
     draw_dots(img, dots, 4.0)
