@@ -62,7 +62,7 @@ def main(argv=None):
     rows = []
     for h in [int(v) for v in args.heights.split(",")]:
         est = BottomUpEstimator(args.model, threads=2, height=h)
-        maps = {i: est.infer_maps(images[i])[:3] for i in ids}
+        maps = {i: est.infer(images[i])[:3] for i in ids}
         for var in variants:
             results, times = [], []
             for i in ids:
@@ -71,7 +71,7 @@ def main(argv=None):
                     fn = lambda: upsampled_decode(est, hm, paf, tr)
                 else:
                     e2 = BottomUpEstimator(est.backend, height=h, refine=var)
-                    fn = lambda: e2.decode_maps(hm, paf, tr)
+                    fn = lambda: e2.decode(hm, paf, tr)
                 fn()
                 t = []
                 for _ in range(args.repeat):

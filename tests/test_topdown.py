@@ -198,11 +198,11 @@ def test_flip_test_aligned(dots_model):
     from edgepose.decode import decode_topdown
 
     boxes = np.array([box], np.float64)
-    plain_hm = TopDownEstimator(dots_model).infer_heatmaps(img, boxes)[0]
-    ok_hm = TopDownEstimator(dots_model, flip_test=True).infer_heatmaps(img, boxes)[0]
+    plain_hm = TopDownEstimator(dots_model).infer(img, boxes)[0]
+    ok_hm = TopDownEstimator(dots_model, flip_test=True).infer(img, boxes)[0]
     bad = TopDownEstimator(dots_model, flip_test=True)
-    bad.heatmap_offset = 0.5  # only changes the flip shift: infer_heatmaps does not decode
-    bad_hm = bad.infer_heatmaps(img, boxes)[0]
+    bad.heatmap_offset = 0.5  # only changes the flip shift: infer does not decode
+    bad_hm = bad.infer(img, boxes)[0]
     c_plain = decode_topdown(plain_hm)[0]
     assert np.abs(decode_topdown(ok_hm)[0] - c_plain).max() < 0.05
     assert np.abs(decode_topdown(bad_hm)[0][..., 0] - c_plain[..., 0]).max() > 0.3

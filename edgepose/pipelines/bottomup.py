@@ -67,7 +67,7 @@ class BottomUpEstimator:
                                  % (o["name"], ", ".join(sorted(names))))
         self._out_names = [self._hm["name"], self._paf["name"]]
 
-    def infer_maps(self, img: np.ndarray) -> Tuple[np.ndarray, np.ndarray, object, float, float]:
+    def infer(self, img: np.ndarray) -> Tuple[np.ndarray, np.ndarray, object, float, float]:
         """Preprocess + inference: (heatmaps [K,H,W], pafs [2L,H,W], transform, pre_ms, inf_ms)."""
         t0 = time.perf_counter()
         x, tr = preprocess_bottomup(img, self.meta, self.height)
@@ -78,7 +78,7 @@ class BottomUpEstimator:
         paf = to_chw(outs[self._paf["name"]], self._paf.get("layout", "NCHW"), "pafs")
         return hm, paf, tr, (t1 - t0) * 1e3, (t2 - t1) * 1e3
 
-    def decode_maps(self, hm: np.ndarray, paf: np.ndarray, tr) -> Tuple[np.ndarray, np.ndarray]:
+    def decode(self, hm: np.ndarray, paf: np.ndarray, tr) -> Tuple[np.ndarray, np.ndarray]:
         """Heatmaps + PAFs → people ``[P,K,3]`` in image pixels and person scores."""
         from .. import decode
 
@@ -92,8 +92,8 @@ class BottomUpEstimator:
 
     def __call__(self, img: np.ndarray) -> PoseResult:
         t0 = time.perf_counter()
-        hm, paf, tr, pre_ms, inf_ms = self.infer_maps(img)
-        people, scores = self.decode_maps(hm, paf, tr)
+        hm, paf, tr, pre_ms, inf_ms = self.infer(img)
+        people, scores = self.decode(hm, paf, tr)
         t3 = time.perf_counter()
         m = self.meta
         return PoseResult(people, scores, m.keypoints, m.get("skeleton", []), m.get("to_coco17"),

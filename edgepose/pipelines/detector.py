@@ -337,22 +337,33 @@ class PersonDetector:
         return "%s (%s, spec: %s)" % (os.path.basename(self.path), self.backend.describe(),
                                       self.spec_source)
 
-    # -- run ----------------------------------------------------------------------------------------
-    def preprocess(self, img: np.ndarray) -> Tuple[np.ndarray, Tuple[float, float, float, float]]:
+    # -- run: infer (preprocess + inference), decode, as the pose pipelines ----------------------
+    def infer(self, img: np.ndarray):
+        """Letterbox + inference: (raw output [1, cells, 5 + classes], letterbox transform,
+        preprocess ms, inference ms)."""
+        t0 = time.perf_counter()
         canvas, tf = letterbox(img, self.spec)
         x = normalize(canvas[None], self.spec["input"])
         if self.input_dtype != np.float32:
             x = x.astype(self.input_dtype)
-        return x, tf
-
-    def __call__(self, img: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-        t0 = time.perf_counter()
-        img = check_image(img)
-        x, (sx, sy, ox, oy) = self.preprocess(img)
         t1 = time.perf_counter()
         out = self.backend.run({self.input_name: x}, [self.output_name])[self.output_name]
         t2 = time.perf_counter()
-        out = np.asarray(out, np.float32)
+        return np.asarray(out, np.float32), tf, (t1 - t0) * 1e3, (t2 - t1) * 1e3
+
+    def __call__(self, img: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        img = check_image(img)
+        out, tf, pre_ms, inf_ms = self.infer(img)
+        t2 = time.perf_counter()
+        boxes, scores = self.decode(out, tf, img.shape[:2])
+        t3 = time.perf_counter()
+        self.timings = {"preprocess_ms": pre_ms, "inference_ms": inf_ms,
+                        "postprocess_ms": (t3 - t2) * 1e3, "total_ms": pre_ms + inf_ms + (t3 - t2) * 1e3}
+        return boxes, scores
+
+    def decode(self, out: np.ndarray, tf, image_hw) -> Tuple[np.ndarray, np.ndarray]:
+        """Raw output → person boxes [B,4] xywh in image pixels and scores [B], best first."""
+        sx, sy, ox, oy = tf
         want = (self._cells, 5 + self.spec["num_classes"])
         if out.ndim != 3 or out.shape[0] != 1 or out.shape[1:] != want:
             raise ModelError("detector output has shape %s, expected [1,%d,%d]"
@@ -364,7 +375,7 @@ class PersonDetector:
         if len(boxes):
             keep = nms(boxes, scores, self.nms_threshold)
             boxes, scores = boxes[keep], scores[keep]
-            h, w = img.shape[:2]
+            h, w = image_hw
             x1 = np.clip((boxes[:, 0] - ox) / sx, 0, w)
             x2 = np.clip((boxes[:, 2] - ox) / sx, 0, w)
             y1 = np.clip((boxes[:, 1] - oy) / sy, 0, h)
@@ -375,7 +386,4 @@ class PersonDetector:
         else:
             boxes = np.zeros((0, 4), np.float32)
             scores = np.zeros((0,), np.float32)
-        t3 = time.perf_counter()
-        self.timings = {"preprocess_ms": (t1 - t0) * 1e3, "inference_ms": (t2 - t1) * 1e3,
-                        "postprocess_ms": (t3 - t2) * 1e3, "total_ms": (t3 - t0) * 1e3}
         return boxes, scores

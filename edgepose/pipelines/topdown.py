@@ -301,7 +301,7 @@ class TopDownEstimator:
                           boxes=np.zeros((0, 4), np.float32), timings=timings)
 
     # -- main -------------------------------------------------------------------------------------
-    def infer_heatmaps(self, img: np.ndarray, boxes: np.ndarray
+    def infer(self, img: np.ndarray, boxes: np.ndarray
                        ) -> Tuple[np.ndarray, List[np.ndarray], float, float]:
         """Crops of checked boxes → (heatmaps ``[B,K,h,w]``, crop matrices, pre_ms, inf_ms)."""
         t0 = time.perf_counter()
@@ -324,7 +324,7 @@ class TopDownEstimator:
                 return t.dtype if t.dtype in (np.float32, np.float16) else np.float32
         return np.float32
 
-    def decode_heatmaps(self, hm: np.ndarray, mats: Sequence[np.ndarray]) -> np.ndarray:
+    def decode(self, hm: np.ndarray, mats: Sequence[np.ndarray]) -> np.ndarray:
         """Heatmaps ``[B,K,h,w]`` + crop matrices → keypoints ``[B,K,3]`` in image pixels."""
         from .. import decode
 
@@ -357,9 +357,9 @@ class TopDownEstimator:
         if len(b) == 0:
             return self._empty({"detect_ms": det_ms, "preprocess_ms": (time.perf_counter() - t1) * 1e3,
                                 "inference_ms": 0.0, "postprocess_ms": 0.0})
-        hm, mats, pre_ms, inf_ms = self.infer_heatmaps(img, b)
+        hm, mats, pre_ms, inf_ms = self.infer(img, b)
         t2 = time.perf_counter()
-        kp = self.decode_heatmaps(hm, mats)
+        kp = self.decode(hm, mats)
         ks = kp[:, :, 2]
         valid = ks > self.min_keypoint_score
         nvalid = valid.sum(1)
