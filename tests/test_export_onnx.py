@@ -68,6 +68,9 @@ def test_lightweight_openpose_onnx_matches_pytorch(lwop_ckpt, lwop_onnx):
     assert os.stat(out).st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     assert report["opset"] == 13 and report["simplified"] is True
     assert report["max_abs_error"] < 1e-3
+    import onnx
+    keys = [p.key for p in onnx.load(out).metadata_props]
+    assert "edgepose" in keys and not [k for k in keys if k.startswith("onnxsim.")]   # onnxsim's ~20 stripped
     sess = _session(out)
     assert [i.name for i in sess.get_inputs()] == ["image"]
     assert sess.get_inputs()[0].shape == [1, 3, 128, 160]
