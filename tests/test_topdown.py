@@ -322,17 +322,16 @@ def test_oks_nms_function():
     assert sorted(keep.tolist()) == [1, 2]
 
 
-def test_whole_image_when_no_detector_no_boxes(est, caplog, monkeypatch):
-    import logging
-    monkeypatch.setattr(logging.getLogger("edgepose"), "propagate", True)   # to caplog
+def test_whole_image_when_no_detector_no_boxes(est):
+    from test_decode import _Recorder
     img = np.zeros((256, 192, 3), np.uint8)
     dots = [(50.2, 60.1), (100.4, 128.3), (140.7, 200.6)]
     draw_dots(img, dots, 4.0)
     est._said_whole_image = False
-    with caplog.at_level(logging.WARNING, logger="edgepose"):
+    with _Recorder() as rec:
         r = est(img)
         est(img)
-    said = [m for m in caplog.messages if "whole image is one person box" in m]
+    said = [m for m in rec.messages if "whole image is one person box" in m]
     assert len(said) == 1                      # said once, not per frame
     assert len(r) == 1
     np.testing.assert_allclose(r.boxes[0], [0, 0, 192, 256])
