@@ -65,9 +65,198 @@ DECODE_DEFAULTS: Dict[str, Dict[str, Any]] = {
 
 
 def _require(d: dict, key: str, where: str) -> Any:
+    if not isinstance(d, dict):
+        raise ModelError("model metadata: %s must be an object, got %r" % (where.rstrip(".") or "it", d))
     if key not in d:
         raise ModelError("model metadata lacks %s%s" % (where, key))
     return d[key]
+
+
+# sanity bounds of the validator (a lie beyond them is refused, never clamped)
+MAX_INPUT_SIZE = 8192
+MAX_STRIDE = 64
+MAX_KEYPOINTS = 512
+MAX_LIMBS = 1024
+
+
+def _bad(field: str, value: Any, rule: str) -> ModelError:
+    v = repr(value)
+    return ModelError("model metadata: %s = %s %s" % (field, v if len(v) <= 60 else v[:57] + "...", rule))
+
+
+def _number(v: Any, field: str, lo: Optional[float] = None, hi: Optional[float] = None,
+            integer: bool = False, lo_open: bool = False):
+    """A finite number (an integer if ``integer``; bool is neither) within [lo, hi]."""
+    import math
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise _bad(field, v, "is not a number")
+    if not math.isfinite(v):
+        raise _bad(field, v, "is not finite")
+    if integer and float(v) != int(v):
+        raise _bad(field, v, "is not an integer")
+    if lo is not None and (v <= lo if lo_open else v < lo):
+        raise _bad(field, v, "must be %s %s" % (">" if lo_open else ">=", lo))
+    if hi is not None and v > hi:
+        raise _bad(field, v, "must be <= %s" % hi)
+    return int(v) if integer else float(v)
+
+
+def _choice(v: Any, field: str, options) -> Any:
+    if v not in options:
+        raise _bad(field, v, "must be one of %s" % ", ".join(str(o) for o in options))
+    return v
+
+
+def _index_list(v: Any, field: str, width: int, hi: int, allow_missing: bool = False) -> None:
+    if not isinstance(v, list):
+        raise _bad(field, v, "is not a list")
+    for i, row in enumerate(v):
+        if width and (not isinstance(row, list) or len(row) != width):
+            raise _bad("%s[%d]" % (field, i), row, "must be a list of %d indices" % width)
+        for j, x in enumerate(row if width else [row]):
+            if allow_missing and (x is None or x == -1):
+                continue
+            _number(x, "%s[%d]" % (field, i) + ("[%d]" % j if width else ""), 0, hi - 1, integer=True)
+
+
+def validate(data: Dict[str, Any]) -> None:
+    """Every field of the metadata JSON checked for type, range and internal consistency; a
+    lie raises ModelError in one line naming the field and its value. Nothing is clamped.
+    (Consistency with the model's real tensors: :func:`check_against_model`.)"""
+    from .reference import REFINES
+    family = data["family"]
+    inp = data["input"]
+    if "name" in inp and not isinstance(inp["name"], str):
+        raise _bad("input.name", inp["name"], "is not a string")
+    for k in ("height", "width"):
+        _number(inp[k], "input." + k, 1, MAX_INPUT_SIZE, integer=True)
+    for k in ("dynamic_hw", "dynamic_batch"):
+        if k in inp and not isinstance(inp[k], bool):
+            raise _bad("input." + k, inp[k], "is not true/false")
+    for k in ("mean", "std"):
+        if not isinstance(inp[k], list) or len(inp[k]) != 3:
+            raise _bad("input." + k, inp[k], "must be 3 numbers")
+        for i, v in enumerate(inp[k]):
+            _number(v, "input.%s[%d]" % (k, i), 0.0 if k == "std" else None, lo_open=(k == "std"))
+    outs = data["outputs"]
+    for role in ("heatmaps", "pafs") if family == "bottomup" else ("heatmaps",):
+        o = _require(outs, role, "outputs.")
+        if not isinstance(o, dict) or not isinstance(o.get("name"), str) or not o.get("name"):
+            raise _bad("outputs.%s.name" % role, o.get("name") if isinstance(o, dict) else o,
+                       "must be a tensor name")
+        _choice(o.get("layout", "NCHW"), "outputs.%s.layout" % role, ("NCHW", "NHWC"))
+    stride = _number(data["stride"], "stride", 1, MAX_STRIDE, integer=True)
+    if family == "bottomup":   # bottom-up inputs are padded to the stride; crops need not be
+        for k in ("height", "width"):
+            if int(inp[k]) % stride:
+                raise _bad("input." + k, inp[k], "is not a multiple of the stride %d" % stride)
+    _number(data["heatmap_offset"], "heatmap_offset", 0.0, 1.0)
+    kps = data["keypoints"]
+    if not isinstance(kps, list) or not kps:
+        raise _bad("keypoints", kps, "must be a non-empty list of names")
+    if len(kps) > MAX_KEYPOINTS or not all(isinstance(k, str) and k for k in kps) or len(set(kps)) != len(kps):
+        raise _bad("keypoints", kps, "must be at most %d distinct names" % MAX_KEYPOINTS)
+    K = len(kps)
+    _index_list(data["skeleton"], "skeleton", 2, K)
+    _index_list(data["flip_pairs"], "flip_pairs", 2, K)
+    if data["to_coco17"] is not None:
+        t = data["to_coco17"]
+        if not isinstance(t, list) or len(t) != 17:
+            raise _bad("to_coco17", t, "must be 17 indices (or null)")
+        _index_list(t, "to_coco17", 0, K, allow_missing=True)
+    if family == "bottomup":
+        limbs = data["limbs"]
+        if not isinstance(limbs, list) or not limbs or len(limbs) > MAX_LIMBS:
+            raise _bad("limbs", limbs, "must be a non-empty list of [part_a, part_b, paf_x, paf_y]")
+        _index_list(limbs, "limbs", 4, max(K, 2 * MAX_LIMBS))
+        for i, (a, b, px, py) in enumerate(limbs):
+            if a >= K or b >= K:
+                raise _bad("limbs[%d]" % i, limbs[i], "names a keypoint beyond the %d keypoints" % K)
+            if a == b or px == py:
+                raise _bad("limbs[%d]" % i, limbs[i], "must join two keypoints through two PAF channels")
+    else:
+        crop = data.get("crop")
+        if not isinstance(crop, dict):
+            raise _bad("crop", crop, "is not an object")
+        _number(crop.get("padding", 1.25), "crop.padding", 0.0, 10.0, lo_open=True)
+    dec = data["decode"]
+    known = set(DECODE_DEFAULTS[family])
+    unknown = sorted(set(dec) - known)
+    if unknown:
+        raise _bad("decode." + unknown[0], dec[unknown[0]], "is not a %s decode option" % family)
+    _choice(dec["refine"], "decode.refine", REFINES)
+    k = _number(dec["dark_kernel"], "decode.dark_kernel", 1, 31, integer=True)
+    if k % 2 == 0:
+        raise _bad("decode.dark_kernel", k, "must be odd")
+    for name in ("peak_threshold", "paf_score_threshold", "min_sample_fraction", "oks_nms_threshold",
+                 "detector_score_threshold", "min_keypoint_score"):
+        if name in dec:
+            _number(dec[name], "decode." + name, 0.0, 1.0)
+    if "min_person_score" in dec:
+        _number(dec["min_person_score"], "decode.min_person_score", 0.0)
+    if "max_peaks" in dec:
+        _number(dec["max_peaks"], "decode.max_peaks", 1, 4096, integer=True)
+    if "paf_samples" in dec:
+        _number(dec["paf_samples"], "decode.paf_samples", 2, 1000, integer=True)
+    if "min_parts" in dec:
+        _number(dec["min_parts"], "decode.min_parts", 1, K, integer=True)
+    if "matching" in dec:
+        _choice(dec["matching"], "decode.matching", ("greedy", "hungarian"))
+    if "flip_test" in dec and not isinstance(dec["flip_test"], bool):
+        raise _bad("decode.flip_test", dec["flip_test"], "is not true/false")
+
+
+def check_against_model(meta: "ModelMeta", inputs, outputs, where: str = "model") -> None:
+    """The metadata against the model's real tensors (``TensorSpec``s: name, shape with None or
+    strings for dynamic dims): the input exists and is 4-D with 3 channels where the layout
+    says, a fixed size matches, the named outputs exist with K heatmap channels and enough PAF
+    channels for the limb table, and the stride is the input/output ratio. One-line ModelError
+    naming the field and the value."""
+    def dims(t):
+        return [d if isinstance(d, int) and d > 0 else None for d in t.shape]
+
+    inp = meta.input
+    by_in = {t.name: t for t in inputs}
+    t_in = by_in.get(inp.get("name")) if inp.get("name") else (inputs[0] if len(inputs) == 1 else None)
+    if t_in is None:
+        raise _bad("input.name", inp.get("name"), "is not an input of %s (inputs: %s)"
+                   % (where, ", ".join(by_in)))
+    d_in = dims(t_in)
+    if len(d_in) != 4:
+        raise ModelError("%s: input %s has %d dimensions, the metadata's layout %s needs 4"
+                         % (where, t_in.name, len(d_in), inp["layout"]))
+    ch, hi, wi = (1, 2, 3) if inp["layout"] == "NCHW" else (3, 1, 2)
+    if d_in[ch] is not None and d_in[ch] != 3:
+        raise _bad("input.layout", inp["layout"], "but %s's input %s has %d channels on that axis"
+                   % (where, t_in.name, d_in[ch]))
+    for k, ax in (("height", hi), ("width", wi)):
+        if d_in[ax] is not None and d_in[ax] != int(inp[k]):
+            raise _bad("input." + k, inp[k], "but %s's input is %d" % (where, d_in[ax]))
+    by_out = {t.name: t for t in outputs}
+    for role, spec in meta.outputs.items():
+        if role not in ("heatmaps", "pafs"):
+            continue
+        t = by_out.get(spec.get("name"))
+        if t is None:
+            raise _bad("outputs.%s.name" % role, spec.get("name"), "is not an output of %s (outputs: %s)"
+                       % (where, ", ".join(by_out)))
+        d = dims(t)
+        if len(d) != 4:
+            raise ModelError("%s: output %s has %d dimensions, expected 4" % (where, t.name, len(d)))
+        oc, oh, ow = (1, 2, 3) if spec.get("layout", "NCHW") == "NCHW" else (3, 1, 2)
+        c = d[oc]
+        if role == "heatmaps" and c is not None and c != meta.num_keypoints:
+            raise _bad("keypoints", "%d names" % meta.num_keypoints, "but output %s has %d channels" % (t.name, c))
+        if role == "pafs" and c is not None:
+            used = max(max(int(l[2]), int(l[3])) for l in meta.get("limbs")) + 1
+            if used > c:
+                raise _bad("limbs", "PAF channels up to %d" % (used - 1), "but output %s has %d channels"
+                           % (t.name, c))
+        for k, ai, ao in (("height", hi, oh), ("width", wi, ow)):
+            if d_in[ai] is not None and d[ao] is not None and d[ao] * meta.stride != d_in[ai] \
+                    and -(-d_in[ai] // meta.stride) != d[ao]:
+                raise _bad("stride", meta.stride, "but %s's input %s %d gives output %s %d"
+                           % (where, k, d_in[ai], k, d[ao]))
 
 
 class ModelMeta:
@@ -90,8 +279,6 @@ class ModelMeta:
             raise ModelError("model metadata: input.layout must be NCHW or NHWC, got %r" % (inp["layout"],))
         if inp["channel_order"] not in ("BGR", "RGB"):
             raise ModelError("model metadata: input.channel_order must be BGR or RGB")
-        if len(inp["mean"]) != 3 or len(inp["std"]) != 3 or any(float(s) == 0 for s in inp["std"]):
-            raise ModelError("model metadata: input.mean/std must be 3 numbers, std non-zero")
         outs = _require(data, "outputs", "")
         _require(outs, "heatmaps", "outputs.")
         if family == "bottomup":
@@ -111,6 +298,7 @@ class ModelMeta:
         data.setdefault("precision", "fp32")
         if family == "topdown":
             data.setdefault("crop", {"padding": 1.25})
+        validate(data)
         self.data = data
 
     # convenient accessors -------------------------------------------------------------------

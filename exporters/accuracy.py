@@ -349,7 +349,7 @@ def comparison_png(rep: Dict[str, Any], path: str, cell: Tuple[int, int] = (420,
             drawn = cv2.resize(draw_poses(img, res), (w, h), interpolation=cv2.INTER_AREA)
             y0, x0 = bar + (ch - h) // 2, (cw - w) // 2
             c[y0:y0 + h, x0:x0 + w] = drawn
-            text = "%s: %d people | %s | OKS agr. %.2f" % (label, len(res), str(name)[-28:], agree)
+            text = "%s: %d people | %s | OKS agr. %.2f" % (label, len(res), str(name).split(":")[-1][:30], agree)
             cv2.putText(c, text, (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
             cells.append(c)
         rows.append(np.hstack([cells[0], np.full((ch + bar, 4, 3), 255, np.uint8), cells[1]]))

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..backends import Backend, load_backend
 from ..errors import InputError, ModelError
-from ..metadata import DECODE_DEFAULTS, ModelMeta
+from ..metadata import DECODE_DEFAULTS, ModelMeta, check_against_model
 from ..preprocess import heatmap_to_input, preprocess_bottomup
 from ..results import PoseResult
 
@@ -49,6 +49,8 @@ class BottomUpEstimator:
         self.backend = model if isinstance(model, Backend) else load_backend(
             model, threads=threads, providers=providers)
         self.meta = require_meta(self.backend, "bottomup")
+        check_against_model(self.meta, self.backend.inputs, self.backend.outputs,
+                            getattr(self.backend, "path", "model"))
         unknown = set(decode_overrides) - set(DECODE_DEFAULTS["bottomup"])
         if unknown:
             raise InputError("unknown bottom-up decode option(s): %s" % ", ".join(sorted(unknown)))

@@ -169,6 +169,8 @@ class TopDownEstimator:
         if meta.family != "topdown":
             raise ModelError("%s is a %s model, expected topdown" % (self.backend.path, meta.family))
         self.meta: ModelMeta = meta
+        from ..metadata import check_against_model
+        check_against_model(meta, self.backend.inputs, self.backend.outputs, getattr(self.backend, "path", "model"))
         self._said_whole_image = False
         dec = dict(DECODE_DEFAULTS["topdown"])
         dec.update(meta.decode)
