@@ -42,8 +42,8 @@ class CalibrationSet:
 
     calib           list of model inputs ``[1, ...]`` float32 (edgepose.preprocess output)
     holdout_images  list of BGR uint8 images held out for the accuracy report
-    holdout_inputs  their model inputs (for top-down: the crops of ``holdout_boxes``), made on
-                    first use
+    holdout_inputs  their model inputs (for top-down: the crops of ``holdout_boxes``; bottom-up
+                    inputs are made on first use)
     holdout_boxes   top-down only: one ``[x, y, w, h]`` box per held-out image (else None)
     calib_ids / holdout_ids  identities of the samples (file names, frame indices, ann ids)
     source_hash     sha256 of the chosen samples' identity and the preprocessing settings
@@ -129,10 +129,7 @@ def _spread(count: int, want: int) -> List[int]:
 
 
 def _check_counts(available: int, n: int, holdout: int, what: str) -> None:
-    if n < 1:
-        raise EdgeposeError("calibration needs n >= 1 samples, got n=%d" % n)
-    if holdout < 0:
-        raise EdgeposeError("holdout must be >= 0, got %d" % holdout)
+    """Enough candidates for ``n`` + ``holdout`` (both checked for sign by load_samples)."""
     if available == 0:
         raise InputError("calibration source %s has no usable samples" % what)
     if available < n + holdout:
@@ -291,7 +288,8 @@ def load_samples(source, meta, n: int = 32, holdout: Any = 8, seed: int = 0,
              "height": height}
     shares = _share(avail, n + holdout)
     holds = _largest_remainder([holdout * t / float(n + holdout) for t in shares], holdout)
-    calib, hold_imgs, hold_boxes, cal_ids, hold_ids, hash_items, hold_loaders = [], [], [], [], [], [], []
+    calib, hold_imgs, hold_boxes, hold_crops, hold_what, cal_ids, hold_ids, hash_items = \
+        [], [], [], [], [], [], [], []
     for c, t, h in zip(cats, shares, holds):
         if t == 0:
             continue
@@ -308,22 +306,22 @@ def load_samples(source, meta, n: int = 32, holdout: Any = 8, seed: int = 0,
             cal_ids.append(prefix + str(c.ids[i]))
         for i in hold_i:
             img, box, w = by_idx[i]
-            prep.topdown(img, box, w) if meta.family == "topdown" else prep.check(img, w)
+            if meta.family == "topdown":      # a crop is small: made (and so checked) now
+                hold_crops.append(prep.topdown(img, box, w))
+            else:                             # a whole frame's input is not: checked now, made on use
+                prep.check(img, w)
             hold_imgs.append(img)
             hold_boxes.append([float(v) for v in box])
-            hold_loaders.append((img, box, w))
+            hold_what.append(w)
             hold_ids.append(prefix + str(c.ids[i]))
         hash_items.append([c.kind, c.items(chosen)])
     kind = cats[0].kind if len(cats) == 1 else "mixed"
     src = sources[0] if len(sources) == 1 else ", ".join(sources)
     items = hash_items[0][1] if len(cats) == 1 else hash_items
     family = meta.family
-
-    def make_input(k):
-        img, box, w = hold_loaders[k]
-        return prep.topdown(img, box, w) if family == "topdown" else prep.bottomup(img, w)
-
-    return CalibrationSet(calib, hold_imgs, _LazyInputs(make_input, len(hold_loaders)), cal_ids, hold_ids,
+    hold_inputs = hold_crops if family == "topdown" else \
+        _LazyInputs(lambda k: prep.bottomup(hold_imgs[k], hold_what[k]), len(hold_imgs))
+    return CalibrationSet(calib, hold_imgs, hold_inputs, cal_ids, hold_ids,
                           src, kind, _hash(kind, items, meta, extra),
                           hold_boxes if family == "topdown" else None, family,
                           sources=[dict(source=c.source, kind=c.kind, available=a, used=t, holdout=h)

@@ -15,6 +15,7 @@ import numpy as np
 
 from . import __version__
 from .errors import EdgeposeError, InputError
+from .reference import REFINES
 
 
 def _size(text: str):
@@ -36,11 +37,6 @@ def _count(minimum: int):
             raise argparse.ArgumentTypeError("must be >= %d, got %d" % (minimum, v))
         return v
     return parse
-
-
-def _refines():
-    from .decode import REFINES
-    return REFINES
 
 
 def _holdout_arg(text: str):
@@ -111,14 +107,9 @@ def cmd_export(args) -> int:
         v = getattr(args, k, None)
         if v is not None:
             opts[{"images": "images_dir", "calib_method": "method", "int8_format": "format"}.get(k, k)] = v
-    if args.coco is not None and len(args.coco) == 1:
-        opts["coco"] = args.coco[0]
-        if args.images is not None and len(args.images) == 1:
-            opts["images_dir"] = args.images[0]
-    calib = args.calib[0] if args.calib and len(args.calib) == 1 else args.calib
     report = api.export(args.source, target=args.target, out=args.output, arch=args.arch,
                         spec=args.spec, input_size=args.input_size, dynamic=args.dynamic,
-                        opset=args.opset, calib=calib, **opts)
+                        opset=args.opset, calib=args.calib, **opts)
     if args.json:
         from .io import write_json
 
@@ -357,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--threads", type=_count(1), help="inference threads")
         sp.add_argument("--providers", nargs="+", help="onnxruntime execution providers")
         sp.add_argument("--height", type=_count(8), help="bottom-up input height (dynamic-size models)")
-        sp.add_argument("--refine", choices=list(_refines()),
+        sp.add_argument("--refine", choices=list(REFINES),
                         help="subpixel refinement (default: the model's)")
         if detector:
             sp.add_argument("--detector", help="person detector model (top-down models)")
@@ -393,7 +384,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--coco", action="append", help="COCO keypoints file for the accuracy report "
                                                    "(repeat to pool several, each with its --images)")
     e.add_argument("--images", action="append", help="images folder of the matching --coco")
-    e.add_argument("--int8-format", choices=["auto", "u8s8", "u8u8", "u8s7"],
+    from .exporters.cpu_kernels import FORMATS
+
+    e.add_argument("--int8-format", choices=["auto"] + list(FORMATS),
                    help="cpu-int8: activation/weight types (auto: u8s8 where this CPU's int8 kernels are "
                         "exact, u8s7 then u8u8 where u8s8 saturates)")
     e.add_argument("--bias-correction", action="store_true",

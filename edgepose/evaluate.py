@@ -130,7 +130,6 @@ class KeypointEval:
 
         self.image_ids = list(image_ids)
         self._per: List[Optional[dict]] = [None] * len(self.image_ids)
-        self.n_results = len(results)
         if not results:
             gts = coco_gt.loadAnns(coco_gt.getAnnIds(imgIds=self.image_ids, iscrowd=None))
             per_img: Dict[int, int] = {}
@@ -149,11 +148,9 @@ class KeypointEval:
             ev.evaluate()
         p = ev.params
         self.iou_thrs, self.rec_thrs, self.max_det = p.iouThrs, p.recThrs, p.maxDets[-1]
-        n_img, n_area = len(p.imgIds), len(p.areaRng)
-        pos = {iid: i for i, iid in enumerate(p.imgIds)}
+        pos = {iid: i for i, iid in enumerate(p.imgIds)}     # evalImgs: [category][area][image]
         for k, iid in enumerate(self.image_ids):   # category 0, area range 0 ("all")
-            self._per[k] = ev.evalImgs[pos[iid]] if n_area else None
-        del n_img
+            self._per[k] = ev.evalImgs[pos[iid]]
 
     def ap(self, idx: Optional[Sequence[int]] = None) -> float:
         """AP over the images at positions ``idx`` (repeats allowed; default all). NaN when

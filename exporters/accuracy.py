@@ -7,7 +7,9 @@ post-processing as ``edgepose infer``) on the held-out frames. A quantized ONNX 
 kernels compute), never through this CPU's own int8 kernels, which on x86 without VNNI saturate
 16-bit sums; a TFLite model runs in the TFLite interpreter, whose int8 kernels accumulate in
 int32 on x86 too (``tests/test_tflite.py`` checks one layer against an int32 reference).
-``host_kernels=True`` adds the figures of this CPU's int8 kernels, labelled with their class.
+``accuracy_report(..., exact=False)`` scores this CPU's own int8 kernels instead;
+``gated_quantize(..., host_kernels=True)`` adds those figures to the report, labelled with the
+kernel class.
 
 The report:
 
@@ -43,8 +45,8 @@ import numpy as np
 
 from edgepose.errors import ExportError
 
-__all__ = ["accuracy_report", "gated_quantize", "LABEL_FREE_GATE", "match_people", "save_report",
-           "format_report", "relative_speed", "coco_pairs"]
+__all__ = ["accuracy_report", "gated_quantize", "prepare", "LABEL_FREE_GATE", "match_people",
+           "save_report", "format_report", "relative_speed", "coco_pairs"]
 
 # label-free gate: the largest 100 x (1 - agreement AP) a model may show on the held-out frames
 # without annotations (see benchmarks/int8_gate.py for how it tracks the true AP drop)
@@ -217,9 +219,10 @@ def accuracy_report(float_model_path: str, quant_model_path: str, holdout_images
         nf += len(pf)
         nq += len(pq)
         matches = match_people(pf, pq, sig)
-        oks_sum += sum(m[2] for m in matches)
-        denom += max(len(pf), len(pq))
-        per_img.append(float(sum(m[2] for m in matches) / max(len(pf), len(pq))) if max(len(pf), len(pq)) else 1.0)
+        s, most = sum(m[2] for m in matches), max(len(pf), len(pq))
+        oks_sum += s
+        denom += most
+        per_img.append(float(s / most) if most else 1.0)
         for a, b, _ in matches:
             both = (pf[a][:, 2] > 0) & (pq[b][:, 2] > 0)
             lost += int(np.sum((pf[a][:, 2] > 0) & ~(pq[b][:, 2] > 0)))
@@ -253,7 +256,9 @@ def accuracy_report(float_model_path: str, quant_model_path: str, holdout_images
         gt_coco, rf = cache[key]
         rqc = evaluate_coco(eq, pairs, None)
         img_ids = sorted(gt_coco.getImgIds())
-        kf = cache.setdefault(key + ("ke",), KeypointEval(gt_coco, rf["results"], img_ids))
+        if key + ("ke",) not in cache:     # the float side is evaluated once per cache
+            cache[key + ("ke",)] = KeypointEval(gt_coco, rf["results"], img_ids)
+        kf = cache[key + ("ke",)]
         kq = KeypointEval(gt_coco, rqc["results"], img_ids)
         apf, apq = float(rf["stats"]["AP"]), float(rqc["stats"]["AP"])
         d = bootstrap(lambda idx: 100.0 * (kf.ap(idx) - kq.ap(idx)), len(img_ids), n_boot)
@@ -387,16 +392,26 @@ def save_report(rep: Dict[str, Any], path: str, accuracy: Optional[Dict[str, Any
     return written
 
 
-def write_report(rep: Dict[str, Any], path: str) -> None:
-    save_report(rep, path)
-
-
 def _json_default(o):
     if isinstance(o, (np.floating, np.integer)):
         return o.item()
     if isinstance(o, np.ndarray):
         return o.tolist()
     return str(o)
+
+
+# quantize_kwargs that configure the exact float rewrites (prepare_model), not the Q/DQ writing
+PREPARE_KEYS = ("fold", "equalize", "alpha", "equalize_concat")
+
+
+def prepare(fp32_path: str, calib, quantize_kwargs: Optional[Dict[str, Any]] = None):
+    """:func:`edgepose.exporters.quantize.prepare_model` with the rewrite options among
+    ``quantize_kwargs`` (and range histograms when its calibration method needs them)."""
+    from edgepose.exporters import quantize as q
+    qkw = quantize_kwargs or {}
+    method = str(qkw.get("method", "minmax")).lower()
+    hist = method != "minmax" and not method.startswith("ort-")
+    return q.prepare_model(fp32_path, calib, histograms=hist, **{k: qkw[k] for k in PREPARE_KEYS if k in qkw})
 
 
 def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Optional[Dict[str, Any]] = None,
@@ -428,13 +443,11 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
     """
     from edgepose.exporters import quantize as q
     log = log or (lambda m: None)
-    qkw = dict(quantize_kwargs or {})
-    user_keep = list(qkw.pop("keep_float", []) or [])
-    prep_kw = {k: qkw.pop(k) for k in ("fold", "equalize", "alpha", "equalize_concat") if k in qkw}
-    hist = str(qkw.get("method", "minmax")).lower() not in ("minmax",) and not str(qkw.get("method", "")).startswith("ort-")
     t0 = time.time()
     if prepared is None:
-        prepared = q.prepare_model(fp32_path, cs.calib, histograms=hist, **prep_kw)
+        prepared = prepare(fp32_path, cs.calib, quantize_kwargs)
+    qkw = {k: v for k, v in (quantize_kwargs or {}).items() if k not in PREPARE_KEYS}
+    user_keep = list(qkw.pop("keep_float", []) or [])
     ref_path = reference_path or fp32_path
     cache: Dict[str, Any] = {}
     macs = q.conv_macs(prepared.model, cs.calib[0])

@@ -245,15 +245,22 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
     return report
 
 
+def check_declared(what: str, given, declared) -> None:
+    """ExportError naming the options in ``given`` that ``declared`` does not list."""
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise ExportError("%s: unknown option(s) %s (options: %s)"
+                          % (what, ", ".join(unknown), ", ".join(sorted(declared))))
+
+
 def _check_options(target: str, func, onnx_path: str, out: str, kwargs: Dict[str, Any]) -> None:
     import inspect
 
     declared = getattr(sys.modules.get(func.__module__), "OPTIONS", None)
     if declared is not None:
-        params = set(inspect.signature(func).parameters)
-        unknown = sorted(k for k in kwargs if k not in params and k not in declared)
-        if unknown:
-            raise ExportError("target %s: unknown option(s) %s" % (target, ", ".join(unknown)))
+        named = {n for n, p in inspect.signature(func).parameters.items()
+                 if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        check_declared("target %s" % target, kwargs, set(declared) | named)
 
     try:
         sig = inspect.signature(func)

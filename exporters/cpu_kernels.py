@@ -10,21 +10,24 @@ kernels accumulate in int32 as well.
 :func:`int8_kernel_class` names the class from the CPU's flags *and* checks it with a probe: a
 one-layer Q/DQ convolution whose exact result needs more than 16 bits per product pair, run by
 onnxruntime's optimised kernels and compared with the same graph run exactly.
-:func:`cpu_int8_format` picks the ``cpu-int8`` format from it: u8s8 where the kernels are exact,
-U8U8 (uint8 weights, zero point 128: 8-bit precision kept, products summed in 32 bits) where they
-saturate. ``EDGEPOSE_INT8_KERNELS=exact|saturating`` overrides the probe (for tests and for
-exporting on one machine for another).
+:func:`cpu_int8_format` names the format that certainly fits this host: u8s8 where the kernels
+are exact, U8U8 (uint8 weights, zero point 128: 8-bit precision kept, products summed in 32 bits)
+where they saturate. :func:`cpu_int8_candidates` is what ``cpu-int8`` tries, in order: that one
+alone where the kernels are exact; u8s7 (7-bit weights: every product pair fits 16 bits, at u8s8
+speed) and then U8U8 where they saturate. ``EDGEPOSE_INT8_KERNELS=exact|saturating`` overrides
+the probe (for tests and for exporting on one machine for another).
 """
 from __future__ import annotations
 
 import functools
 import os
 import platform
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-__all__ = ["cpu_flags", "int8_kernel_class", "probe_u8s8_saturation", "cpu_int8_format", "FORMATS"]
+__all__ = ["cpu_flags", "int8_kernel_class", "probe_u8s8_saturation", "cpu_int8_format",
+           "cpu_int8_candidates", "FORMATS"]
 
 # cpu-int8 formats: activation type, weight type, reduce_range
 FORMATS: Dict[str, Dict[str, Any]] = {
@@ -152,3 +155,16 @@ def cpu_int8_format(requested: Optional[str] = None) -> Dict[str, Any]:
     else:
         fmt, why = "u8s8", "this CPU's u8s8 kernels accumulate exactly in int32 (%s)" % k["name"]
     return dict(FORMATS[fmt], format=fmt, kernels=k, why=why)
+
+
+def cpu_int8_candidates(requested: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The formats ``cpu-int8`` tries, in order (see the module docstring): ``requested``
+    alone when given, else :func:`cpu_int8_format`'s choice, preceded by u8s7 where the
+    kernels saturate."""
+    k = int8_kernel_class()
+    if requested not in (None, "", "auto") or not k["saturates_u8s8"]:
+        return [cpu_int8_format(requested)]
+    return [dict(cpu_int8_format("u8s7"), why="this CPU's u8s8 kernels saturate 16-bit sums (%s): "
+                 "7-bit weights keep every product pair within 16 bits" % k["name"]),
+            dict(cpu_int8_format(), why="u8s7 missed the budget; U8U8 keeps 8-bit weights and sums "
+                 "in 32 bits")]

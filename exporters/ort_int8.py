@@ -60,11 +60,10 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     from edgepose.calibration import CalibrationSet, load_samples
     from edgepose.metadata import ModelMeta, embed_onnx
     from . import accuracy as acc
-    from .cpu_kernels import cpu_int8_format, int8_kernel_class
+    from .cpu_kernels import cpu_int8_candidates, cpu_int8_format, int8_kernel_class
 
-    unknown = sorted(set(opts) - OPTIONS)
-    if unknown:
-        raise ExportError("cpu-int8: unknown option(s) %s (options: %s)" % (", ".join(unknown), ", ".join(sorted(OPTIONS))))
+    from .api import check_declared
+    check_declared("cpu-int8", opts, OPTIONS)
     log = opts.pop("log", None)
     quiet = bool(opts.pop("quiet", False))
     if log is None:
@@ -107,18 +106,12 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     kernels = int8_kernel_class()
     if requested == "custom":
         formats = [dict(format="custom", why="activation/weight types given")]
-    elif requested not in (None, "auto"):
-        formats = [cpu_int8_format(requested)]
-    elif kernels["saturates_u8s8"]:
-        # fast and exact first (7-bit weights), then full 8-bit weights with 32-bit sums
-        formats = [dict(cpu_int8_format("u8s7"), why="this CPU's u8s8 kernels saturate 16-bit sums (%s): "
-                        "7-bit weights keep every product pair within 16 bits" % kernels["name"]),
-                   dict(cpu_int8_format("u8u8"), why="u8s7 missed the budget; U8U8 keeps 8-bit weights "
-                        "and sums in 32 bits")]
     else:
-        formats = [cpu_int8_format()]
+        formats = cpu_int8_candidates(requested)
     if not enforce:
         formats = formats[:1]       # --no-gate: measure the host's first choice and report it
+    # the exact float rewrites and their statistics do not depend on the format: once
+    prepared = acc.prepare(onnx_path, cs.calib, qkw) if len(formats) > 1 else None
     tried_formats = []
     with atomic_path(out) as tmp:
         for fi, fmt in enumerate(formats):
@@ -131,14 +124,11 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
                                                max_ap_drop=max_ap_drop, coco=pairs, log=log,
                                                search=search and last, max_label_free_drop=max_lf,
                                                threads=threads, measure_speed=measure_speed,
-                                               enforce=enforce, host_kernels=True)
-            except ExportError as e:
+                                               enforce=enforce, host_kernels=True, prepared=prepared)
+            except ExportError as e:    # a format before the last missed the budget: the next one
                 if last:
                     raise
                 tried_formats.append({"format": fmt["format"], "result": str(e)})
-                continue
-            if not rep["passed"] and not last and enforce:
-                tried_formats.append({"format": fmt["format"], "result": _short(rep)})
                 continue
             break
         # metadata: the float model's, precision int8
@@ -169,6 +159,3 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     log("wrote %s (+ %s)" % (out, ", ".join(os.path.basename(p) for p in written.values())))
     return report
 
-
-def _short(rep: Dict[str, Any]) -> str:
-    return "gate missed: label-free drop %s, AP drop %s" % (rep.get("label_free_drop"), rep.get("ap_drop", "n/a"))

@@ -577,9 +577,8 @@ def concat_plans(model) -> List[Dict[str, Any]]:
         for t in n.input:
             free = None
             p = prod.get(t)
-            relu = None
             if p is not None and p.op_type == "Relu" and len(cons.get(t, [])) == 1 and t not in outs:
-                relu, t0 = p, p.input[0]
+                t0 = p.input[0]
                 p = prod.get(t0)
                 if p is None or len(cons.get(t0, [])) != 1 or t0 in outs:
                     p = None
@@ -587,7 +586,7 @@ def concat_plans(model) -> List[Dict[str, Any]]:
                     and uses.get(p.input[1], 0) == 1 and len(cons.get(t, [])) == 1 and t not in outs
                     and (len(p.input) < 3 or not p.input[2] or (p.input[2] in inits and uses.get(p.input[2], 0) == 1))):
                 free = p
-            ins.append({"tensor": t, "producer": free, "relu": relu})
+            ins.append({"tensor": t, "producer": free})
         if any(i["producer"] is not None for i in ins):
             plans.append({"concat": n, "inputs": ins, "consumers": users})
     return plans

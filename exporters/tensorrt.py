@@ -341,9 +341,8 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
     import onnx
     from edgepose.metadata import embed_onnx
 
-    unknown = sorted(set(opts) - OPTIONS)
-    if unknown:
-        raise ExportError("Jetson bundle: unknown option(s) %s (options: %s)" % (", ".join(unknown), ", ".join(sorted(OPTIONS))))
+    from .api import check_declared
+    check_declared("Jetson bundle", opts, OPTIONS)
     from edgepose.log import logger
     log = opts.pop("log", None) or logger.info
     mode = TARGETS.get(mode, mode)
@@ -536,19 +535,3 @@ def _check_qdq_for_tensorrt(path: str) -> int:
             raise ExportError("Q/DQ node %s has a %s zero point %s: TensorRT needs symmetric int8 (zero points 0)"
                               % (n.name, arr.dtype, arr.ravel()[:3]))
     return n_bias
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating,)):
-        return float(x)
-    if isinstance(x, (np.integer,)):
-        return int(x)
-    if isinstance(x, np.ndarray):
-        return x.tolist()
-    if isinstance(x, (str, int, float, bool)) or x is None:
-        return x
-    return str(x)

@@ -254,8 +254,9 @@ def _signature_names(tflite_bytes: bytes):
 
 
 def tflite_op_outputs(tflite_bytes: bytes) -> List[Dict[str, Any]]:
-    """[{index, op, output, macs}] of the main subgraph: the names ``float_ops`` regexes match;
-    ``macs``: multiply-accumulates of a convolution (0 for other ops)."""
+    """[{index, op, output, macs, int8}] of the main subgraph: the names ``float_ops`` regexes
+    match; ``macs``: multiply-accumulates of a convolution (0 for other ops); ``int8``: its
+    weights are int8."""
     from ai_edge_litert.tools import flatbuffer_utils as fu
     m = fu.read_model_from_bytearray(bytearray(tflite_bytes))
     sg = m.subgraphs[0]
@@ -264,28 +265,22 @@ def tflite_op_outputs(tflite_bytes: bytes) -> List[Dict[str, Any]]:
         t = sg.tensors[op.outputs[0]] if len(op.outputs) else None
         name = t.name.decode() if t is not None and isinstance(t.name, bytes) else (t.name if t else "")
         kind = fu.opcode_to_name(m, op.opcodeIndex)
-        macs = 0.0
+        macs, int8 = 0.0, False
         if kind in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV") and t is not None \
                 and len(op.inputs) > 1:
-            w = sg.tensors[op.inputs[1]].shape
-            k = float(np.prod(w[1:])) if kind != "DEPTHWISE_CONV_2D" else float(np.prod(w[1:3]))
+            wt = sg.tensors[op.inputs[1]]
+            k = float(np.prod(wt.shape[1:])) if kind != "DEPTHWISE_CONV_2D" else float(np.prod(wt.shape[1:3]))
             macs = float(np.prod(t.shape)) * k
-        out.append({"index": i, "op": kind, "output": name, "macs": macs})
+            int8 = wt.type == 9    # TensorType.INT8
+        out.append({"index": i, "op": kind, "output": name, "macs": macs, "int8": int8})
     return out
 
 
 def int8_conv_fraction(tflite_bytes: bytes) -> float:
     """Share of the convolutions' multiply-accumulates that run in int8 (int8 weights)."""
-    from ai_edge_litert.tools import flatbuffer_utils as fu
-    m = fu.read_model_from_bytearray(bytearray(tflite_bytes))
-    sg = m.subgraphs[0]
-    tot = q = 0.0
-    for o, op in zip(tflite_op_outputs(tflite_bytes), sg.operators):
-        if o["macs"]:
-            tot += o["macs"]
-            if sg.tensors[op.inputs[1]].type == 9:    # TensorType.INT8
-                q += o["macs"]
-    return q / tot if tot else 0.0
+    ops = tflite_op_outputs(tflite_bytes)
+    tot = sum(o["macs"] for o in ops)
+    return sum(o["macs"] for o in ops if o["int8"]) / tot if tot else 0.0
 
 
 # ----------------------------------------------------------------------------------------------
@@ -418,9 +413,8 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     """
     t0 = time.time()
     _quiet()
-    unknown = sorted(set(opts) - OPTIONS)
-    if unknown:
-        raise ExportError("TFLite export: unknown option(s) %s (options: %s)" % (", ".join(unknown), ", ".join(sorted(OPTIONS))))
+    from .api import check_declared
+    check_declared("TFLite export", opts, OPTIONS)
     mode = TARGETS.get(mode, mode)
     if mode not in MODES:
         raise ExportError("unknown TFLite mode %r (use fp32, fp16 or int8)" % (mode,))
