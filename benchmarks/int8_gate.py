@@ -50,6 +50,7 @@ def _configs(name, model_path, q):
         ("  same, + sequential bias correction", dict(bias_correction=True)),
         ("  same, MSE ranges", dict(method="mse")),
         ("  same, 7-bit weights (u8s7)", dict(reduce_range=True)),
+        ("  same, uint8 weights (u8u8)", dict(weight_type="uint8")),
         ("  same, percentile 99.9", dict(method="percentile", percentile=99.9)),
         ("  same, symmetric, no concat eq.", dict(symmetric_activations=True, equalize_concat=False)),
         ("every conv float (weights-only check)", dict(keep_float=convs)),
