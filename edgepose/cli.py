@@ -118,12 +118,28 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _ray_opts(sp):
+    sp.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                    help="run on Ray: without ADDRESS a local Ray instance on this machine; 'auto' or "
+                         "an address joins an existing cluster (pip install 'edgepose[ray]')")
+    sp.add_argument("--workers", type=_count(1), help="Ray: worker actors (one estimator each; default 2)")
+    sp.add_argument("--chunk-frames", type=_count(1),
+                    help="Ray: video frames per work item (default 200)")
+
+
 def cmd_infer(args) -> int:
+    if getattr(args, "ray", None) is not None:
+        from .distributed import ray_infer
+
+        return ray_infer(args)
     from .draw import draw_poses
     from .io import (VideoReader, VideoWriter, input_kind, list_images, read_image, write_image,
                      write_json)
 
-    kind = input_kind(args.input)
+    if len(args.input) > 1:
+        raise InputError("%d sources given: infer takes one (several with --ray)" % len(args.input))
+    source = args.input[0]
+    kind = input_kind(source)
     est = _estimator(args)
     boxes_by_image = _boxes_arg(args)
     out_dir = args.out or "edgepose_out"
@@ -137,9 +153,9 @@ def cmd_infer(args) -> int:
         return est(img)
 
     if kind in ("image", "folder"):
-        paths = [args.input] if kind == "image" else list_images(args.input)
+        paths = [source] if kind == "image" else list_images(source)
         if not paths:
-            raise InputError("no images found in %s" % args.input)
+            raise InputError("no images found in %s" % source)
         for i, p in enumerate(_progress(paths, len(paths), "infer")):
             img = read_image(p)
             iid = _image_id(p, i)
@@ -152,10 +168,10 @@ def cmd_infer(args) -> int:
                 write_image(os.path.join(out_dir, name), draw_poses(img, res))
             print("%s: %d people" % (os.path.basename(p), len(res)))
     else:
-        reader = VideoReader(args.input)
+        reader = VideoReader(source)
         writer = None
         if not args.no_draw:
-            name = os.path.splitext(os.path.basename(args.input))[0] + ".mp4"
+            name = os.path.splitext(os.path.basename(source))[0] + ".mp4"
             writer = VideoWriter(os.path.join(out_dir, name), reader.fps, reader.size)
         counts = []
         try:
@@ -175,7 +191,7 @@ def cmd_infer(args) -> int:
             writer.close()
         c = np.array(counts) if counts else np.zeros(1)
         print("%s: %d frames, people per frame: median %d, min %d, max %d%s"
-              % (os.path.basename(args.input), len(counts), int(np.median(c)), c.min(), c.max(),
+              % (os.path.basename(source), len(counts), int(np.median(c)), c.min(), c.max(),
                  "; wrote %s" % writer.path if writer else ""))
     json_path = args.json or os.path.join(out_dir, "results.json")
     write_json(json_path, results)
@@ -186,6 +202,10 @@ def cmd_infer(args) -> int:
 
 
 def cmd_eval(args) -> int:
+    if getattr(args, "ray", None) is not None:
+        from .distributed import ray_eval
+
+        return ray_eval(args)
     from .evaluate import STAT_NAMES, evaluate_coco
     from .io import write_json
 
@@ -401,12 +421,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("infer", help="run a model on an image, a folder or a video")
     i.add_argument("model")
-    i.add_argument("input", help="image, folder of images, or video file")
+    i.add_argument("input", nargs="+", metavar="SOURCE",
+                   help="image, folder of images, video file (several with --ray)")
     i.add_argument("--out", help="output folder for annotated images/video (default edgepose_out)")
     i.add_argument("--json", help="COCO results JSON (default OUT/results.json)")
     i.add_argument("--summary-json", help="per-image/frame people in edgepose's own format")
     i.add_argument("--no-draw", action="store_true", help="do not write annotated images/video")
     model_opts(i)
+    _ray_opts(i)
     i.set_defaults(func=cmd_infer)
 
     v = sub.add_parser("eval", help="COCO keypoint AP/AR with pycocotools")
@@ -421,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--json", help="write the stats here")
     v.add_argument("--results", help="write the COCO results here")
     model_opts(v)
+    _ray_opts(v)
     v.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("bench", help="time preprocessing, inference, post-processing")
