@@ -11,29 +11,29 @@ namespace ep {
 namespace {
 
 // Bilinear samples of the two PAF channels at continuous (x, y), clamped to the map; returns
-// their projection on (ux, uy). Same arithmetic as reference.bilinear.
-inline double paf_dot(const float* px, const float* py, int H, int W, double x, double y,
-                      double ux, double uy) {
+// their projection on (ux, uy). Same arithmetic as reference.bilinear. Both planes share strides.
+inline double paf_dot(const Plane& px, const Plane& py, double x, double y, double ux, double uy) {
+    const int H = px.H, W = px.W;
     x = std::min(std::max(x, 0.0), W - 1.0);
     y = std::min(std::max(y, 0.0), H - 1.0);
     const int x0 = (int)x, y0 = (int)y;   // x, y >= 0: truncation is floor
     const int x1 = std::min(x0 + 1, W - 1), y1 = std::min(y0 + 1, H - 1);
     const double ax = x - x0, ay = y - y0;
-    const size_t i00 = (size_t)y0 * W + x0, i01 = (size_t)y0 * W + x1;
-    const size_t i10 = (size_t)y1 * W + x0, i11 = (size_t)y1 * W + x1;
-    const double tx = (1.0 - ax) * (double)px[i00] + ax * (double)px[i01];
-    const double bx = (1.0 - ax) * (double)px[i10] + ax * (double)px[i11];
-    const double ty = (1.0 - ax) * (double)py[i00] + ax * (double)py[i01];
-    const double by = (1.0 - ax) * (double)py[i10] + ax * (double)py[i11];
+    const std::ptrdiff_t r0 = (std::ptrdiff_t)y0 * px.rs, r1 = (std::ptrdiff_t)y1 * px.rs;
+    const std::ptrdiff_t c0 = (std::ptrdiff_t)x0 * px.xs, c1 = (std::ptrdiff_t)x1 * px.xs;
+    const std::ptrdiff_t i00 = r0 + c0, i01 = r0 + c1, i10 = r1 + c0, i11 = r1 + c1;
+    const double tx = (1.0 - ax) * (double)px.p[i00] + ax * (double)px.p[i01];
+    const double bx = (1.0 - ax) * (double)px.p[i10] + ax * (double)px.p[i11];
+    const double ty = (1.0 - ax) * (double)py.p[i00] + ax * (double)py.p[i01];
+    const double by = (1.0 - ax) * (double)py.p[i10] + ax * (double)py.p[i11];
     return ((1.0 - ay) * tx + ay * bx) * ux + ((1.0 - ay) * ty + ay * by) * uy;
 }
 
 // Connection score of a -> b, or false when not a valid connection. Samples are visited from
 // the middle of the segment outwards (wrong pairs fail there first) and sampling stops as soon
 // as too many fall at or below the threshold: the result cannot be valid any more.
-inline bool connection_score(const Peak& a, const Peak& b, const float* px, const float* py, int H,
-                             int W, const GroupOptions& o, int need, const int* visit,
-                             double& score) {
+inline bool connection_score(const Peak& a, const Peak& b, const Plane& px, const Plane& py,
+                             const GroupOptions& o, int need, const int* visit, double& score) {
     const double ax = a.x, ay = a.y;
     const double dx = (double)b.x - ax, dy = (double)b.y - ay;
     const double norm = std::sqrt(dx * dx + dy * dy);
@@ -47,11 +47,11 @@ inline bool connection_score(const Peak& a, const Peak& b, const float* px, cons
     for (int k = 0; k < S; ++k) {
         const int s = visit[k];
         const double t = S > 1 ? s / (S - 1.0) : 0.5;
-        const double v = paf_dot(px, py, H, W, ax + t * dx, ay + t * dy, ux, uy);
+        const double v = paf_dot(px, py, ax + t * dx, ay + t * dy, ux, uy);
         total += v;
         if (!(v > o.paf_score_threshold) && ++fails > max_fail) return false;
     }
-    score = total / S + std::min(0.5 * H / norm - 1.0, 0.0);
+    score = total / S + std::min(0.5 * px.H / norm - 1.0, 0.0);
     return score > 0;
 }
 
@@ -156,10 +156,9 @@ void match_limb(GroupScratch& s, int na, int nb, bool hung) {
 
 }  // namespace
 
-void group_people(const Peak* peaks, const int64_t* offsets, int K, const float* pafs, int C,
-                  int H, int W, const int64_t* limbs, int L, const GroupOptions& opt,
+void group_people(const Peak* peaks, const int64_t* offsets, int K, const Maps& pafs,
+                  const int64_t* limbs, int L, const GroupOptions& opt, const Affine& affine,
                   GroupScratch& s, std::vector<float>& people_out, std::vector<float>& scores_out) {
-    (void)C;
     people_out.clear();
     scores_out.clear();
     const int M = (int)offsets[K];
@@ -168,7 +167,10 @@ void group_people(const Peak* peaks, const int64_t* offsets, int K, const float*
     s.conn.clear();
     s.nconn.clear();
     s.alive.clear();
-    const int need = (int)std::floor(opt.min_sample_fraction * opt.paf_samples) + 1;
+    // more than min_sample_fraction * paf_samples samples must pass: at least `need` of them
+    // (clamped to 0 .. paf_samples + 1, so that any finite fraction is well defined)
+    const double need_d = std::floor(opt.min_sample_fraction * opt.paf_samples) + 1.0;
+    const int need = need_d < 0 ? 0 : (need_d > opt.paf_samples ? opt.paf_samples + 1 : (int)need_d);
     // sample visiting order: middle first, then outwards
     s.visit.resize(opt.paf_samples);
     for (int k = 0; k < opt.paf_samples; ++k) s.visit[k] = k;
@@ -177,20 +179,19 @@ void group_people(const Peak* peaks, const int64_t* offsets, int K, const float*
         std::stable_sort(s.visit.begin(), s.visit.end(),
                          [mid](int p, int q) { return std::fabs(p - mid) < std::fabs(q - mid); });
     }
-    const size_t plane = (size_t)H * W;
     for (int l = 0; l < L; ++l) {
         const int pa = (int)limbs[4 * l], pb = (int)limbs[4 * l + 1];
-        const float* px = pafs + plane * (size_t)limbs[4 * l + 2];
-        const float* py = pafs + plane * (size_t)limbs[4 * l + 3];
+        const Plane px = pafs.plane((long)limbs[4 * l + 2]);
+        const Plane py = pafs.plane((long)limbs[4 * l + 3]);
         const int a0 = (int)offsets[pa], na = (int)(offsets[pa + 1] - offsets[pa]);
         const int b0 = (int)offsets[pb], nb = (int)(offsets[pb + 1] - offsets[pb]);
         if (na == 0 || nb == 0) continue;
         s.cands.clear();
-        int gen = 0;
+        int64_t gen = 0;
         for (int i = 0; i < na; ++i)
             for (int j = 0; j < nb; ++j, ++gen) {
                 double sc;
-                if (connection_score(peaks[a0 + i], peaks[b0 + j], px, py, H, W, opt, need,
+                if (connection_score(peaks[a0 + i], peaks[b0 + j], px, py, opt, need,
                                      s.visit.data(), sc))
                     s.cands.push_back({sc, i, j, gen});
             }
@@ -280,9 +281,9 @@ void group_people(const Peak* peaks, const int64_t* offsets, int K, const float*
         float* o = &people_out[r * (size_t)K * 3];
         for (int k = 0; k < K; ++k) {
             if (pp[k] >= 0) {
-                o[3 * k] = peaks[pp[k]].x;
-                o[3 * k + 1] = peaks[pp[k]].y;
-                o[3 * k + 2] = peaks[pp[k]].score;
+                const Peak& q = peaks[pp[k]];
+                affine.apply(q.x, q.y, o[3 * k], o[3 * k + 1]);
+                o[3 * k + 2] = q.score;
             } else {
                 o[3 * k] = -1.f;
                 o[3 * k + 1] = -1.f;

@@ -55,6 +55,66 @@ py::array check_array(const py::handle& obj, const char* name, int nd_a, int nd_
     return a;
 }
 
+enum class Layout { CHW, HWC };
+
+Layout parse_layout(const std::string& s) {
+    if (s == "CHW") return Layout::CHW;
+    if (s == "HWC") return Layout::HWC;
+    value_error("layout must be 'CHW' or 'HWC', got '" + s + "'");
+}
+
+// Channels, height and width of one item: the last three axes of `a` in `layout` order.
+struct Dims {
+    long C;
+    int H, W;
+};
+
+Dims item_dims(const py::array& a, Layout layout, const char* name) {
+    const int nd = (int)a.ndim();
+    const py::ssize_t s0 = a.shape(nd - 3), s1 = a.shape(nd - 2), s2 = a.shape(nd - 1);
+    const py::ssize_t C = layout == Layout::CHW ? s0 : s2, H = layout == Layout::CHW ? s1 : s0,
+                      W = layout == Layout::CHW ? s2 : s1;
+    constexpr py::ssize_t LIM = 0x7fffffff;   // pixel indices are int32
+    if (C > LIM || H > LIM || W > LIM || H * W > LIM)
+        value_error(std::string(name) + " too large: shape " + shape_str(a) +
+                    " (at most 2^31 - 1 channels and pixels per map)");
+    return {(long)C, (int)H, (int)W};
+}
+
+// Item `n` of a C-contiguous array of items laid out as `layout`, read in place.
+ep::Maps item_maps(const float* p, const Dims& d, Layout layout, py::ssize_t n = 0) {
+    const float* q = p + (std::ptrdiff_t)n * d.C * d.H * d.W;
+    return layout == Layout::CHW ? ep::Maps::chw(q, d.C, d.H, d.W)
+                                 : ep::Maps::hwc(q, d.C, d.H, d.W);
+}
+
+// None: no affine (empty result). Otherwise 4 finite numbers (sx, bx, sy, by), or, when
+// rows >= 0, also an [rows, 4] array of them (one affine per item).
+std::vector<ep::Affine> parse_affine(const py::handle& obj, py::ssize_t rows) {
+    if (obj.is_none()) return {};
+    const std::string what = rows >= 0 ? "affine must be None, 4 finite numbers (sx, bx, sy, by) "
+                                         "or an [N,4] array of them"
+                                       : "affine must be None or 4 finite numbers (sx, bx, sy, by)";
+    py::array a = py::array::ensure(obj);
+    if (!a) value_error(what);
+    const char kind = a.dtype().kind();
+    if (kind != 'f' && kind != 'i' && kind != 'u')
+        value_error(what + ", got dtype " + std::string(py::str(a.dtype())));
+    auto d = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(a);
+    if (!d) value_error(what);
+    const bool one = d.ndim() == 1 && d.shape(0) == 4;
+    const bool per_row = rows >= 0 && d.ndim() == 2 && d.shape(0) == rows && d.shape(1) == 4;
+    if (!one && !per_row) value_error(what + ", got shape " + shape_str(d));
+    const double* v = d.data();
+    std::vector<ep::Affine> out((size_t)(one ? 1 : rows));
+    for (size_t r = 0; r < out.size(); ++r, v += 4) {
+        for (int j = 0; j < 4; ++j)
+            if (!std::isfinite(v[j])) value_error(what + ", got a NaN or inf");
+        out[r] = {true, v[0], v[1], v[2], v[3]};
+    }
+    return out;
+}
+
 ep::Refine parse_refine(const std::string& r) {
     if (r == "none") return ep::Refine::None;
     if (r == "quarter") return ep::Refine::Quarter;
@@ -121,6 +181,8 @@ struct Workspace {
     ep::GroupScratch gs;
     std::vector<float> people, scores;
     std::vector<double> g;
+    std::vector<int64_t> idx;
+    std::vector<float> vmax;
 };
 
 Workspace& workspace() {
@@ -128,21 +190,22 @@ Workspace& workspace() {
     return w;
 }
 
-// Peaks of C maps [C,H,W] into w.peaks / w.offsets; returns the first non-finite channel or -1.
-long run_peaks(Workspace& w, const float* hm, long C, int H, int W, double thr, int max_peaks,
-               ep::Refine r, int ksize) {
+// Peaks of N items of C maps (read in place in `layout`) into w.peaks / w.offsets (one CSR row
+// per map, item-major); returns the first non-finite map (n * C + c) or -1.
+long run_peaks(Workspace& w, const float* hm, py::ssize_t N, const Dims& d, Layout layout,
+               double thr, int max_peaks, ep::Refine r, int ksize) {
     w.peaks.clear();
     w.offsets.assign(1, 0);
     if (r == ep::Refine::Dark) ep::gaussian_kernel(ksize, w.g);
-    const size_t plane = (size_t)H * W;
-    if (!ep::all_finite(hm, plane * C)) {
-        for (long c = 0; c < C; ++c)
-            if (!ep::all_finite(hm + plane * c, plane)) return c;
-    }
-    for (long c = 0; c < C; ++c) {
-        ep::channel_peaks(hm + plane * c, H, W, thr, max_peaks, r, w.g.data(), ksize, w.ps,
-                          w.peaks);
-        w.offsets.push_back((int64_t)w.peaks.size());
+    for (py::ssize_t n = 0; n < N; ++n) {
+        const ep::Maps m = item_maps(hm, d, layout, n);
+        if (!ep::row_spans(m, thr, w.ps)) return (long)n * d.C + ep::first_nonfinite_channel(m);
+        for (long c = 0; c < d.C; ++c) {
+            const size_t row0 = (size_t)c * d.H;
+            ep::channel_peaks(m.plane(c), w.ps.first.data() + row0, w.ps.last.data() + row0, thr,
+                              max_peaks, r, w.g.data(), ksize, w.ps, w.peaks);
+            w.offsets.push_back((int64_t)w.peaks.size());
+        }
     }
     return -1;
 }
@@ -161,23 +224,28 @@ py::array_t<float> scores_array(const Workspace& w) {
     return out;
 }
 
+const ep::Affine& one_affine(const std::vector<ep::Affine>& a) {
+    static const ep::Affine identity;
+    return a.empty() ? identity : a[0];
+}
+
 // ------------------------------------------------------------------------------------------
 py::tuple find_peaks(py::handle heatmaps, double threshold, int max_peaks,
-                     const std::string& refine, int dark_kernel) {
+                     const std::string& refine, int dark_kernel, const std::string& layout) {
     py::array hm = check_array(heatmaps, "heatmaps", 3, 4, true);
+    const Layout lay = parse_layout(layout);
     const ep::Refine r = parse_refine(refine);
     check_kernel(dark_kernel);
     if (max_peaks < 0) value_error("max_peaks must be >= 0");
     if (!std::isfinite(threshold)) value_error("threshold must be finite");
-    const int nd = (int)hm.ndim();
-    const long C = nd == 4 ? (long)(hm.shape(0) * hm.shape(1)) : (long)hm.shape(0);
-    const int H = (int)hm.shape(nd - 2), W = (int)hm.shape(nd - 1);
+    const Dims d = item_dims(hm, lay, "heatmaps");
+    const py::ssize_t N = hm.ndim() == 4 ? hm.shape(0) : 1;
     const float* p = static_cast<const float*>(hm.data());
     Workspace& w = workspace();
     long bad;
     {
         py::gil_scoped_release nogil;
-        bad = run_peaks(w, p, C, H, W, threshold, max_peaks, r, dark_kernel);
+        bad = run_peaks(w, p, N, d, lay, threshold, max_peaks, r, dark_kernel);
     }
     if (bad >= 0) value_error("heatmaps contain NaN or inf (channel " + std::to_string(bad) + ")");
     py::array_t<float> peaks({(py::ssize_t)w.peaks.size(), (py::ssize_t)3});
@@ -188,15 +256,19 @@ py::tuple find_peaks(py::handle heatmaps, double threshold, int max_peaks,
     return py::make_tuple(peaks, offsets);
 }
 
-py::tuple decode_topdown(py::handle heatmaps, const std::string& refine, int dark_kernel) {
+py::tuple decode_topdown(py::handle heatmaps, const std::string& refine, int dark_kernel,
+                         const std::string& layout, py::handle affine) {
     py::array hm = check_array(heatmaps, "heatmaps", 4, 4, true, true);
+    const Layout lay = parse_layout(layout);
     const ep::Refine r = parse_refine(refine);
     check_kernel(dark_kernel);
-    const py::ssize_t N = hm.shape(0), K = hm.shape(1);
-    if (hm.size() == 0 && N != 0) value_error("heatmaps is empty: shape " + shape_str(hm));
-    const int H = (int)hm.shape(2), W = (int)hm.shape(3);
+    const py::ssize_t N = hm.shape(0), K = hm.shape(lay == Layout::CHW ? 1 : 3);
+    const std::vector<ep::Affine> aff = parse_affine(affine, N);
     py::array_t<float> coords({N, K, (py::ssize_t)2});
     py::array_t<float> scores({N, K});
+    if (N == 0) return py::make_tuple(coords, scores);
+    if (hm.size() == 0) value_error("heatmaps is empty: shape " + shape_str(hm));
+    const Dims d = item_dims(hm, lay, "heatmaps");
     const float* p = static_cast<const float*>(hm.data());
     float* co = coords.mutable_data();
     float* sc = scores.mutable_data();
@@ -205,19 +277,20 @@ py::tuple decode_topdown(py::handle heatmaps, const std::string& refine, int dar
     {
         py::gil_scoped_release nogil;
         if (r == ep::Refine::Dark) ep::gaussian_kernel(dark_kernel, w.g);
-        const size_t plane = (size_t)H * W;
-        for (py::ssize_t i = 0; i < N * K; ++i) {
-            const float* m = p + plane * i;
-            float v;
-            bool fin;
-            const size_t idx = ep::argmax(m, plane, v, fin);
-            if (!fin) {
-                finite = false;
-                break;
+        w.idx.resize(K);
+        w.vmax.resize(K);
+        for (py::ssize_t n = 0; n < N && finite; ++n) {
+            const ep::Maps m = item_maps(p, d, lay, n);
+            finite = ep::argmax_maps(m, w.idx.data(), w.vmax.data());
+            const ep::Affine& a = aff.size() > 1 ? aff[n] : one_affine(aff);
+            for (py::ssize_t k = 0; k < K && finite; ++k) {
+                const int y = (int)(w.idx[k] / d.W), x = (int)(w.idx[k] % d.W);
+                float fx, fy;
+                ep::refine_point(m.plane(k), x, y, r, w.g.data(), dark_kernel, fx, fy);
+                float* c = co + 2 * (n * K + k);
+                a.apply(fx, fy, c[0], c[1]);
+                sc[n * K + k] = w.vmax[k];
             }
-            const int y = (int)(idx / W), x = (int)(idx % W);
-            ep::refine_point(m, H, W, x, y, r, w.g.data(), dark_kernel, co[2 * i], co[2 * i + 1]);
-            sc[i] = v;
         }
     }
     if (!finite) value_error("heatmaps contain NaN or inf");
@@ -227,22 +300,27 @@ py::tuple decode_topdown(py::handle heatmaps, const std::string& refine, int dar
 py::tuple group_people(py::handle peaks_obj, py::handle offsets_obj, py::handle pafs_obj,
                        py::handle limbs_obj, int paf_samples, double paf_score_threshold,
                        double min_sample_fraction, int min_parts, double min_person_score,
-                       const std::string& matching) {
+                       const std::string& matching, const std::string& layout,
+                       py::handle affine) {
     py::array pk = check_array(peaks_obj, "peaks", 2, 2, true, true);
     if (pk.shape(1) != 3) value_error("peaks must be [M,3] (x, y, score), got shape " + shape_str(pk));
     py::array off = check_array(offsets_obj, "offsets", 1, 1, false);
     py::array pf = check_array(pafs_obj, "pafs", 3, 3, true);
+    const Layout lay = parse_layout(layout);
+    const int64_t M = pk.shape(0);
+    if (M > 0x7fffffff || off.shape(0) > 0x7fffffff)
+        value_error("too many peaks: " + std::to_string(M));
     const int K = (int)off.shape(0) - 1;
     const int64_t* o = static_cast<const int64_t*>(off.data());
-    const int64_t M = pk.shape(0);
     if (o[0] != 0 || o[K] != M)
         value_error("offsets must run from 0 to len(peaks)=" + std::to_string(M));
     for (int k = 0; k < K; ++k)
         if (o[k + 1] < o[k]) value_error("offsets must be non-decreasing");
-    const int C = (int)pf.shape(0), H = (int)pf.shape(1), W = (int)pf.shape(2);
-    py::array lt = check_limbs(limbs_obj, K, C);
+    const Dims d = item_dims(pf, lay, "pafs");
+    py::array lt = check_limbs(limbs_obj, K, d.C);
     const ep::GroupOptions opt = parse_group(paf_samples, paf_score_threshold, min_sample_fraction,
                                              min_parts, min_person_score, matching);
+    const std::vector<ep::Affine> aff = parse_affine(affine, -1);
     const ep::Peak* pp = static_cast<const ep::Peak*>(pk.data());
     const float* pafs = static_cast<const float*>(pf.data());
     Workspace& w = workspace();
@@ -250,10 +328,11 @@ py::tuple group_people(py::handle peaks_obj, py::handle offsets_obj, py::handle 
     {
         py::gil_scoped_release nogil;
         finite = ep::all_finite(reinterpret_cast<const float*>(pp), (size_t)M * 3) &&
-                 ep::all_finite(pafs, (size_t)C * H * W);
+                 ep::all_finite(pafs, (size_t)pf.size());
         if (finite)
-            ep::group_people(pp, o, K, pafs, C, H, W, static_cast<const int64_t*>(lt.data()),
-                             (int)lt.shape(0), opt, w.gs, w.people, w.scores);
+            ep::group_people(pp, o, K, item_maps(pafs, d, lay),
+                             static_cast<const int64_t*>(lt.data()), (int)lt.shape(0), opt,
+                             one_affine(aff), w.gs, w.people, w.scores);
     }
     if (!finite) value_error("peaks or pafs contain NaN or inf");
     return py::make_tuple(people_array(w, K), scores_array(w));
@@ -263,20 +342,23 @@ py::tuple decode_bottomup(py::handle heatmaps, py::handle pafs_obj, py::handle l
                           const std::string& refine, double peak_threshold, int max_peaks,
                           int dark_kernel, int paf_samples, double paf_score_threshold,
                           double min_sample_fraction, int min_parts, double min_person_score,
-                          const std::string& matching) {
+                          const std::string& matching, const std::string& layout,
+                          py::handle affine) {
     py::array hm = check_array(heatmaps, "heatmaps", 3, 3, true);
     py::array pf = check_array(pafs_obj, "pafs", 3, 3, true);
-    const int K = (int)hm.shape(0), H = (int)hm.shape(1), W = (int)hm.shape(2);
-    const int C = (int)pf.shape(0);
-    if (pf.shape(1) != H || pf.shape(2) != W)
+    const Layout lay = parse_layout(layout);
+    const Dims dh = item_dims(hm, lay, "heatmaps"), dp = item_dims(pf, lay, "pafs");
+    if (dp.H != dh.H || dp.W != dh.W)
         value_error("pafs " + shape_str(pf) + " and heatmaps " + shape_str(hm) + " differ in H, W");
-    py::array lt = check_limbs(limbs_obj, K, C);
+    const int K = (int)dh.C;
+    py::array lt = check_limbs(limbs_obj, K, dp.C);
     const ep::Refine r = parse_refine(refine);
     check_kernel(dark_kernel);
     if (max_peaks < 0) value_error("max_peaks must be >= 0");
     if (!std::isfinite(peak_threshold)) value_error("peak_threshold must be finite");
     const ep::GroupOptions opt = parse_group(paf_samples, paf_score_threshold, min_sample_fraction,
                                              min_parts, min_person_score, matching);
+    const std::vector<ep::Affine> aff = parse_affine(affine, -1);
     const float* hp = static_cast<const float*>(hm.data());
     const float* pafs = static_cast<const float*>(pf.data());
     Workspace& w = workspace();
@@ -284,12 +366,12 @@ py::tuple decode_bottomup(py::handle heatmaps, py::handle pafs_obj, py::handle l
     bool finite = true;
     {
         py::gil_scoped_release nogil;
-        bad = run_peaks(w, hp, K, H, W, peak_threshold, max_peaks, r, dark_kernel);
-        if (bad < 0) finite = ep::all_finite(pafs, (size_t)C * H * W);
+        bad = run_peaks(w, hp, 1, dh, lay, peak_threshold, max_peaks, r, dark_kernel);
+        if (bad < 0) finite = ep::all_finite(pafs, (size_t)pf.size());
         if (bad < 0 && finite)
-            ep::group_people(w.peaks.data(), w.offsets.data(), K, pafs, C, H, W,
-                             static_cast<const int64_t*>(lt.data()), (int)lt.shape(0), opt, w.gs,
-                             w.people, w.scores);
+            ep::group_people(w.peaks.data(), w.offsets.data(), K, item_maps(pafs, dp, lay),
+                             static_cast<const int64_t*>(lt.data()), (int)lt.shape(0), opt,
+                             one_affine(aff), w.gs, w.people, w.scores);
     }
     if (bad >= 0) value_error("heatmaps contain NaN or inf (channel " + std::to_string(bad) + ")");
     if (!finite) value_error("pafs contain NaN or inf");
@@ -301,16 +383,17 @@ py::tuple decode_bottomup(py::handle heatmaps, py::handle pafs_obj, py::handle l
 PYBIND11_MODULE(_ext, m) {
     m.doc() = "edgepose post-processing core (see edgepose.decode for the documented API)";
     m.def("find_peaks", &find_peaks, py::arg("heatmaps"), py::arg("threshold"),
-          py::arg("max_peaks"), py::arg("refine"), py::arg("dark_kernel"));
+          py::arg("max_peaks"), py::arg("refine"), py::arg("dark_kernel"),
+          py::arg("layout") = "CHW");
     m.def("decode_topdown", &decode_topdown, py::arg("heatmaps"), py::arg("refine"),
-          py::arg("dark_kernel"));
+          py::arg("dark_kernel"), py::arg("layout") = "CHW", py::arg("affine") = py::none());
     m.def("group_people", &group_people, py::arg("peaks"), py::arg("offsets"), py::arg("pafs"),
           py::arg("limbs"), py::arg("paf_samples"), py::arg("paf_score_threshold"),
           py::arg("min_sample_fraction"), py::arg("min_parts"), py::arg("min_person_score"),
-          py::arg("matching"));
+          py::arg("matching"), py::arg("layout") = "CHW", py::arg("affine") = py::none());
     m.def("decode_bottomup", &decode_bottomup, py::arg("heatmaps"), py::arg("pafs"),
           py::arg("limbs"), py::arg("refine"), py::arg("peak_threshold"), py::arg("max_peaks"),
           py::arg("dark_kernel"), py::arg("paf_samples"), py::arg("paf_score_threshold"),
           py::arg("min_sample_fraction"), py::arg("min_parts"), py::arg("min_person_score"),
-          py::arg("matching"));
+          py::arg("matching"), py::arg("layout") = "CHW", py::arg("affine") = py::none());
 }

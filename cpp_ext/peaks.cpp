@@ -29,38 +29,6 @@ inline bool scalar_nonfinite(float v) {
     return (b & EXP_MASK) == EXP_MASK;
 }
 
-// max over n values (NaN-free input assumed: callers check finiteness).
-inline float max_only(const float* p, size_t n) {
-    size_t i = 0;
-    float r = -std::numeric_limits<float>::infinity();
-#if defined(EP_SSE2)
-    __m128 m0 = _mm_set1_ps(r), m1 = m0, m2 = m0, m3 = m0;
-    for (; i + 16 <= n; i += 16) {
-        m0 = _mm_max_ps(m0, _mm_loadu_ps(p + i));
-        m1 = _mm_max_ps(m1, _mm_loadu_ps(p + i + 4));
-        m2 = _mm_max_ps(m2, _mm_loadu_ps(p + i + 8));
-        m3 = _mm_max_ps(m3, _mm_loadu_ps(p + i + 12));
-    }
-    for (; i + 4 <= n; i += 4) m0 = _mm_max_ps(m0, _mm_loadu_ps(p + i));
-    m0 = _mm_max_ps(_mm_max_ps(m0, m1), _mm_max_ps(m2, m3));
-    alignas(16) float mm[4];
-    _mm_store_ps(mm, m0);
-    for (int j = 0; j < 4; ++j) r = r < mm[j] ? mm[j] : r;
-#elif defined(EP_NEON)
-    float32x4_t m0 = vdupq_n_f32(r), m1 = m0, m2 = m0, m3 = m0;
-    for (; i + 16 <= n; i += 16) {
-        m0 = vmaxq_f32(m0, vld1q_f32(p + i));
-        m1 = vmaxq_f32(m1, vld1q_f32(p + i + 4));
-        m2 = vmaxq_f32(m2, vld1q_f32(p + i + 8));
-        m3 = vmaxq_f32(m3, vld1q_f32(p + i + 12));
-    }
-    for (; i + 4 <= n; i += 4) m0 = vmaxq_f32(m0, vld1q_f32(p + i));
-    r = vmaxvq_f32(vmaxq_f32(vmaxq_f32(m0, m1), vmaxq_f32(m2, m3)));
-#endif
-    for (; i < n; ++i) r = r < p[i] ? p[i] : r;
-    return r;
-}
-
 // max over n values and whether all are finite, in one pass.
 inline float max_and_check(const float* p, size_t n, bool& finite) {
     size_t i = 0;
@@ -106,19 +74,18 @@ inline float max_and_check(const float* p, size_t n, bool& finite) {
 
 inline double sgn(double d) { return d > 0 ? 1.0 : (d < 0 ? -1.0 : 0.0); }
 
-inline void quarter(const float* hm, int H, int W, int x, int y, float& fx, float& fy) {
+inline void quarter(const Plane& m, int x, int y, float& fx, float& fy) {
     double ox = 0, oy = 0;
-    if (x >= 1 && x <= W - 2)
-        ox = 0.25 * sgn((double)hm[(size_t)y * W + x + 1] - (double)hm[(size_t)y * W + x - 1]);
-    if (y >= 1 && y <= H - 2)
-        oy = 0.25 * sgn((double)hm[(size_t)(y + 1) * W + x] - (double)hm[(size_t)(y - 1) * W + x]);
+    if (x >= 1 && x <= m.W - 2) ox = 0.25 * sgn((double)m.at(x + 1, y) - (double)m.at(x - 1, y));
+    if (y >= 1 && y <= m.H - 2) oy = 0.25 * sgn((double)m.at(x, y + 1) - (double)m.at(x, y - 1));
     fx = (float)(x + ox);
     fy = (float)(y + oy);
 }
 
 // DARK on the 5x5 window around (x, y): blur only the points the derivatives need.
-inline bool dark(const float* hm, int H, int W, int x, int y, const double* g, int ksize,
-                 float& fx, float& fy) {
+inline bool dark(const Plane& m, int x, int y, const double* g, int ksize, float& fx, float& fy) {
+    const int H = m.H, W = m.W;
+    const std::ptrdiff_t xs = m.xs;
     if (!(x >= 2 && x <= W - 3 && y >= 2 && y <= H - 3)) return false;
     const int r = (ksize - 1) / 2;
     // horizontal pass: rows y-2-r .. y+2+r, columns x-2 .. x+2
@@ -130,18 +97,19 @@ inline bool dark(const float* hm, int H, int W, int x, int y, const double* g, i
             for (int c = 0; c < 5; ++c) hb[i][c] = 0.0;
             continue;
         }
-        const float* row = hm + (size_t)yy * W;
+        const float* row = m.row(yy);
         if (x - 2 - r >= 0 && x + 2 + r <= W - 1) {
             // interior: five independent accumulators (taps in ascending order, as reference)
-            const float* b = row + (x - 2 - r);
+            const float* b = row + (std::ptrdiff_t)(x - 2 - r) * xs;
             double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0;
             for (int t = 0; t < ksize; ++t) {
                 const double gt = g[t];
-                a0 += gt * (double)b[t];
-                a1 += gt * (double)b[t + 1];
-                a2 += gt * (double)b[t + 2];
-                a3 += gt * (double)b[t + 3];
-                a4 += gt * (double)b[t + 4];
+                const float* bt = b + (std::ptrdiff_t)t * xs;
+                a0 += gt * (double)bt[0];
+                a1 += gt * (double)bt[xs];
+                a2 += gt * (double)bt[2 * xs];
+                a3 += gt * (double)bt[3 * xs];
+                a4 += gt * (double)bt[4 * xs];
             }
             hb[i][0] = a0;
             hb[i][1] = a1;
@@ -154,7 +122,7 @@ inline bool dark(const float* hm, int H, int W, int x, int y, const double* g, i
             const int cx = x - 2 + c;
             const int t0 = std::max(-r, -cx), t1 = std::min(r, W - 1 - cx);
             double acc = 0.0;
-            for (int t = t0; t <= t1; ++t) acc += g[t + r] * (double)row[cx + t];
+            for (int t = t0; t <= t1; ++t) acc += g[t + r] * (double)row[(std::ptrdiff_t)(cx + t) * xs];
             hb[i][c] = acc;
         }
     }
@@ -184,11 +152,11 @@ inline bool dark(const float* hm, int H, int W, int x, int y, const double* g, i
     return true;
 }
 
-inline void centroid(const float* hm, int H, int W, int x, int y, float& fx, float& fy) {
+inline void centroid(const Plane& m, int x, int y, float& fx, float& fy) {
     double sw = 0, sx = 0, sy = 0;
-    for (int yy = std::max(0, y - 1); yy < std::min(H, y + 2); ++yy)
-        for (int xx = std::max(0, x - 1); xx < std::min(W, x + 2); ++xx) {
-            const double w = std::max((double)hm[(size_t)yy * W + xx], 0.0);
+    for (int yy = std::max(0, y - 1); yy < std::min(m.H, y + 2); ++yy)
+        for (int xx = std::max(0, x - 1); xx < std::min(m.W, x + 2); ++xx) {
+            const double w = std::max((double)m.at(xx, yy), 0.0);
             sw += w;
             sx += w * xx;
             sy += w * yy;
@@ -200,6 +168,122 @@ inline void centroid(const float* hm, int H, int W, int x, int y, float& fx, flo
         fx = (float)x;
         fy = (float)y;
     }
+}
+
+// Candidate peaks of one map in scan order (tie rule of the module docstring), visiting in each
+// row only the columns first[y]..last[y] (all values above thr lie there).
+// UNIT: columns are contiguous (xs == 1, known at compile time).
+template <bool UNIT>
+void scan_peaks(const Plane& m, const int32_t* first, const int32_t* last, double thr,
+                PeakScratch& s) {
+    const int H = m.H, W = m.W;
+    const std::ptrdiff_t xs = UNIT ? 1 : m.xs;
+    for (int y = 0; y < H; ++y) {
+        if (first[y] > last[y]) continue;
+        const float* row = m.row(y);
+        const float* up = y > 0 ? row - m.rs : nullptr;
+        const float* dn = y + 1 < H ? row + m.rs : nullptr;
+        for (int x = first[y]; x <= last[y]; ++x) {
+            const std::ptrdiff_t i = (std::ptrdiff_t)x * xs;
+            const float v = row[i];
+            if (!((double)v > thr)) continue;
+            const bool l = x > 0, r = x + 1 < W;
+            // before in scan order: strictly greater; after: greater or equal
+            if (l && !(v > row[i - xs])) continue;
+            if (r && !(v >= row[i + xs])) continue;
+            if (up) {
+                if (!(v > up[i])) continue;
+                if (l && !(v > up[i - xs])) continue;
+                if (r && !(v > up[i + xs])) continue;
+            }
+            if (dn) {
+                if (!(v >= dn[i])) continue;
+                if (l && !(v >= dn[i - xs])) continue;
+                if (r && !(v >= dn[i + xs])) continue;
+            }
+            s.val.push_back(v);
+            s.pos.push_back(y * W + x);
+        }
+    }
+}
+
+// The float t with (v > t) == ((double)v > thr) for every finite float v: thr rounded down to
+// a float (clamped to the float range first: an out-of-range conversion is undefined).
+inline float float_threshold(double thr) {
+    const double fmax = std::numeric_limits<float>::max();
+    if (thr >= fmax) return std::numeric_limits<float>::max();
+    if (thr < -fmax) return -std::numeric_limits<float>::infinity();
+    float t = (float)thr;
+    if ((double)t > thr) t = std::nextafter(t, -std::numeric_limits<float>::infinity());
+    return t;
+}
+
+// row_spans for maps whose rows are not contiguous: one pass in pixel order, all channels of a
+// pixel together (contiguous when cs == 1: UNIT), branch-free so that it vectorises.
+template <bool UNIT>
+bool row_spans_pixelwise(const Maps& m, double thr, PeakScratch& s) {
+    const long C = m.C;
+    const int W = m.W;
+    const std::ptrdiff_t cs = UNIT ? 1 : m.cs;
+    const float t = float_threshold(thr);
+    s.rfirst.resize(C);
+    s.rlast.resize(C);
+    int32_t* f = s.rfirst.data();
+    int32_t* l = s.rlast.data();
+    uint32_t bad = 0;
+    for (int y = 0; y < m.H; ++y) {
+        std::fill(f, f + C, W);
+        std::fill(l, l + C, -1);
+        const float* row = m.p + (std::ptrdiff_t)y * m.rs;
+        for (int x = 0; x < W; ++x) {
+            const float* px = row + (std::ptrdiff_t)x * m.xs;
+            for (long c = 0; c < C; ++c) {
+                const float v = px[c * cs];
+                uint32_t b;
+                std::memcpy(&b, &v, 4);
+                bad |= (uint32_t)((b & EXP_MASK) == EXP_MASK);
+                const bool above = v > t;
+                f[c] = (above && f[c] == W) ? x : f[c];
+                l[c] = above ? x : l[c];
+            }
+        }
+        for (long c = 0; c < C; ++c) {
+            s.first[(size_t)c * m.H + y] = f[c];
+            s.last[(size_t)c * m.H + y] = l[c];
+        }
+    }
+    return bad == 0;
+}
+
+// Argmax of every channel in one pass in pixel order: the first strictly greater value wins,
+// i.e. the first maximum in scan order. UNIT: cs == 1.
+template <bool UNIT>
+bool argmax_pixelwise(const Maps& m, int64_t* idx, float* vmax) {
+    const long C = m.C;
+    const std::ptrdiff_t cs = UNIT ? 1 : m.cs;
+    for (long c = 0; c < C; ++c) {
+        vmax[c] = m.p[c * cs];
+        idx[c] = 0;
+    }
+    uint32_t bad = 0;
+    for (int y = 0; y < m.H; ++y) {
+        const float* row = m.p + (std::ptrdiff_t)y * m.rs;
+        for (int x = 0; x < m.W; ++x) {
+            const float* px = row + (std::ptrdiff_t)x * m.xs;
+            const int64_t i = (int64_t)y * m.W + x;
+            for (long c = 0; c < C; ++c) {
+                const float v = px[c * cs];
+                uint32_t b;
+                std::memcpy(&b, &v, 4);
+                bad |= (uint32_t)((b & EXP_MASK) == EXP_MASK);
+                if (v > vmax[c]) {
+                    vmax[c] = v;
+                    idx[c] = i;
+                }
+            }
+        }
+    }
+    return bad == 0;
 }
 }  // namespace
 
@@ -242,25 +326,63 @@ void gaussian_kernel(int ksize, std::vector<double>& g) {
     for (auto& v : g) v /= s;
 }
 
-void refine_point(const float* hm, int H, int W, int x, int y, Refine r, const double* g,
-                  int ksize, float& fx, float& fy) {
+void refine_point(const Plane& m, int x, int y, Refine r, const double* g, int ksize, float& fx,
+                  float& fy) {
     switch (r) {
         case Refine::None:
             fx = (float)x;
             fy = (float)y;
             return;
         case Refine::Centroid:
-            centroid(hm, H, W, x, y, fx, fy);
+            centroid(m, x, y, fx, fy);
             return;
         case Refine::Dark:
-            if (dark(hm, H, W, x, y, g, ksize, fx, fy)) return;
-            quarter(hm, H, W, x, y, fx, fy);
+            if (dark(m, x, y, g, ksize, fx, fy)) return;
+            quarter(m, x, y, fx, fy);
             return;
         case Refine::Quarter:
         default:
-            quarter(hm, H, W, x, y, fx, fy);
+            quarter(m, x, y, fx, fy);
             return;
     }
+}
+
+long first_nonfinite_channel(const Maps& m) {
+    for (long c = 0; c < m.C; ++c)
+        for (int y = 0; y < m.H; ++y)
+            for (int x = 0; x < m.W; ++x)
+                if (scalar_nonfinite(m.plane(c).at(x, y))) return c;
+    return -1;
+}
+
+bool row_spans(const Maps& m, double thr, PeakScratch& s) {
+    s.first.resize((size_t)m.C * m.H);
+    s.last.resize((size_t)m.C * m.H);
+    if (m.xs != 1)
+        return m.cs == 1 ? row_spans_pixelwise<true>(m, thr, s) : row_spans_pixelwise<false>(m, thr, s);
+    // contiguous rows: SIMD max and finiteness check per row, then the span of a row whose
+    // maximum is above thr by a search from both ends
+    bool finite = true;
+    for (long c = 0; c < m.C; ++c) {
+        const Plane pl = m.plane(c);
+        int32_t* f = s.first.data() + (size_t)c * m.H;
+        int32_t* l = s.last.data() + (size_t)c * m.H;
+        for (int y = 0; y < m.H; ++y) {
+            const float* row = pl.row(y);
+            bool fin;
+            const float mx = max_and_check(row, (size_t)m.W, fin);
+            finite &= fin;
+            f[y] = m.W;
+            l[y] = -1;
+            if (!fin || !((double)mx > thr)) continue;
+            int a = 0, b = m.W - 1;
+            while (!((double)row[a] > thr)) ++a;
+            while (!((double)row[b] > thr)) --b;
+            f[y] = a;
+            l[y] = b;
+        }
+    }
+    return finite;
 }
 
 size_t argmax(const float* p, size_t n, float& vmax, bool& finite) {
@@ -293,35 +415,28 @@ size_t argmax(const float* p, size_t n, float& vmax, bool& finite) {
     return i;
 }
 
-bool channel_peaks(const float* hm, int H, int W, double thr, int max_peaks, Refine r,
-                   const double* g, int ksize, PeakScratch& s, std::vector<Peak>& out) {
+bool argmax_maps(const Maps& m, int64_t* idx, float* vmax) {
+    if (m.xs == 1 && m.rs == m.W) {   // contiguous planes: block-wise SIMD argmax per channel
+        const size_t n = (size_t)m.H * m.W;
+        for (long c = 0; c < m.C; ++c) {
+            bool fin;
+            idx[c] = (int64_t)argmax(m.plane(c).p, n, vmax[c], fin);
+            if (!fin) return false;
+        }
+        return true;
+    }
+    return m.cs == 1 ? argmax_pixelwise<true>(m, idx, vmax) : argmax_pixelwise<false>(m, idx, vmax);
+}
+
+void channel_peaks(const Plane& m, const int32_t* first, const int32_t* last, double thr,
+                   int max_peaks, Refine r, const double* g, int ksize, PeakScratch& s,
+                   std::vector<Peak>& out) {
     s.val.clear();
     s.pos.clear();
-    for (int y = 0; y < H; ++y) {
-        const float* row = hm + (size_t)y * W;
-        if (!((double)max_only(row, (size_t)W) > thr)) continue;
-        const float* up = y > 0 ? row - W : nullptr;
-        const float* dn = y + 1 < H ? row + W : nullptr;
-        for (int x = 0; x < W; ++x) {
-            const float v = row[x];
-            if (!((double)v > thr)) continue;
-            // before in scan order: strictly greater; after: greater or equal
-            if (x > 0 && !(v > row[x - 1])) continue;
-            if (x + 1 < W && !(v >= row[x + 1])) continue;
-            if (up) {
-                if (!(v > up[x])) continue;
-                if (x > 0 && !(v > up[x - 1])) continue;
-                if (x + 1 < W && !(v > up[x + 1])) continue;
-            }
-            if (dn) {
-                if (!(v >= dn[x])) continue;
-                if (x > 0 && !(v >= dn[x - 1])) continue;
-                if (x + 1 < W && !(v >= dn[x + 1])) continue;
-            }
-            s.val.push_back(v);
-            s.pos.push_back(y * W + x);
-        }
-    }
+    if (m.xs == 1)
+        scan_peaks<true>(m, first, last, thr, s);
+    else
+        scan_peaks<false>(m, first, last, thr, s);
     const int n = (int)s.val.size();
     s.order.resize(n);
     for (int i = 0; i < n; ++i) s.order[i] = i;
@@ -335,13 +450,12 @@ bool channel_peaks(const float* hm, int H, int W, double thr, int max_peaks, Ref
         std::sort(s.order.begin(), s.order.end(), better);
     for (int k = 0; k < keep; ++k) {
         const int i = s.order[k];
-        const int y = s.pos[i] / W, x = s.pos[i] % W;
+        const int y = s.pos[i] / m.W, x = s.pos[i] % m.W;
         Peak p;
-        refine_point(hm, H, W, x, y, r, g, ksize, p.x, p.y);
+        refine_point(m, x, y, r, g, ksize, p.x, p.y);
         p.score = s.val[i];
         out.push_back(p);
     }
-    return true;
 }
 
 }  // namespace ep

@@ -39,6 +39,26 @@ def _count(minimum: int):
     return parse
 
 
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number, got %r" % text)
+    if not (v > 0 and np.isfinite(v)):
+        raise argparse.ArgumentTypeError("must be a positive number, got %r" % text)
+    return v
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number, got %r" % text)
+    if not (v >= 0 and np.isfinite(v)):
+        raise argparse.ArgumentTypeError("must be a number >= 0, got %r" % text)
+    return v
+
+
 def _holdout_arg(text: str):
     if text == "auto":
         return "auto"
@@ -73,6 +93,8 @@ def _estimator(args):
         opts["flip_test"] = True
     if getattr(args, "detector_spec", None):
         opts["detector_spec"] = args.detector_spec
+    if getattr(args, "max_peaks", None) is not None:
+        opts["max_peaks"] = args.max_peaks
     return load_estimator(args.model, detector=getattr(args, "detector", None),
                           threads=getattr(args, "threads", None),
                           providers=getattr(args, "providers", None),
@@ -133,13 +155,14 @@ def cmd_infer(args) -> int:
 
         return ray_infer(args)
     from .draw import draw_poses
-    from .io import (VideoReader, VideoWriter, input_kind, list_images, read_image, write_image,
-                     write_json)
+    from .io import input_kind, list_images, read_image, write_image, write_json
 
     if len(args.input) > 1:
         raise InputError("%d sources given: infer takes one (several with --ray)" % len(args.input))
     source = args.input[0]
-    kind = input_kind(source)
+    kind = _source_kind(source)
+    if kind != "video" and (args.track or args.jsonl or args.csv or args.plot):
+        raise InputError("--track, --jsonl, --csv and --plot need a video or camera source, got %s" % source)
     est = _estimator(args)
     boxes_by_image = _boxes_arg(args)
     out_dir = args.out or "edgepose_out"
@@ -168,36 +191,126 @@ def cmd_infer(args) -> int:
                 write_image(os.path.join(out_dir, name), draw_poses(img, res))
             print("%s: %d people" % (os.path.basename(p), len(res)))
     else:
-        reader = VideoReader(source)
-        writer = None
-        if not args.no_draw:
-            name = os.path.splitext(os.path.basename(source))[0] + ".mp4"
-            writer = VideoWriter(os.path.join(out_dir, name), reader.fps, reader.size)
-        counts = []
-        try:
-            for i, frame in enumerate(_progress(reader, len(reader) or None, "infer")):
-                res = run(frame, i)
-                counts.append(len(res))
-                if res.to_coco17 is not None:
-                    results.extend(res.to_coco_results(i))
-                summary.append({"frame": i, **res.to_dict()})
-                if writer is not None:
-                    writer.write(draw_poses(frame, res))
-        except BaseException:
-            if writer is not None:
-                writer.abort()
-            raise
-        if writer is not None:
-            writer.close()
-        c = np.array(counts) if counts else np.zeros(1)
+        spec = _tracker(args) if args.track else None
+        stats = _run_video(args, est, source, out_dir, results,
+                           summary if args.summary_json else None, tracker=spec, jsonl=args.jsonl)
+        c = np.array(stats["people_per_frame"]) if stats["people_per_frame"] else np.zeros(1)
         print("%s: %d frames, people per frame: median %d, min %d, max %d%s"
-              % (os.path.basename(source), len(counts), int(np.median(c)), c.min(), c.max(),
-                 "; wrote %s" % writer.path if writer else ""))
+              % (_source_name(source), stats["frames_processed"], int(np.median(c)), c.min(), c.max(),
+                 "".join("; wrote %s" % p for p in stats["outputs"])))
     json_path = args.json or os.path.join(out_dir, "results.json")
     write_json(json_path, results)
     if args.summary_json:
         write_json(args.summary_json, summary)
     print("wrote %s" % json_path)
+    return 0
+
+
+def _source_kind(source: str) -> str:
+    """image | folder | video (a file, a camera index or device, a GStreamer pipeline, a URL)."""
+    from .io import input_kind
+
+    if source.isdigit() or source.startswith("/dev/") or "!" in source or "://" in source:
+        return "video"
+    return input_kind(source)
+
+
+def _source_name(source: str) -> str:
+    if source.isdigit() or "!" in source or "://" in source:
+        return "camera" if source.isdigit() else "stream"
+    return os.path.splitext(os.path.basename(source.rstrip("/")))[0] or "stream"
+
+
+def _tracker(args):
+    """The tracker options given on the command line (checked before the model loads)."""
+    from .track import SMOOTH_DEFAULTS, TRACK_DEFAULTS, check_options
+
+    topts = {k: getattr(args, k, None) for k in TRACK_DEFAULTS}
+    sopts = {k: getattr(args, k, None) for k in SMOOTH_DEFAULTS}
+    check_options(topts, TRACK_DEFAULTS, "tracker")
+    check_options(sopts, SMOOTH_DEFAULTS, "smoothing")
+    return topts, sopts, bool(getattr(args, "no_smooth", False))
+
+
+def _make_tracker(spec, meta):
+    """A Tracker: edgepose's defaults, then the model's metadata, then the command line."""
+    from .track import Tracker
+
+    topts, sopts, no_smooth = spec
+    base_t = dict(meta.get("tracking") or {}) if meta is not None else {}
+    base_s = dict(meta.get("smoothing") or {}) if meta is not None else {}
+    base_t.update({k: v for k, v in topts.items() if v is not None})
+    base_s.update({k: v for k, v in sopts.items() if v is not None})
+    return Tracker(smoothing=False if no_smooth else base_s, **base_t)
+
+
+def _run_video(args, est, source, out_dir, results, summary, tracker=None, jsonl=None):
+    """A video source through the overlapped pipeline; fills ``results`` (COCO results, frame
+    number as image id) and ``summary``; returns the pipeline's stats (+ people per frame)."""
+    from .video import run_video
+
+    if tracker is not None:
+        tracker = _make_tracker(tracker, est.meta)
+    boxes_by_image = _boxes_arg(args)
+    if boxes_by_image is not None:       # --boxes per frame number: frames run in order, one thread
+        whole, frame_no = est, iter(range(1 << 62))
+
+        def est(img):
+            b, s = boxes_by_image.get(next(frame_no), (np.zeros((0, 4), np.float32), None))
+            return whole(img, boxes=b, box_scores=s)
+        est.meta = whole.meta
+    counts: List[int] = []
+
+    def on_result(i, t, img, res):
+        counts.append(len(res))
+        if results is not None and res.to_coco17 is not None:
+            results.extend(res.to_coco_results(i))
+        if summary is not None:
+            summary.append({"frame": i, "time_s": round(t, 4), **res.to_dict()})
+
+    name = _source_name(source)
+    out_video = None if args.no_draw else os.path.join(out_dir, name + ".mp4")
+    stats = run_video(source, est, tracker=tracker, out_video=out_video, jsonl=jsonl,
+                      csv=getattr(args, "csv", None), plot=getattr(args, "plot", None),
+                      pipelined=not args.no_pipeline, max_fps=args.max_fps,
+                      max_frames=args.max_frames or 0, progress=sys.stderr.isatty(),
+                      on_result=on_result)
+    stats["people_per_frame"] = counts
+    if stats["frames_skipped"] or stats.get("ended_early"):
+        from .log import logger
+
+        logger.warning("%s: %d frame(s) could not be decoded and were skipped%s"
+                       % (name, stats["frames_skipped"],
+                          "; the file ended after %d of its %d frames" % (stats["frames_read"], stats["frame_count"])
+                          if stats.get("ended_early") else ""))
+    if stats["interrupted"]:
+        print("interrupted after %d frames: outputs finalised" % stats["frames_processed"])
+    if stats["frames_processed"] == 0:
+        raise InputError("no frame of %s could be decoded" % source)
+    return stats
+
+
+def cmd_track(args) -> int:
+    """People with IDs and smoothed keypoints through a video, a camera or a stream."""
+    from .io import write_json
+
+    source = args.source
+    if not os.path.isdir(source) and _source_kind(source) != "video":
+        raise InputError("track needs a video, a folder of frames, a camera or a stream, got %s" % source)
+    spec = _tracker(args)
+    est = _estimator(args)
+    out_dir = args.out or "edgepose_out"
+    summary: Optional[List[dict]] = [] if args.summary_json else None
+    stats = _run_video(args, est, source, out_dir, None, summary, tracker=spec, jsonl=args.json)
+    ids = set()
+    if summary is not None:
+        for fr in summary:
+            ids.update(p.get("track_id") for p in fr["people"])
+        write_json(args.summary_json, summary)
+    print("%s: %d frames in %.1f s (%.1f fps, %s), %d dropped, %d skipped%s"
+          % (_source_name(source), stats["frames_processed"], stats["wall_s"], stats["fps"],
+             "pipelined" if stats["pipelined"] else "sequential", stats["frames_dropped"],
+             stats["frames_skipped"], "".join("; wrote %s" % p for p in stats["outputs"])))
     return 0
 
 
@@ -370,6 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--height", type=_count(8), help="bottom-up input height (dynamic-size models)")
         sp.add_argument("--refine", choices=list(REFINES),
                         help="subpixel refinement (default: the model's)")
+        sp.add_argument("--max-peaks", type=_count(1),
+                        help="bottom-up: candidates per keypoint type (default: the model's, 32; raise for crowds)")
         if detector:
             sp.add_argument("--detector", help="person detector model (top-down models)")
             sp.add_argument("--detector-spec", help="JSON spec of a detector edgepose does not know")
@@ -378,6 +493,28 @@ def build_parser() -> argparse.ArgumentParser:
                             help="ignore --boxes entries scoring below this")
             sp.add_argument("--flip-test", action="store_true",
                             help="average with the horizontally flipped crops (top-down)")
+
+    def video_opts(sp, track_flag):
+        if track_flag:
+            sp.add_argument("--track", action="store_true",
+                            help="videos: give people IDs across frames (and smooth their keypoints)")
+            sp.add_argument("--jsonl", help="videos: JSON lines, one object per frame")
+        sp.add_argument("--csv", help="videos: CSV of keypoint trajectories (one row per keypoint and frame)")
+        sp.add_argument("--plot", help="videos: PNG of the tracks' keypoint trajectories over time")
+        sp.add_argument("--max-fps", type=_positive_float, help="videos: process at most this many frames per second")
+        sp.add_argument("--max-frames", type=_count(1), help="videos: stop after this many frames")
+        sp.add_argument("--no-pipeline", action="store_true",
+                        help="videos: run the stages one after the other (default: overlapped in threads)")
+        sp.add_argument("--no-smooth", action="store_true", help="tracking: no One Euro smoothing")
+        g = sp.add_argument_group("tracking and smoothing (defaults: the model's metadata, else edgepose.track)")
+        g.add_argument("--min-cutoff", type=_positive_float, help="One Euro min cutoff, Hz (1.0)")
+        g.add_argument("--beta", type=_nonneg_float, help="One Euro beta, Hz per person height per second (0.3)")
+        g.add_argument("--d-cutoff", type=_positive_float, help="One Euro derivative cutoff, Hz (1.0)")
+        g.add_argument("--max-lost", type=_count(0), help="frames a lost track keeps its ID (30)")
+        g.add_argument("--min-hits", type=_count(1), help="frames before a new track gets an ID (3)")
+        g.add_argument("--match-threshold", type=_nonneg_float, help="least OKS/IoU similarity to match (0.2)")
+        g.add_argument("--high-score", type=_nonneg_float, help="person score of the first matching pass (0.3)")
+        g.add_argument("--low-score", type=_nonneg_float, help="least person score tracked at all (0.1)")
 
     e = sub.add_parser("export", help="export a checkpoint or ONNX model to a deployment target")
     e.add_argument("source", help="checkpoint (.pth) or ONNX model")
@@ -428,8 +565,21 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--summary-json", help="per-image/frame people in edgepose's own format")
     i.add_argument("--no-draw", action="store_true", help="do not write annotated images/video")
     model_opts(i)
+    video_opts(i, True)
     _ray_opts(i)
     i.set_defaults(func=cmd_infer)
+
+    t = sub.add_parser("track", help="people with IDs and smoothed keypoints through a video, camera or stream")
+    t.add_argument("model")
+    t.add_argument("source", help="video file, folder of frames, camera index, /dev/videoN, GStreamer "
+                                  "pipeline ('... ! appsink') or rtsp:// URL")
+    t.add_argument("--out", help="folder of the annotated video (default edgepose_out)")
+    t.add_argument("--json", help="JSON lines: one object per frame with each person's track_id")
+    t.add_argument("--summary-json", help="every frame's people in one JSON file")
+    t.add_argument("--no-draw", action="store_true", help="do not write the annotated video")
+    model_opts(t)
+    video_opts(t, False)
+    t.set_defaults(func=cmd_track)
 
     v = sub.add_parser("eval", help="COCO keypoint AP/AR with pycocotools")
     v.add_argument("model")

@@ -223,6 +223,27 @@ def pose_area(kp: np.ndarray) -> float:
     return max(w * h, PSEUDO_AREA_MIN) * PSEUDO_AREA_RATIO
 
 
+def oks_matrix(refs: np.ndarray, others: np.ndarray, sigmas: np.ndarray,
+               ref_areas: Optional[np.ndarray] = None) -> np.ndarray:
+    """OKS of every pose of ``others`` ``[M,K,3]`` against every reference pose ``refs``
+    ``[N,K,3]``: ``[N,M]``. COCO's convention: the reference's found keypoints (score > 0) are the
+    denominator, a keypoint the other pose lacks scores 0, the area is the reference's
+    (:func:`pose_area` unless ``ref_areas`` is given). THE OKS of edgepose (the INT8 gate's
+    matching, the tracker's association)."""
+    refs = np.asarray(refs, np.float64).reshape(-1, len(sigmas), 3)
+    others = np.asarray(others, np.float64).reshape(-1, len(sigmas), 3)
+    if ref_areas is None:
+        ref_areas = np.array([pose_area(r) for r in refs], np.float64)
+    vr = refs[:, None, :, 2] > 0                       # [N,1,K]
+    vo = others[None, :, :, 2] > 0                     # [1,M,K]
+    d2 = ((refs[:, None, :, :2] - others[None, :, :, :2]) ** 2).sum(-1)   # [N,M,K]
+    var = (2.0 * np.asarray(sigmas, np.float64)) ** 2
+    e = d2 / (2.0 * np.asarray(ref_areas, np.float64)[:, None, None] * var[None, None])
+    num = np.where(vr & vo, np.exp(-e), 0.0).sum(-1)
+    den = vr.sum(-1)
+    return np.where(den > 0, num / np.maximum(den, 1), 0.0)
+
+
 def pseudo_ground_truth(poses: Sequence[np.ndarray], sizes: Sequence[Tuple[int, int]],
                         num_keypoints: int = 17, scores: Optional[Sequence[np.ndarray]] = None,
                         min_score: float = 0.0, min_keypoints: int = 1) -> dict:

@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
+import re
+import sys
 import tempfile
+import threading
+import time
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
@@ -102,61 +107,384 @@ def read_video_frames(path: str, every: int = 1, limit: Optional[int] = None) ->
     return out
 
 
+# ----------------------------------------------------------------------------------------------
+# atomic writes, and the temporaries of killed writers
+# ----------------------------------------------------------------------------------------------
+# Every temporary that edgepose writes beside an artifact (or in the system's temporary folder)
+# is named after the artifact and its writer:
+#
+#     .<artifact name>.ep<owner>-<pid>-<start>.<random>.tmp[<ext>]   file or directory being written
+#     .<artifact name>.ep<owner>-<pid>-<start>.<random>.old          a previous directory moved aside
+#
+# <owner>: 8 hex digits naming the kernel boot and the pid namespace (a writer's pid means
+# something only there); <pid>, <start>: the writer's process id and start time (clock ticks
+# since boot, /proc/<pid>/stat; 0 where there is no /proc), so that a reused pid is not taken
+# for the writer. A SIGKILL (or a power cut) skips every clean-up of the writer; the first
+# atomic write of a later process into the same directory removes the temporaries whose writer
+# is gone: same <owner> and no live process <pid> started at <start>, or another <owner> and
+# untouched for STALE_AGE_S. A temporary of a live writer, in this process or another, is never
+# removed. A stale ``.old`` directory is the previous artifact itself (a kill between moving it
+# aside and renaming its replacement in; only where the file system cannot exchange two names
+# atomically): it is renamed back when its artifact is missing, else removed.
+#
+# Durability: the file (every file of a directory) is fsync'ed before the rename and the
+# directory after it, so that neither a kill nor a power cut after the rename leaves an empty
+# or partial artifact; the bytes under the final name are always a complete write.
+STALE_AGE_S = 24 * 3600
+_TEMP_RE = re.compile(r"^\.(?P<name>.+)\.ep(?P<owner>[0-9a-f]{8})-(?P<pid>[0-9]+)-(?P<start>[0-9]+)"
+                      r"\.[A-Za-z0-9_]+\.(?P<kind>tmp|old)(?P<ext>.*)$")
+_NAME_MAX = 160          # longest artifact name kept whole in a temporary's name (NAME_MAX is 255)
+_lock = threading.Lock()
+_cleaned: Dict[Tuple[int, str], bool] = {}
+_owner_cache: Dict[str, str] = {}
+
+
+def _proc_stat(pid: int) -> Optional[Tuple[str, int]]:
+    """(state, start time) of a process from /proc, None when there is no such process."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            text = f.read().decode("ascii", "replace")  # novermin (bytes.decode)
+    except OSError:
+        return None
+    fields = text.rpartition(")")[2].split()     # after "pid (comm)": the comm may hold spaces
+    try:
+        return fields[0], int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _owner() -> str:
+    """8 hex digits naming this kernel boot and pid namespace (the host name where no /proc)."""
+    got = _owner_cache.get("o")
+    if got is None:
+        parts = []
+        try:
+            with open("/proc/sys/kernel/random/boot_id") as f:
+                parts.append(f.read().strip())
+            parts.append(os.readlink("/proc/self/ns/pid"))
+        except OSError:
+            import socket
+            parts = ["host", socket.gethostname()]
+        got = hashlib.sha1("\0".join(parts).encode()).hexdigest()[:8]
+        _owner_cache["o"] = got
+    return got
+
+
+def _marker() -> str:
+    """``ep<owner>-<pid>-<start>``: who writes a temporary (see above)."""
+    pid = os.getpid()
+    st = _proc_stat(pid)
+    return "ep%s-%d-%d" % (_owner(), pid, st[1] if st else 0)
+
+
+def _temp_prefix(name: str) -> str:
+    if len(name) > _NAME_MAX:   # a shortened name is never restored to (see clean_stale_temps)
+        name = name[:_NAME_MAX - 9] + "~" + hashlib.sha1(name.encode()).hexdigest()[:8]
+    return ".%s.%s." % (name, _marker())
+
+
+def _writer_alive(owner: str, pid: int, start: int) -> Optional[bool]:
+    """Whether the writer of a temporary runs; None when that cannot be known here."""
+    if owner != _owner():
+        return None
+    if pid == os.getpid():
+        return True     # this process (another thread, or an enclosing write)
+    if os.path.isdir("/proc/self"):
+        st = _proc_stat(pid)
+        return st is not None and st[0] != "Z" and (start == 0 or st[1] == start)
+    if os.name != "posix":
+        return None     # (os.kill would terminate the process on Windows)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True     # EPERM: a process of another user has that pid
+    return True
+
+
+def _remove(path: str) -> None:
+    import shutil
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def clean_stale_temps(directory: str) -> List[Tuple[str, str]]:
+    """Remove the temporaries of dead writers in ``directory`` and restore a previous artifact
+    moved aside by one (see the comment above ``STALE_AGE_S``). Returns ``[(action, name)]``,
+    action ``removed`` or ``restored``; errors (another user's file, a vanished entry) are
+    skipped: a temporary left behind is only ever ignored."""
+    from .log import logger
+
+    done: List[Tuple[str, str]] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return done
+    now = time.time()
+    for n in sorted(names):
+        m = _TEMP_RE.match(n)
+        if m is None:
+            continue
+        p = os.path.join(directory, n)
+        alive = _writer_alive(m.group("owner"), int(m.group("pid")), int(m.group("start")))
+        if alive is None:
+            try:
+                alive = now - os.lstat(p).st_mtime < STALE_AGE_S
+            except OSError:
+                continue
+        if alive:
+            continue
+        try:
+            if m.group("kind") == "old":
+                target = os.path.join(directory, m.group("name"))
+                if len(m.group("name")) == _NAME_MAX and re.search(r"~[0-9a-f]{8}$", m.group("name")):
+                    continue      # a shortened name: where it came from is not known; leave it
+                if not os.path.lexists(target) and _rename_noreplace(p, target):
+                    logger.warning("restored %s: the previous artifact, moved aside by a writer that was "
+                                   "killed before it renamed its replacement in" % target)
+                    done.append(("restored", m.group("name")))
+                    continue
+            _remove(p)
+            logger.debug("removed %s, a temporary of a writer that is gone" % p)
+            done.append(("removed", n))
+        except OSError:
+            continue
+    return done
+
+
+def _clean_once(directory: str) -> None:
+    """clean_stale_temps the first time this process writes into ``directory``."""
+    key = (os.getpid(), os.path.realpath(directory))
+    with _lock:
+        if key in _cleaned:
+            return
+        _cleaned[key] = True
+    clean_stale_temps(directory)
+
+
+# renameat2(2) flags; the function is in glibc >= 2.28, the system call in Linux >= 3.15
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+_SYS_RENAMEAT2 = {"x86_64": 316, "amd64": 316, "aarch64": 276, "arm64": 276, "armv7l": 382, "armv6l": 382,
+                  "i686": 353, "i386": 353}
+_renameat2_fn: List = []
+
+
+def _renameat2(src: str, dst: str, flags: int) -> bool:
+    """renameat2(src, dst, flags); False where the kernel, libc or file system lacks it."""
+    import errno
+    if not _renameat2_fn:
+        fn = None
+        if sys.platform.startswith("linux"):
+            import ctypes
+            import platform
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+            except OSError:
+                libc = None
+            if libc is not None and hasattr(libc, "renameat2"):
+                f = libc.renameat2
+
+                def fn(a, b, fl, f=f):
+                    return f(-100, a, -100, b, ctypes.c_uint(fl))
+            elif libc is not None and platform.machine().lower() in _SYS_RENAMEAT2:
+                nr = _SYS_RENAMEAT2[platform.machine().lower()]
+
+                def fn(a, b, fl, s=libc.syscall, nr=nr):
+                    return s(ctypes.c_long(nr), ctypes.c_int(-100), a, ctypes.c_int(-100), b,
+                             ctypes.c_uint(fl))
+        _renameat2_fn.append(fn)
+    fn = _renameat2_fn[0]
+    if fn is None:
+        return False
+    import ctypes
+    if fn(os.fsencode(src), os.fsencode(dst), flags) == 0:
+        return True
+    e = ctypes.get_errno()
+    if e in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
+        return False
+    raise OSError(e, os.strerror(e), dst)
+
+
+def _rename_noreplace(src: str, dst: str) -> bool:
+    """Rename ``src`` to ``dst`` unless ``dst`` exists (FileExistsError then). Where the system
+    cannot do that atomically: rename if ``dst`` is absent now. Returns True once renamed."""
+    if _renameat2(src, dst, _RENAME_NOREPLACE):
+        return True
+    if os.path.lexists(dst):
+        raise FileExistsError(17, "exists", dst)
+    os.rename(src, dst)
+    return True
+
+
+def _fsync(path: str, directory: bool = False) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    except OSError:
+        if directory:
+            return      # (Windows: directories cannot be opened)
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise       # directories: EINVAL on some file systems, nothing to do then
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: str) -> None:
+    for d, _dirs, files in os.walk(root, topdown=False):
+        for f in files:
+            p = os.path.join(d, f)
+            if not os.path.islink(p):
+                _fsync(p)
+        _fsync(d, directory=True)
+
+
+def _current_umask() -> int:
+    try:
+        with open("/proc/self/status") as f:      # Linux >= 4.7: read without changing it
+            for ln in f:
+                if ln.startswith("Umask:"):
+                    return int(ln.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _lock:     # os.umask can only be read by setting it: briefly, under a lock
+        m = os.umask(0o022)
+        os.umask(m)
+    return m
+
+
 def set_default_permissions(path: str) -> None:
     """Give a temporary file or directory (mkstemp/mkdtemp: 0600/0700) the permissions a newly
     created one would have under the current umask, before it is renamed into place."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~umask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_current_umask())
 
 
 @contextlib.contextmanager
-def atomic_path(path: str):
-    """Yield a temporary path beside ``path``; rename onto it on success, delete on failure."""
+def atomic_path(path: str, durable: bool = True) -> Iterator[str]:
+    """Yield a temporary path beside ``path`` (same extension); on success it is fsync'ed and
+    renamed onto ``path``, on an exception deleted. A kill at any point leaves ``path`` as it
+    was (the previous file or none) or the complete new file; the temporary of a killed run is
+    removed by a later run (:func:`clean_stale_temps`). ``durable=False``: no fsync (output that
+    is cheap to redo, such as annotated images)."""
     d = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(d, exist_ok=True)
-    base, ext = os.path.splitext(os.path.basename(path))
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % base, suffix=".tmp" + ext, dir=d)
+    name = os.path.basename(path)
+    _clean_once(d)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(name), suffix=".tmp" + os.path.splitext(name)[1], dir=d)
     os.close(fd)
     try:
         yield tmp
         set_default_permissions(tmp)
+        if durable:
+            _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if os.path.lexists(tmp):
+            _remove(tmp)
         raise
+    if durable:
+        _fsync(d, directory=True)
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str):
-    """Yield a temporary directory beside ``path``; on success it gets the umask's permissions
-    and replaces ``path`` (an existing directory there is moved aside, then removed), on failure
-    it is deleted. The directory counterpart of :func:`atomic_path` (TensorRT bundles)."""
-    import shutil
+def atomic_dir(path: str, durable: bool = True) -> Iterator[str]:
+    """Yield a temporary directory beside ``path``; on success its files are fsync'ed, it gets
+    the umask's permissions and replaces ``path``, on an exception it is deleted. The directory
+    counterpart of :func:`atomic_path` (TensorRT bundles).
+
+    Where Linux can exchange two names atomically (renameat2 RENAME_EXCHANGE: ext4, xfs, btrfs,
+    tmpfs, overlayfs, ...) ``path`` is at every instant either the previous directory or the
+    new one. Elsewhere the previous one is first moved aside (``.<name>.<writer>.old``): a kill
+    before the new one is renamed in leaves ``path`` missing, and the next writer into that
+    folder renames the previous one back (:func:`clean_stale_temps`); never a partial one."""
     d = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(d, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=d)
+    name = os.path.basename(os.path.normpath(path))
+    _clean_once(d)
+    tmp = tempfile.mkdtemp(prefix=_temp_prefix(name), suffix=".tmp", dir=d)
     try:
         yield tmp
         set_default_permissions(tmp)  # mkdtemp's 0700 would survive the rename
-        old = None
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".old.", dir=d)
-            os.rmdir(old)
-            os.rename(path, old)
-        try:
-            os.rename(tmp, path)
-        except BaseException:
-            if old is not None:
-                os.rename(old, path)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if durable:
+            _fsync_tree(tmp)
+        _commit_dir(tmp, path, d, name, durable)
     except BaseException:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
+        if os.path.lexists(tmp):
+            _remove(tmp)     # the new directory, or after an exchange the previous one
         raise
+
+
+def _commit_dir(tmp: str, path: str, d: str, name: str, durable: bool) -> None:
+    """Put the finished directory ``tmp`` at ``path`` (see :func:`atomic_dir`)."""
+    import errno
+    for _ in range(5):
+        if os.path.lexists(path):
+            if _renameat2(tmp, path, _RENAME_EXCHANGE):
+                if durable:
+                    _fsync(d, directory=True)
+                _remove(tmp)              # now the previous artifact
+                return
+            aside = tmp[:-len(".tmp")] + ".old"
+            os.rename(path, aside)
+            try:
+                os.rename(tmp, path)
+            except BaseException:
+                os.rename(aside, path)
+                raise
+            if durable:
+                _fsync(d, directory=True)
+            _remove(aside)
+            return
+        try:
+            _rename_noreplace(tmp, path)
+        except OSError as e:
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                continue                  # another writer got there first: replace theirs
+            raise
+        if durable:
+            _fsync(d, directory=True)
+        return
+    raise OSError(errno.EEXIST, "could not replace %s: other writers keep replacing it" % path)
+
+
+@contextlib.contextmanager
+def scratch_file(beside: str, suffix: str = "") -> Iterator[str]:
+    """A temporary file path beside the artifact ``beside`` (for an intermediate result that
+    must live on the same file system), always removed on exit; named like the temporaries of
+    :func:`atomic_path`, so that a later run removes it if this one is killed."""
+    d = os.path.dirname(os.path.abspath(beside)) or "."
+    os.makedirs(d, exist_ok=True)
+    _clean_once(d)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(os.path.basename(beside)), suffix=".tmp" + suffix, dir=d)
+    os.close(fd)
+    try:
+        yield tmp
+    finally:
+        if os.path.lexists(tmp):
+            _remove(tmp)
+
+
+@contextlib.contextmanager
+def scratch_dir(label: str = "edgepose", dir: Optional[str] = None) -> Iterator[str]:
+    """A temporary directory (in ``dir``, default the system's temporary folder), removed on
+    exit: :class:`tempfile.TemporaryDirectory` whose leftovers after a kill are removed by a
+    later edgepose run (named ``.<label>.<writer>.<random>.tmp``)."""
+    import shutil
+    d = dir or tempfile.gettempdir()
+    _clean_once(d)
+    tmp = tempfile.mkdtemp(prefix=_temp_prefix(label), suffix=".tmp", dir=d)
+    try:
+        yield tmp
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_atomic(path: str, data, mode: str = "w") -> None:
@@ -200,41 +528,60 @@ def write_json(path: str, obj) -> None:
 
 
 def write_image(path: str, img: np.ndarray) -> None:
+    """Encode by the extension and write atomically (not fsync'ed: annotated output)."""
     ext = os.path.splitext(path)[1] or ".jpg"
     ok, buf = cv2.imencode(ext, img)
     if not ok:
         raise InputError("cannot encode image as %s: %s" % (ext, path))
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=False) as tmp:
         buf.tofile(tmp)
 
 
 class VideoWriter:
-    """mp4 writer that writes to a temporary file and renames on close()."""
+    """mp4 writer that writes a temporary file beside ``path`` (unique per writer, named like
+    :func:`atomic_path`'s) and renames it onto ``path`` on close(); abort() deletes it."""
 
     def __init__(self, path: str, fps: float, size: Tuple[int, int]):
         self.path = path
         d = os.path.dirname(os.path.abspath(path))
         os.makedirs(d, exist_ok=True)
-        base, ext = os.path.splitext(os.path.basename(path))
-        self.tmp = os.path.join(d, ".%s.tmp%s" % (base, ext or ".mp4"))
+        name = os.path.basename(path)
+        _clean_once(d)
+        fd, self.tmp = tempfile.mkstemp(prefix=_temp_prefix(name),
+                                        suffix=".tmp" + (os.path.splitext(name)[1] or ".mp4"), dir=d)
+        os.close(fd)
         fourcc = cv2.VideoWriter_fourcc(*"mp4v")
         self.w = cv2.VideoWriter(self.tmp, fourcc, fps, size)
         if not self.w.isOpened():
+            _remove(self.tmp)
             raise InputError("cannot open video writer for %s" % path)
         self.frames = 0
+        self._open = True
 
     def write(self, frame: np.ndarray) -> None:
         self.w.write(frame)
         self.frames += 1
 
     def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
         self.w.release()
-        os.replace(self.tmp, self.path)
+        try:
+            set_default_permissions(self.tmp)
+            _fsync(self.tmp)
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            _remove(self.tmp)
+            raise
+        _fsync(os.path.dirname(os.path.abspath(self.path)), directory=True)
 
     def abort(self) -> None:
+        if not self._open:
+            return
+        self._open = False
         self.w.release()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+        _remove(self.tmp)
 
 
 def load_coco_boxes(path: str, score_threshold: float = 0.0, category_id: Optional[int] = 1

@@ -204,6 +204,17 @@ def validate(data: Dict[str, Any]) -> None:
         _choice(dec["matching"], "decode.matching", ("greedy", "hungarian"))
     if "flip_test" in dec and not isinstance(dec["flip_test"], bool):
         raise _bad("decode.flip_test", dec["flip_test"], "is not true/false")
+    # video defaults a model may carry (edgepose.track's tables; the CLI overrides them)
+    from .errors import InputError
+    from .track import SMOOTH_DEFAULTS, TRACK_DEFAULTS, check_options
+    for key, table, what in (("smoothing", SMOOTH_DEFAULTS, "smoothing"), ("tracking", TRACK_DEFAULTS, "tracker")):
+        if key in data:
+            if not isinstance(data[key], dict):
+                raise _bad(key, data[key], "is not an object")
+            try:
+                check_options(data[key], table, what)
+            except InputError as e:
+                raise ModelError("metadata field %s: %s" % (key, e))
 
 
 def check_against_model(meta: "ModelMeta", inputs, outputs, where: str = "model") -> None:

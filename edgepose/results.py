@@ -14,12 +14,14 @@ class PoseResult:
     scores      float32 ``[P]``: one score per person.
     boxes       float32 ``[P, 4]`` (x, y, w, h) for top-down results (the detector's or the
                 user's box), else None.
+    track_ids   int64 ``[P]`` from :class:`edgepose.track.Tracker`, else None.
     keypoint_names, skeleton, to_coco17: the model's schema.
     """
 
     def __init__(self, keypoints: np.ndarray, scores: np.ndarray, keypoint_names: Sequence[str],
                  skeleton: Sequence[Sequence[int]] = (), to_coco17: Optional[Sequence[int]] = None,
-                 boxes: Optional[np.ndarray] = None, timings: Optional[Dict[str, float]] = None):
+                 boxes: Optional[np.ndarray] = None, timings: Optional[Dict[str, float]] = None,
+                 track_ids: Optional[Sequence[int]] = None):
         k = len(keypoint_names)
         self.keypoints = np.asarray(keypoints, np.float32).reshape(-1, k, 3)
         self.scores = np.asarray(scores, np.float32).reshape(-1)
@@ -30,6 +32,9 @@ class PoseResult:
         self.to_coco17 = list(to_coco17) if to_coco17 is not None else None
         self.boxes = None if boxes is None else np.asarray(boxes, np.float32).reshape(-1, 4)
         self.timings = dict(timings or {})
+        self.track_ids = None if track_ids is None else np.asarray(track_ids, np.int64).reshape(-1)
+        if self.track_ids is not None and len(self.track_ids) != len(self.keypoints):
+            raise ValueError("track_ids and keypoints disagree on the number of people")
 
     def __len__(self) -> int:
         return len(self.keypoints)
@@ -82,7 +87,8 @@ class PoseResult:
                 {"score": float(self.scores[i]),
                  "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
                                for x, y, s in self.keypoints[i]],
-                 **({"box": [float(v) for v in self.boxes[i]]} if self.boxes is not None else {})}
+                 **({"box": [float(v) for v in self.boxes[i]]} if self.boxes is not None else {}),
+                 **({"track_id": int(self.track_ids[i])} if self.track_ids is not None else {})}
                 for i in range(len(self))
             ],
         }

@@ -100,26 +100,12 @@ def _sigmas(meta) -> np.ndarray:
     return oks_sigmas(meta.num_keypoints, meta.get("to_coco17"))
 
 
-def _oks(a: np.ndarray, b: np.ndarray, sig: np.ndarray) -> float:
-    """OKS of person ``b`` against reference ``a`` ([K,3] each, score>0 = found); the area is
-    :func:`edgepose.evaluate.pose_area` of the reference, as in the label-free AP."""
-    from edgepose.evaluate import pose_area
-    va = a[:, 2] > 0
-    if not np.any(va):
-        return 0.0
-    area = pose_area(a)
-    vb = b[:, 2] > 0
-    d2 = np.sum((a[:, :2] - b[:, :2]) ** 2, axis=1)
-    e = d2 / (2.0 * area * (2 * sig) ** 2)
-    # a keypoint the quantized model lost scores 0, as in COCO
-    return float(np.sum(np.where(vb[va], np.exp(-e[va]), 0.0)) / va.sum())
-
-
 def match_people(ref: np.ndarray, other: np.ndarray, sig: np.ndarray) -> List[Tuple[int, int, float]]:
     """Greedy one-to-one matching by OKS: [(i_ref, j_other, oks)]."""
     if len(ref) == 0 or len(other) == 0:
         return []
-    m = np.array([[_oks(r, o, sig) for o in other] for r in ref])
+    from edgepose.evaluate import oks_matrix
+    m = oks_matrix(ref, other, sig)
     out = []
     used_r, used_o = set(), set()
     for flat in np.argsort(-m, axis=None):

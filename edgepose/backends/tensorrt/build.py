@@ -1,10 +1,12 @@
 """Engine building and the engine cache: ``build_engine`` / ``edgepose build-engine``."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ... import trt_cache as tc
 from ...errors import ModelError
@@ -228,6 +230,79 @@ def _stale_engines(cache: str, key: Dict[str, Any]) -> List[Tuple[str, list]]:
     return out
 
 
+# ----------------------------------------------------------------------------------------------
+# one build at a time per engine cache
+# ----------------------------------------------------------------------------------------------
+LOCK_FILE = ".build.lock"     # in the cache directory (BUNDLE/engines/.build.lock); never removed
+_thread_locks: Dict[str, threading.Lock] = {}
+_thread_locks_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def build_lock(cache: str, log: Callable[[str], None]) -> Iterator[bool]:
+    """Hold the engine cache's exclusive lock (flock on ``cache/.build.lock``; the kernel drops
+    it when its holder dies, even by SIGKILL); yields whether another build had to be waited
+    for (said in one log line). Threads of one process queue on a lock of their own first (a
+    flock emulated by fcntl locks, as on NFS, would not keep them apart)."""
+    path = os.path.join(cache, LOCK_FILE)
+    key = os.path.realpath(path)
+    with _thread_locks_guard:
+        tl = _thread_locks.setdefault(key, threading.Lock())
+    waited = False
+    if not tl.acquire(False):
+        log("another build of an engine in %s runs in this process: waiting for it" % cache)
+        waited = True
+        tl.acquire()
+    try:
+        try:
+            import fcntl
+        except ImportError:     # not POSIX: threads are kept apart, processes are not
+            yield waited
+            return
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as e:
+            raise ModelError("cannot open the engine cache lock %s: %s" % (path, e.strerror or e))
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                try:
+                    holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()  # novermin (bytes.decode)
+                except OSError:
+                    holder = ""
+                log("another edgepose build-engine%s is building in %s: waiting for it to finish"
+                    % (" (pid %s)" % holder if holder.isdigit() else "", cache))
+                waited = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, b"%d\n" % os.getpid(), 0)
+            except OSError:
+                pass    # the pid is only for the message above
+            yield waited
+        finally:
+            os.close(fd)     # releases the flock
+    finally:
+        tl.release()
+
+
+def _cached(path: str, key: Dict[str, Any]) -> bool:
+    if not os.path.exists(path):
+        return False
+    side = tc.read_sidecar(path)
+    return side is not None and side["key"] == key
+
+
+def _file_state(path: str) -> Optional[Tuple[int, int, int]]:
+    """What tells a rewritten engine from the one seen before (atomic writes: a new inode)."""
+    try:
+        s = os.stat(path)
+    except OSError:
+        return None
+    return s.st_ino, s.st_mtime_ns, s.st_size
+
+
 def build_engine(bundle: str, precision: Optional[str] = None, workspace_mb: Optional[int] = None,
                  dla_core: Optional[int] = None, force: bool = False, cache_dir: Optional[str] = None,
                  int8_mode: Optional[str] = None, device: int = 0,
@@ -236,6 +311,11 @@ def build_engine(bundle: str, precision: Optional[str] = None, workspace_mb: Opt
 
     ``precision``: fp32 / fp16 / int8 / int8-dla (default: the bundle's; int8 needs an int8 bundle). ``int8_mode``: explicit (Q/DQ
     ONNX), implicit (calibration cache) or auto. ``force``: rebuild even when cached.
+
+    Concurrent calls on one cache (two ``edgepose build-engine`` on a bundle, or two threads)
+    build one at a time (:func:`build_lock`); one that waited uses the engine the other wrote
+    if it is the one it needs, also with ``force`` (that engine is new). The engine and its
+    sidecar are written atomically, the sidecar last: an engine without one is rebuilt.
     """
     log = log or _say
     b = tc.Bundle(bundle)
@@ -252,14 +332,18 @@ def build_engine(bundle: str, precision: Optional[str] = None, workspace_mb: Opt
         log(n)
     cache = _cache_dir(b, cache_dir)
     path = os.path.join(cache, tc.engine_file_name(plan.key))
-    if os.path.exists(path) and not force:
-        side = tc.read_sidecar(path)
-        if side is not None and side["key"] == plan.key:
+    if not force and _cached(path, plan.key):
+        return path
+    seen = (_file_state(path), _file_state(tc.sidecar_path(path)))
+    with build_lock(cache, log) as waited:
+        if _cached(path, plan.key) and (not force or (waited and seen != (
+                _file_state(path), _file_state(tc.sidecar_path(path))))):
+            log("engine %s was built by another build meanwhile: using it" % path)
             return path
-    for p, d in _stale_engines(cache, plan.key):
-        log("engine %s was built for %s: rebuilding from the bundle"
-            % (os.path.basename(p), tc.describe_diff([x for x in d if x[0] in tc.ENV_FIELDS])))
-    data = _build_plan_bytes(trt, plan, log)
-    _write_engine(path, data, plan)
+        for p, d in _stale_engines(cache, plan.key):
+            log("engine %s was built for %s: rebuilding from the bundle"
+                % (os.path.basename(p), tc.describe_diff([x for x in d if x[0] in tc.ENV_FIELDS])))
+        data = _build_plan_bytes(trt, plan, log)
+        _write_engine(path, data, plan)
     log("engine written: %s" % path)
     return path

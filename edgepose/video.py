@@ -1,0 +1,680 @@
+"""Video and cameras: one frame-source API, an overlapped pipeline, tracked results written out.
+
+Sources (:func:`open_source`): a video file, a folder of images, a camera index (``0``), a V4L2
+device (``/dev/video0``), a GStreamer pipeline string (anything with ``!``: the Jetson CSI
+camera is :func:`gstreamer_csi`), an RTSP/HTTP(S) URL, or any object with ``read()`` and
+``release()`` (picamera2 wrappers). Files and folders are *finite*: every frame is processed, in
+order, none dropped. Cameras and streams are *live*: a reader thread always holds only the
+newest frame, so a slow model drops stale frames instead of falling behind.
+
+Pipeline (:func:`run_video`): read/decode -> preprocess + inference -> decode + tracking ->
+draw + write, each stage in its own thread joined by bounded queues (OpenCV's decoding and
+drawing, onnxruntime, the TFLite interpreter and edgepose's C++ decode release the GIL, so the
+stages overlap on several cores). ``pipelined=False`` runs the same stages one after the other.
+Ctrl-C stops reading and finalises every output: the video and the JSON lines written so far are
+complete, playable files.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import queue
+import threading
+import time
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+
+from .errors import InputError
+from .log import logger
+from .results import PoseResult
+
+__all__ = ["FrameSource", "open_source", "gstreamer_csi", "run_video", "frame_record",
+           "VideoStats"]
+
+_URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
+
+
+def gstreamer_csi(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30,
+                  flip: int = 0, out_width: Optional[int] = None, out_height: Optional[int] = None) -> str:
+    """The Jetson CSI camera pipeline: nvarguscamerasrc (NVMM NV12 from the ISP) -> nvvidconv
+    (BGRx) -> BGR appsink keeping only the newest buffer."""
+    ow, oh = out_width or width, out_height or height
+    return ("nvarguscamerasrc sensor-id=%d ! "
+            "video/x-raw(memory:NVMM), width=(int)%d, height=(int)%d, format=(string)NV12, framerate=(fraction)%d/1 ! "
+            "nvvidconv flip-method=%d ! video/x-raw, width=(int)%d, height=(int)%d, format=(string)BGRx ! "
+            "videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false"
+            % (sensor_id, width, height, fps, flip, ow, oh))
+
+
+@contextlib.contextmanager
+def _quiet_opencv():
+    """OpenCV's own warnings off while a source opens: a failure is reported in one line."""
+    try:
+        lg = cv2.utils.logging
+        old = lg.getLogLevel()
+        lg.setLogLevel(lg.LOG_LEVEL_ERROR)
+    except AttributeError:
+        yield
+        return
+    try:
+        yield
+    finally:
+        lg.setLogLevel(old)
+
+
+def _has_gstreamer() -> bool:
+    return any(ln.strip().startswith("GStreamer") and "YES" in ln
+               for ln in cv2.getBuildInformation().splitlines())
+
+
+class FrameSource:
+    """Frames of one source. ``read()`` -> ``(frame_index, time_s, frame)``, or None at the end.
+
+    ``kind``: file | folder | camera | v4l2 | gstreamer | url | custom; ``live``: True for
+    cameras and streams; ``fps`` (the container's or the camera's, else 30); ``frame_count``
+    (files and folders, else 0); ``skipped``: frames that could not be decoded (counted and
+    skipped); ``ended_early``: a file that stopped before its announced frame count.
+    """
+
+    MAX_BAD_IN_A_ROW = 16
+
+    def __init__(self, spec, width: Optional[int] = None, height: Optional[int] = None,
+                 fps: Optional[float] = None, mjpg: bool = False):
+        with _quiet_opencv():
+            self._open(spec, width, height, fps, mjpg)
+
+    def _open(self, spec, width, height, fps, mjpg) -> None:
+        self.spec = spec
+        self.skipped = 0
+        self.ended_early = False
+        self._index = 0
+        self._t0: Optional[float] = None
+        self._paths: Optional[List[str]] = None
+        self.cap = None
+        if not isinstance(spec, (str, int)) and hasattr(spec, "read"):
+            self.kind, self.live, self.cap = "custom", True, spec
+            self.name = type(spec).__name__
+            self.fps = float(fps or 30.0)
+            self.frame_count = 0
+            return
+        text = str(spec)
+        self.name = text
+        if text.isdigit():
+            self.kind, self.live = "camera", True
+            self.cap = cv2.VideoCapture(int(text), cv2.CAP_V4L2)
+            if not self.cap.isOpened():
+                self.cap = cv2.VideoCapture(int(text))
+            if not self.cap.isOpened():
+                raise InputError("cannot open camera %s (ls /dev/video*; v4l2-ctl --list-devices)" % text)
+        elif text.startswith("/dev/"):
+            self.kind, self.live = "v4l2", True
+            if not os.path.exists(text):
+                raise InputError("camera device not found: %s (ls /dev/video*)" % text)
+            self.cap = cv2.VideoCapture(text, cv2.CAP_V4L2)
+            if not self.cap.isOpened():
+                raise InputError("cannot open camera device %s (busy, or not a capture device)" % text)
+        elif "!" in text:
+            self.kind, self.live = "gstreamer", True
+            if not _has_gstreamer():
+                raise InputError("this OpenCV has no GStreamer support, needed for the pipeline %r "
+                                 "(on a Jetson use JetPack's python3-opencv)" % text[:60])
+            self.cap = cv2.VideoCapture(text, cv2.CAP_GSTREAMER)
+            if not self.cap.isOpened():
+                raise InputError("cannot open the GStreamer pipeline %r" % text[:80])
+        elif text.lower().startswith(_URL_PREFIXES):
+            self.kind, self.live = "url", True
+            self.cap = cv2.VideoCapture(text, cv2.CAP_FFMPEG)
+            if not self.cap.isOpened():
+                raise InputError("cannot open the stream %s (unreachable, or not a video stream)" % text)
+        elif os.path.isdir(text):
+            from .io import list_images
+
+            self.kind, self.live = "folder", False
+            self._paths = list_images(text)
+            if not self._paths:
+                raise InputError("no images found in %s" % text)
+        else:
+            from .io import input_kind
+
+            if input_kind(text) != "video":
+                raise InputError("not a video, an image folder or a camera: %s" % text)
+            from .io import VideoReader
+
+            reader = VideoReader(text)     # the one-line checks of a file (missing, empty, codec)
+            reader.cap.release()
+            self.kind, self.live = "file", False
+            self.cap = cv2.VideoCapture(text)
+        if self.cap is not None and self.kind != "custom":
+            if self.live and width:
+                self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+            if self.live and height:
+                self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+            if self.live and fps:
+                self.cap.set(cv2.CAP_PROP_FPS, fps)
+            if self.live and mjpg:
+                self.cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
+            if self.live:
+                self.cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        cap_fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0) if self.cap is not None and self.kind != "custom" else 0.0
+        self.fps = float(fps or (cap_fps if 0 < cap_fps < 1000 else 30.0))
+        if self.kind == "folder":
+            self.frame_count = len(self._paths)
+        elif self.kind == "file":
+            self.frame_count = max(int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
+        else:
+            self.frame_count = 0
+
+    def _frame(self, f) -> Optional[np.ndarray]:
+        if f is None or not isinstance(f, np.ndarray) or f.size == 0 or f.ndim not in (2, 3):
+            return None
+        if f.ndim == 2:
+            return cv2.cvtColor(f, cv2.COLOR_GRAY2BGR)
+        if f.shape[2] == 4:                      # XBGR8888 camera configurations
+            return cv2.cvtColor(f, cv2.COLOR_BGRA2BGR)
+        if f.shape[2] == 1:
+            return cv2.cvtColor(f, cv2.COLOR_GRAY2BGR)
+        if f.shape[2] != 3 or f.dtype != np.uint8:
+            return None
+        return f
+
+    def read(self) -> Optional[Tuple[int, float, np.ndarray]]:
+        """The next frame as ``(index, time_s, BGR uint8 frame)``, or None at the end. Frames that
+        cannot be decoded are skipped and counted; the end of a file before its announced length
+        is recorded in ``ended_early``."""
+        if self._t0 is None:
+            self._t0 = time.perf_counter()
+        bad = 0
+        while True:
+            if self.kind == "folder":
+                if self._index >= len(self._paths):
+                    return None
+                path = self._paths[self._index]
+                i = self._index
+                self._index += 1
+                f = cv2.imread(path, cv2.IMREAD_COLOR)
+                if f is None:
+                    self.skipped += 1
+                    logger.warning("skipped an unreadable image: %s" % path)
+                    continue
+                return i, i / self.fps, f
+            ok, f = self.cap.read()
+            if ok:
+                f = self._frame(f)
+            if ok and f is not None:
+                i = self._index
+                self._index += 1
+                t = i / self.fps if not self.live else time.perf_counter() - self._t0
+                return i, t, f
+            if self.kind == "file" and self.frame_count and self._index + bad < self.frame_count \
+                    and bad < self.MAX_BAD_IN_A_ROW:
+                bad += 1          # a frame the decoder could not deliver: try the next one
+                continue
+            if ok:                # a live source delivered something unusable
+                self.skipped += 1
+                bad += 1
+                if bad < self.MAX_BAD_IN_A_ROW:
+                    continue
+            if self.kind == "file" and self.frame_count and self._index < self.frame_count:
+                self.ended_early = True
+                self.skipped += bad
+            return None
+
+    def release(self) -> None:
+        if self.cap is not None:
+            with contextlib.suppress(Exception):
+                self.cap.release()
+
+
+def open_source(spec, **kw) -> FrameSource:
+    """A :class:`FrameSource` for ``spec`` (see the module docstring); one-line InputError if it
+    cannot be opened."""
+    return spec if isinstance(spec, FrameSource) else FrameSource(spec, **kw)
+
+
+# ----------------------------------------------------------------------------------------------
+# outputs
+# ----------------------------------------------------------------------------------------------
+def frame_record(frame: int, time_s: float, result: PoseResult) -> dict:
+    """One JSON-lines object: ``{"frame", "time_s", "people": [{"track_id", "score", "box",
+    "keypoints", ("coco17")}]}``; ``track_id`` is -1 for untracked people, keypoints are in the
+    model's schema (x, y, score; a missing keypoint is [-1, -1, 0])."""
+    boxes = getattr(result, "track_boxes", None)
+    if boxes is None:
+        boxes = result.person_boxes()
+    c17 = result.coco17() if result.to_coco17 is not None else None
+    people = []
+    for i in range(len(result)):
+        p = {"track_id": int(result.track_ids[i]) if result.track_ids is not None else -1,
+             "score": round(float(result.scores[i]), 4),
+             "box": [round(float(v), 2) for v in boxes[i]],
+             "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
+                           for x, y, s in result.keypoints[i]]}
+        if c17 is not None:
+            p["coco17"] = [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
+                           for x, y, s in c17[i]]
+        people.append(p)
+    return {"frame": int(frame), "time_s": round(float(time_s), 4), "people": people}
+
+
+class _TextSink:
+    """A text file written under a temporary name, renamed into place by close()."""
+
+    def __init__(self, path: str):
+        from .io import atomic_path
+
+        self.path = path
+        self._ctx = atomic_path(path)
+        self._tmp = self._ctx.__enter__()
+        self.f = open(self._tmp, "w")
+
+    def close(self) -> None:
+        self.f.close()
+        self._ctx.__exit__(None, None, None)
+
+    def abort(self) -> None:
+        self.f.close()
+        with contextlib.suppress(RuntimeError):
+            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+
+
+class _JsonlSink(_TextSink):
+    def write(self, frame, t, result):
+        import json
+
+        self.f.write(json.dumps(frame_record(frame, t, result), separators=(",", ":")) + "\n")
+
+
+class _CsvSink(_TextSink):
+    def __init__(self, path):
+        super().__init__(path)
+        self.f.write("frame,time_s,track_id,person_score,keypoint,x,y,score\n")
+
+    def write(self, frame, t, result):
+        ids = result.track_ids if result.track_ids is not None else [-1] * len(result)
+        lines = []
+        for i in range(len(result)):
+            for k, name in enumerate(result.keypoint_names):
+                x, y, s = result.keypoints[i, k]
+                if s > 0:
+                    lines.append("%d,%.4f,%d,%.4f,%s,%.2f,%.2f,%.4f\n"
+                                 % (frame, t, ids[i], result.scores[i], name, x, y, s))
+        self.f.writelines(lines)
+
+
+class _VideoSink:
+    def __init__(self, path: str, fps: float):
+        self.path, self.fps, self.w = path, fps, None
+
+    def write(self, frame_img):
+        from .io import VideoWriter
+
+        if self.w is None:
+            self.w = VideoWriter(self.path, self.fps, (frame_img.shape[1], frame_img.shape[0]))
+        self.w.write(frame_img)
+
+    def close(self):
+        if self.w is not None:
+            self.w.close()
+
+    def abort(self):
+        if self.w is not None:
+            self.w.abort()
+
+
+class _Trajectories:
+    """Keypoint trajectories per track, kept for ``--plot``."""
+
+    def __init__(self):
+        self.data: Dict[int, List[Tuple[float, np.ndarray]]] = {}
+
+    def write(self, frame, t, result):
+        if result.track_ids is None:
+            return
+        for i, tid in enumerate(result.track_ids):
+            self.data.setdefault(int(tid), []).append((t, result.keypoints[i].copy()))
+
+
+def plot_trajectories(traj: _Trajectories, names: Sequence[str], path: str,
+                      max_tracks: int = 4, size: Tuple[int, int] = (1200, 300)) -> None:
+    """A PNG with, per track (the longest ``max_tracks``), every keypoint's x and y against time."""
+    from .draw import _palette
+    from .io import write_image
+
+    tracks = sorted(traj.data.items(), key=lambda kv: -len(kv[1]))[:max_tracks]
+    W, H = size
+    if not tracks:
+        img = np.full((H, W, 3), 255, np.uint8)
+        cv2.putText(img, "no tracks", (20, H // 2), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
+        write_image(path, img)
+        return
+    t_all = [t for _, v in tracks for t, _ in v]
+    t0, t1 = min(t_all), max(max(t_all), min(t_all) + 1e-3)
+    cols = _palette(len(names))
+    panels = []
+    for tid, rows in tracks:
+        ts = np.array([t for t, _ in rows])
+        kp = np.stack([k for _, k in rows])                      # [T,K,3]
+        for axis, label in ((0, "x"), (1, "y")):
+            img = np.full((H, W, 3), 255, np.uint8)
+            vals = kp[:, :, axis][kp[:, :, 2] > 0]
+            lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
+            hi = max(hi, lo + 1.0)
+            px = lambda t: int(50 + (W - 70) * (t - t0) / (t1 - t0))              # noqa: E731
+            py = lambda v: int(H - 30 - (H - 50) * (v - lo) / (hi - lo))           # noqa: E731
+            cv2.rectangle(img, (50, 20), (W - 20, H - 30), (200, 200, 200), 1)
+            for k in range(kp.shape[1]):
+                pts = [(px(t), py(v)) for t, v, s in zip(ts, kp[:, k, axis], kp[:, k, 2]) if s > 0]
+                for a, b in zip(pts[:-1], pts[1:]):
+                    cv2.line(img, a, b, cols[k], 1, cv2.LINE_AA)
+            cv2.putText(img, "track %d  %s (px %.0f..%.0f)   time %.1f..%.1f s" % (tid, label, lo, hi, t0, t1),
+                        (55, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+            panels.append(img)
+    write_image(path, np.vstack(panels))
+
+
+# ----------------------------------------------------------------------------------------------
+# the pipeline
+# ----------------------------------------------------------------------------------------------
+class VideoStats(dict):
+    """What :func:`run_video` did: frames read/processed/dropped/skipped, wall time, fps,
+    per-stage medians (ms), the outputs written, and whether it was interrupted."""
+
+
+class _Latest:
+    """A one-slot buffer that always holds the newest item (live sources drop stale frames)."""
+
+    def __init__(self):
+        self._item = None
+        self._cv = threading.Condition()
+        self.dropped = 0
+        self.closed = False
+
+    def put(self, item, timeout=None):
+        with self._cv:
+            if self._item is not None:
+                self.dropped += 1
+            self._item = item
+            self._cv.notify()
+
+    def get(self, timeout=None):
+        with self._cv:
+            if self._item is None and not self.closed:
+                self._cv.wait(timeout)
+            if self._item is None:
+                if self.closed:
+                    return _END
+                raise queue.Empty
+            item, self._item = self._item, None
+            return item
+
+    def close(self):
+        with self._cv:
+            self.closed = True
+            self._cv.notify_all()
+
+
+_END = object()
+
+
+def _stages(estimator):
+    """(infer, finish): a bottom-up estimator splits into preprocess+inference and decode; any
+    other estimator runs whole in the inference stage."""
+    if hasattr(estimator, "infer") and hasattr(estimator, "finish") and \
+            getattr(getattr(estimator, "meta", None), "family", None) == "bottomup":
+        return estimator.infer, estimator.finish
+    return estimator, None
+
+
+def run_video(source, estimator, tracker=None, out_video: Optional[str] = None,
+              jsonl: Optional[str] = None, csv: Optional[str] = None, plot: Optional[str] = None,
+              pipelined: bool = True, max_fps: Optional[float] = None, max_frames: int = 0,
+              progress: bool = False, display: bool = False, draw: bool = True,
+              on_result: Optional[Callable[[int, float, np.ndarray, PoseResult], None]] = None,
+              queue_size: int = 4, report_every_s: float = 0.0) -> VideoStats:
+    """Run ``estimator`` (a pipeline from :func:`edgepose.pipelines.load_estimator`) over every
+    frame of ``source`` (see :func:`open_source`), optionally through ``tracker``
+    (:class:`edgepose.track.Tracker`), writing an annotated video, JSON lines, a CSV of
+    trajectories and a trajectory plot. ``on_result(frame, time_s, image, result)`` is called in
+    order for every processed frame. Returns :class:`VideoStats`."""
+    from .draw import draw_poses
+
+    if max_fps is not None and not (max_fps > 0 and math.isfinite(max_fps)):
+        raise InputError("max_fps must be a positive number, got %r" % max_fps)
+    src = open_source(source)
+    sinks: List = []
+    video = None
+    traj = _Trajectories() if plot else None
+    try:
+        if out_video:
+            video = _VideoSink(out_video, src.fps if not src.live or not max_fps else min(src.fps, max_fps))
+        if jsonl:
+            sinks.append(_JsonlSink(jsonl))
+        if csv:
+            sinks.append(_CsvSink(csv))
+    except BaseException:
+        for s in sinks:
+            s.abort()
+        src.release()
+        raise
+    if traj is not None:
+        sinks.append(traj)
+    infer, finish = _stages(estimator)
+    stats = VideoStats(source=str(src.name), kind=src.kind, live=src.live, frames_read=0,
+                       frames_processed=0, frames_dropped=0, frames_skipped=0, interrupted=False,
+                       pipelined=bool(pipelined))
+    times: Dict[str, List[float]] = {"inference_ms": [], "postprocess_ms": [], "write_ms": []}
+    bar = None
+    if progress and not src.live:
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=src.frame_count or None, desc="frames", unit="frame")
+        except ImportError:
+            bar = None
+    stop = threading.Event()
+    errors: List[BaseException] = []
+    t_start = time.perf_counter()
+    t_report = [t_start, 0]
+
+    def do_infer(item):
+        i, t, img = item
+        t0 = time.perf_counter()
+        mid = infer(img)
+        times["inference_ms"].append((time.perf_counter() - t0) * 1e3)
+        return i, t, img, mid
+
+    def do_post(item):
+        i, t, img, mid = item
+        t0 = time.perf_counter()
+        res = finish(mid) if finish is not None else mid
+        if tracker is not None:
+            res = tracker.update(res, t)
+        times["postprocess_ms"].append((time.perf_counter() - t0) * 1e3)
+        return i, t, img, res
+
+    def do_write(item):
+        i, t, img, res = item
+        t0 = time.perf_counter()
+        if video is not None or display:
+            vis = draw_poses(img, res) if draw else img
+            if video is not None:
+                video.write(vis)
+            if display:
+                cv2.imshow("edgepose", vis)
+                if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                    stop.set()
+        for s in sinks:
+            s.write(i, t, res)
+        if on_result is not None:
+            on_result(i, t, img, res)
+        times["write_ms"].append((time.perf_counter() - t0) * 1e3)
+        stats["frames_processed"] += 1
+        if bar is not None:
+            bar.update(1)
+        if report_every_s:
+            now = time.perf_counter()
+            if now - t_report[0] >= report_every_s:
+                k = stats["frames_processed"] - t_report[1]
+                logger.info("%.1f fps, %d people" % (k / (now - t_report[0]), len(res)))
+                t_report[0], t_report[1] = now, stats["frames_processed"]
+
+    def frames() -> Iterator:
+        period = 1.0 / max_fps if max_fps else 0.0
+        t_next = time.perf_counter()
+        while not stop.is_set():
+            if max_frames and stats["frames_read"] >= max_frames:
+                return
+            if period:
+                delay = t_next - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                t_next = max(t_next + period, time.perf_counter() - period)
+            item = src.read()
+            if item is None:
+                return
+            stats["frames_read"] += 1
+            yield item
+
+    interrupted = False
+    try:
+        if not pipelined:
+            for item in frames():
+                do_write(do_post(do_infer(item)))
+        else:
+            q_in = _Latest() if src.live else queue.Queue(maxsize=queue_size)
+            q_mid: "queue.Queue" = queue.Queue(maxsize=2)
+            q_out: "queue.Queue" = queue.Queue(maxsize=queue_size)
+
+            def put(q, item):
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        return True
+                    except queue.Full:
+                        continue
+                return False
+
+            def get(q):
+                while True:
+                    try:
+                        return q.get(timeout=0.1)
+                    except queue.Empty:
+                        if stop.is_set() and not isinstance(q, _Latest):
+                            return _END
+                        continue
+
+            def reader():
+                try:
+                    for item in frames():
+                        if not put(q_in, item):
+                            break
+                except BaseException as e:  # noqa: B902 - re-raised in the caller
+                    errors.append(e)
+                    stop.set()
+                finally:
+                    if isinstance(q_in, _Latest):
+                        q_in.close()
+                    else:
+                        put_end(q_in)
+
+            def put_end(q):
+                while True:
+                    try:
+                        q.put(_END, timeout=0.1)
+                        return
+                    except queue.Full:
+                        if stop.is_set():
+                            with contextlib.suppress(queue.Empty):
+                                q.get_nowait()
+
+            def worker(q_a, q_b, fn):
+                try:
+                    while True:
+                        item = get(q_a)
+                        if item is _END:
+                            break
+                        if not put(q_b, fn(item)):
+                            break
+                except BaseException as e:  # noqa: B902
+                    errors.append(e)
+                    stop.set()
+                finally:
+                    put_end(q_b)
+
+            threads = [threading.Thread(target=reader, name="edgepose-read", daemon=True),
+                       threading.Thread(target=worker, args=(q_in, q_mid, do_infer),
+                                        name="edgepose-infer", daemon=True),
+                       threading.Thread(target=worker, args=(q_mid, q_out, do_post),
+                                        name="edgepose-post", daemon=True)]
+            for th in threads:
+                th.start()
+            try:
+                while True:                     # draw + write in the calling thread (Ctrl-C lands here)
+                    item = get(q_out)
+                    if item is _END:
+                        break
+                    do_write(item)
+            except KeyboardInterrupt:
+                interrupted = True
+                stop.set()
+                # finish what is already decoded so the outputs end cleanly
+                while True:
+                    try:
+                        item = q_out.get(timeout=0.5)
+                    except queue.Empty:
+                        break
+                    if item is _END:
+                        break
+                    do_write(item)
+            finally:
+                stop.set()
+                for th in threads:
+                    th.join(timeout=10.0)
+            if isinstance(q_in, _Latest):
+                stats["frames_dropped"] = q_in.dropped
+            if errors:
+                raise errors[0]
+    except KeyboardInterrupt:
+        interrupted = True
+    except BaseException:
+        # a failure: keep what was written if anything was (a valid, playable file), else nothing
+        _finish(video, sinks, keep=stats["frames_processed"] > 0)
+        src.release()
+        if bar is not None:
+            bar.close()
+        raise
+    finally:
+        if display:
+            with contextlib.suppress(Exception):
+                cv2.destroyAllWindows()
+    src.release()
+    if bar is not None:
+        bar.close()
+    written = _finish(video, sinks, keep=True)
+    if plot and traj is not None:
+        plot_trajectories(traj, getattr(getattr(estimator, "meta", None), "keypoints", None) or [], plot)
+        written.append(plot)
+    wall = time.perf_counter() - t_start
+    stats.update(interrupted=interrupted, frames_skipped=src.skipped, ended_early=src.ended_early,
+                 frame_count=src.frame_count, wall_s=wall, fps_source=src.fps,
+                 fps=stats["frames_processed"] / wall if wall > 0 else 0.0, outputs=written,
+                 stages_ms={k: float(np.median(v)) if v else 0.0 for k, v in times.items()})
+    return stats
+
+
+def _finish(video, sinks, keep: bool) -> List[str]:
+    """Close (keep) or delete every output; returns the paths written."""
+    written = []
+    for s in ([video] if video is not None else []) + [s for s in sinks if hasattr(s, "close")]:
+        try:
+            if keep:
+                s.close()
+                if os.path.exists(s.path):
+                    written.append(s.path)
+            else:
+                s.abort()
+        except Exception as e:  # noqa: B902 - one failing output must not lose the others
+            logger.warning("could not finalise %s: %s" % (getattr(s, "path", s), e))
+    return written
