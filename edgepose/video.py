@@ -507,10 +507,10 @@ def run_video(source, estimator, tracker=None, out_video: Optional[str] = None,
                     stop.set()
         for s in sinks:
             s.write(i, t, res)
+        stats["frames_processed"] += 1
+        times["write_ms"].append((time.perf_counter() - t0) * 1e3)
         if on_result is not None:
             on_result(i, t, img, res)
-        times["write_ms"].append((time.perf_counter() - t0) * 1e3)
-        stats["frames_processed"] += 1
         if bar is not None:
             bar.update(1)
         if report_every_s:

@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Tracking and smoothing on the asset videos: ID switches, fragmented tracks, keypoint jitter and
+the lag smoothing adds; edgepose's tracker against plain IoU tracking and norfair.
+
+    python benchmarks/tracking.py MODEL [--videos V1 V2] [--norfair-python PY] [--json out.json]
+
+The model runs once per video; every tracker then sees the same detections.
+
+How the numbers are counted (no identity labels exist for these videos):
+- *switch*: a track whose person moves, between two frames where it is reported, by more than
+  half the person's height plus its predicted motion -- the ID jumped to somebody else.
+- *fragment*: a track that is born within 2 s after another track was last seen, where that
+  track was (its first box overlaps the other's last box, IoU > 0.3): the same person got a
+  new ID. Counts are confirmed when the annotated video is looked at.
+- *jitter*: mean frame-to-frame displacement (px) of a keypoint on still stretches -- frames where
+  the 9-frame running median of the raw keypoint moves under 0.5 px per frame.
+- *lag*: on moving stretches (running median moving >= 1.5 px per frame), the time shift of the
+  raw trajectory that best matches the smoothed one (0.1-frame steps, linear interpolation).
+norfair (pip install norfair; it pins numpy < 2, so it runs in its own venv given by
+``--norfair-python``) tracks the same keypoints with its Kalman filter, OKS-like keypoint distance.
+"""
+import argparse
+import json
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from edgepose.assets import asset  # noqa: E402
+from edgepose.results import PoseResult  # noqa: E402
+
+
+def detections(model, video):
+    from edgepose.io import VideoReader
+    from edgepose.pipelines import load_estimator
+
+    est = load_estimator(model, threads=2)
+    reader = VideoReader(video)
+    out = [(r.keypoints, r.scores) for r in (est(f) for f in reader)]
+    m = est.meta
+    return out, reader.fps, (m.keypoints, m.get("skeleton", []), m.get("to_coco17"))
+
+
+def run_edgepose(dets, fps, schema, smoothing=True, **opts):
+    from edgepose.track import Tracker
+
+    tr = Tracker(smoothing=smoothing, **opts)
+    frames = []
+    t0 = time.perf_counter()
+    for i, (kp, sc) in enumerate(dets):
+        r = tr.update(PoseResult(kp, sc, *schema), i / fps)
+        frames.append({int(t): (r.keypoints[j].copy(), r.raw_keypoints[j].copy())
+                       for j, t in enumerate(r.track_ids)})
+    return frames, (time.perf_counter() - t0) / max(len(dets), 1) * 1e3
+
+
+NORFAIR_DRIVER = r'''
+import pickle, sys, time, numpy as np
+from norfair import Detection, Tracker
+dets, fps = pickle.load(open(sys.argv[1], "rb"))
+def dist(det, trk):   # keypoint distance normalised by the track's height (OKS-like)
+    a, b = det.points, trk.estimate
+    m = (det.scores > 0) & (trk.last_detection.scores > 0)
+    if not m.any():
+        return 1.0
+    h = max(np.ptp(b[m, 1]), 20.0)
+    return float(np.mean(np.linalg.norm(a[m] - b[m], axis=1)) / h)
+tr = Tracker(distance_function=dist, distance_threshold=0.5, detection_threshold=0.01,
+             hit_counter_max=30, initialization_delay=2, pointwise_hit_counter_max=4)
+frames = []
+t0 = time.perf_counter()
+for kp, sc in dets:
+    ds = [Detection(points=np.where(k[:, 2:] > 0, k[:, :2], 0.0), scores=k[:, 2].copy(), data=s)
+          for k, s in zip(kp, sc) if s >= 0.1]
+    objs = tr.update(ds)
+    fr = {}
+    for o in objs:
+        if o.last_detection is not None and o.hit_counter_is_positive and o.age >= 0 and o.last_detection in ds:
+            raw = np.concatenate([o.last_detection.points, o.last_detection.scores[:, None]], 1)
+            est = np.concatenate([o.estimate, o.last_detection.scores[:, None]], 1)
+            fr[int(o.id)] = (est.astype(np.float32), raw.astype(np.float32))
+    frames.append(fr)
+ms = (time.perf_counter() - t0) / max(len(dets), 1) * 1e3
+pickle.dump((frames, ms), open(sys.argv[2], "wb"))
+'''
+
+
+def run_norfair(python, dets, fps):
+    with tempfile.TemporaryDirectory() as d:
+        a, b, drv = (os.path.join(d, n) for n in ("in.pkl", "out.pkl", "drv.py"))
+        pickle.dump((dets, fps), open(a, "wb"))
+        open(drv, "w").write(NORFAIR_DRIVER)
+        subprocess.run([python, drv, a, b], check=True)
+        return pickle.load(open(b, "rb"))
+
+
+def _box(kp):
+    v = kp[kp[:, 2] > 0]
+    if not len(v):
+        return None
+    return np.array([v[:, 0].min(), v[:, 1].min(), v[:, 0].max(), v[:, 1].max()])
+
+
+def _iou(a, b):
+    iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    ua = max(a[2] - a[0], 1) * max(a[3] - a[1], 1) + max(b[2] - b[0], 1) * max(b[3] - b[1], 1) - inter
+    return inter / ua
+
+
+def id_metrics(frames, fps):
+    tracks = {}
+    for i, fr in enumerate(frames):
+        for tid, (_, raw) in fr.items():
+            b = _box(raw)
+            if b is not None:
+                tracks.setdefault(tid, []).append((i, b))
+    switches = 0
+    for tid, seq in tracks.items():
+        for (i0, b0), (i1, b1) in zip(seq[:-1], seq[1:]):
+            h = max(b0[3] - b0[1], b1[3] - b1[1], 10.0)
+            c0, c1 = 0.5 * (b0[:2] + b0[2:]), 0.5 * (b1[:2] + b1[2:])
+            if np.linalg.norm(c1 - c0) > 0.5 * h * max(1, min(i1 - i0, 5)):
+                switches += 1
+    fragments = 0
+    births = sorted((seq[0][0], tid) for tid, seq in tracks.items())
+    for f0, tid in births:
+        b_first = tracks[tid][0][1]
+        for other, seq in tracks.items():
+            last_i, last_b = seq[-1]
+            if other != tid and last_i < f0 and f0 - last_i <= 2 * fps and _iou(b_first, last_b) > 0.3:
+                fragments += 1
+                break
+    lengths = [len(s) for s in tracks.values()]
+    return {"ids": len(tracks), "switches": switches, "fragments": fragments,
+            "median_track_frames": float(np.median(lengths)) if lengths else 0.0,
+            "tracked_person_frames": int(sum(lengths))}
+
+
+def _median9(x):
+    n = len(x)
+    return np.array([np.median(x[max(0, i - 4):i + 5], axis=0) for i in range(n)])
+
+
+def smoothing_metrics(frames, fps):
+    """Jitter of raw vs smoothed keypoints on still stretches, lag on moving ones."""
+    per = {}
+    for i, fr in enumerate(frames):
+        for tid, (sm, raw) in fr.items():
+            for k in np.nonzero(raw[:, 2] > 0)[0]:
+                per.setdefault((tid, int(k)), []).append((i, raw[k, :2], sm[k, :2]))
+    jr, js, lags, still_n = [], [], [], 0
+    for key, seq in per.items():
+        # runs of consecutive frames
+        runs, cur = [], [seq[0]]
+        for a, b in zip(seq[:-1], seq[1:]):
+            if b[0] == a[0] + 1:
+                cur.append(b)
+            else:
+                runs.append(cur)
+                cur = [b]
+        runs.append(cur)
+        for run in runs:
+            if len(run) < 12:
+                continue
+            raw = np.array([r[1] for r in run], np.float64)
+            sm = np.array([r[2] for r in run], np.float64)
+            med = _median9(raw)
+            speed = np.linalg.norm(np.diff(med, axis=0), axis=1)
+            dr = np.linalg.norm(np.diff(raw, axis=0), axis=1)
+            ds = np.linalg.norm(np.diff(sm, axis=0), axis=1)
+            still = speed < 0.5
+            still[:4] = still[-4:] = False
+            still_n += int(still.sum())
+            jr.extend(dr[still])
+            js.extend(ds[still])
+            moving = speed >= 1.5
+            if moving.sum() >= 8:
+                t = np.arange(len(raw), dtype=np.float64)
+                idx = np.nonzero(moving)[0] + 1
+                best, best_err = 0.0, np.inf
+                for shift in np.arange(0.0, 6.01, 0.1):
+                    ref = np.stack([np.interp(t[idx] - shift, t, raw[:, c]) for c in (0, 1)], 1)
+                    err = np.mean(np.linalg.norm(sm[idx] - ref, axis=1))
+                    if err < best_err:
+                        best, best_err = shift, err
+                lags.append(best)
+    out = {"still_samples": still_n,
+           "jitter_raw_px": float(np.mean(jr)) if jr else None,
+           "jitter_smoothed_px": float(np.mean(js)) if js else None,
+           "moving_stretches": len(lags),
+           "lag_frames_median": float(np.median(lags)) if lags else None}
+    if lags:
+        out["lag_ms_median"] = 1000.0 * out["lag_frames_median"] / fps
+    return out
+
+
+def assignment_speed(sizes=(2, 5, 10, 20), runs=2000):
+    """Median microseconds of one assignment: scipy's linear_sum_assignment against lap.lapjv."""
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.RandomState(0)
+    out = {}
+    try:
+        import lap
+    except ImportError:
+        lap = None
+    for n in sizes:
+        c = rng.rand(n, n)
+        row = {}
+        for name, fn in (("scipy", lambda: linear_sum_assignment(c)),
+                         ("lap", (lambda: lap.lapjv(c, extend_cost=True)) if lap else None)):
+            if fn is None:
+                continue
+            ts = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                fn()
+                ts.append(time.perf_counter() - t0)
+            row[name] = float(np.median(ts) * 1e6)
+        out[str(n)] = row
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("model")
+    p.add_argument("--videos", nargs="+")
+    p.add_argument("--norfair-python", help="python of a venv with norfair installed")
+    p.add_argument("--json")
+    args = p.parse_args(argv)
+    videos = args.videos or [asset("videos", "arm_wrestling.mp4"), asset("videos", "street_demo.mp4")]
+    report = {"model": os.path.abspath(args.model), "videos": {}, "assignment_us": assignment_speed()}
+    for v in videos:
+        dets, fps, schema = detections(args.model, v)
+        rows = {}
+        configs = [("edgepose (default)", {}),
+                   ("edgepose, no second pass", {"low_score": 0.3}),
+                   ("edgepose, max_lost 60", {"max_lost": 60}),
+                   ("IoU only (rtmlib-like)", {"oks_weight": 0.0}),
+                   ("OKS only", {"oks_weight": 1.0})]
+        for name, opts in configs:
+            frames, ms = run_edgepose(dets, fps, schema, **opts)
+            rows[name] = {**id_metrics(frames, fps), **smoothing_metrics(frames, fps), "ms_per_frame": ms}
+        if args.norfair_python:
+            frames, ms = run_norfair(args.norfair_python, dets, fps)
+            rows["norfair 2.3 (Kalman)"] = {**id_metrics(frames, fps), **smoothing_metrics(frames, fps),
+                                            "ms_per_frame": ms}
+        report["videos"][os.path.basename(v)] = {"frames": len(dets), "fps": fps,
+                                                 "detections": int(sum(len(s) for _, s in dets)),
+                                                 "trackers": rows}
+        print("\n%s: %d frames, %d detections" % (os.path.basename(v), len(dets), sum(len(s) for _, s in dets)))
+        print("  %-28s %4s %8s %9s %7s %10s %10s %8s %8s" % ("tracker", "IDs", "switches", "fragments",
+                                                             "med.len", "jitter raw", "jitter sm", "lag ms", "ms/frame"))
+        for name, r in rows.items():
+            f = lambda x: "-" if x is None else "%.2f" % x  # noqa: E731
+            print("  %-28s %4d %8d %9d %7.0f %10s %10s %8s %8.3f" % (
+                name, r["ids"], r["switches"], r["fragments"], r["median_track_frames"],
+                f(r["jitter_raw_px"]), f(r["jitter_smoothed_px"]), f(r.get("lag_ms_median")),
+                r["ms_per_frame"]))
+    print("\nassignment, median us: %s" % json.dumps(report["assignment_us"]))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Tracking and smoothing: identities across frames, birth/death hysteresis, recovery, the One
+Euro filter's behaviour on constructed trajectories."""
+import numpy as np
+import pytest
+
+from edgepose.errors import InputError
+from edgepose.results import PoseResult
+from edgepose.schema import CMU18_KEYPOINTS, CMU18_TO_COCO17
+from edgepose.track import OneEuroFilter, Tracker
+
+pytest.importorskip("scipy")
+K = len(CMU18_KEYPOINTS)
+
+
+def person(cx, cy, h=100.0, score=0.8, rng=None, noise=0.0):
+    """A standing person of height ``h`` centred at (cx, cy): K keypoints on a vertical line-ish."""
+    ys = np.linspace(-0.5, 0.5, K) * h + cy
+    xs = cx + 0.15 * h * np.sin(np.arange(K))
+    kp = np.stack([xs, ys, np.full(K, score)], 1).astype(np.float32)
+    if noise and rng is not None:
+        kp[:, :2] += rng.normal(0, noise, (K, 2)).astype(np.float32)
+    return kp
+
+
+def frame(people, scores=None):
+    kp = np.stack(people) if people else np.zeros((0, K, 3), np.float32)
+    sc = np.array(scores if scores is not None else [0.8] * len(people), np.float32)
+    return PoseResult(kp, sc, CMU18_KEYPOINTS, (), CMU18_TO_COCO17)
+
+
+def ids_by_x(res):
+    return {int(round(float(np.mean(k[:, 0])) / 100.0)): int(t) for k, t in zip(res.raw_keypoints, res.track_ids)}
+
+
+def test_two_people_keep_their_ids_whatever_the_detection_order():
+    tr = Tracker(smoothing=False)
+    seen = []
+    for i in range(40):
+        a, b = person(100 + 2 * i, 200), person(400 - 2 * i, 200)
+        people = [a, b] if i % 2 else [b, a]          # the decoder's order changes
+        r = tr.update(frame(people), i / 30)
+        seen.append(ids_by_x(r))
+    first = {1: seen[0][1], 4: seen[0][4]}
+    assert sorted(first.values()) == [1, 2]
+    for i, s in enumerate(seen):
+        # the person starting at x=100 keeps its ID, so does the one at x=400
+        assert sorted(s.values()) == [1, 2], i
+    # each side's ID never changes (x/100 rounds to the side the person is on)
+    side = {}
+    for s in seen:
+        for x, tid in s.items():
+            side.setdefault(tid, set()).add(x < 2.5)
+    assert all(len(v) == 1 for v in side.values())
+    r = tr.update(frame([person(180, 200), person(320, 200)]), 40 / 30)
+    assert list(r.track_ids) == [1, 2]
+    by_x = dict(zip((float(np.mean(k[:, 0])) for k in r.raw_keypoints), r.track_ids))
+    assert by_x[min(by_x)] == first[1] and by_x[max(by_x)] == first[4]
+
+
+def test_birth_needs_min_hits_and_a_one_frame_ghost_never_gets_an_id():
+    tr = Tracker(smoothing=False, min_hits=3)
+    r = tr.update(frame([person(100, 200)]), 0.0)
+    assert list(r.track_ids) == [1]                       # the first frame confirms at once
+    r = tr.update(frame([person(100, 200), person(400, 200)]), 1 / 30)   # a ghost appears once
+    assert list(r.track_ids) == [1]
+    for i in range(2, 6):
+        r = tr.update(frame([person(100, 200)]), i / 30)
+        assert list(r.track_ids) == [1]
+    # a real newcomer: reported from its third consecutive frame, with the next ID
+    got = []
+    for i in range(6, 10):
+        r = tr.update(frame([person(100, 200), person(400, 200)]), i / 30)
+        got.append(list(r.track_ids))
+    assert got == [[1], [1], [1, 2], [1, 2]]
+
+
+def test_lost_track_recovers_its_id_within_max_lost_frames_and_not_after():
+    tr = Tracker(smoothing=False, max_lost=10)
+    t = 0
+    for _ in range(5):
+        tr.update(frame([person(100, 200), person(400, 200)]), t / 30)
+        t += 1
+    for _ in range(8):                                     # the second person is hidden 8 frames
+        r = tr.update(frame([person(100, 200)]), t / 30)
+        t += 1
+        assert list(r.track_ids) == [1]
+    r = tr.update(frame([person(100, 200), person(402, 201)]), t / 30)
+    t += 1
+    assert sorted(r.track_ids) == [1, 2]                   # recovered, same ID
+    for _ in range(12):                                    # hidden longer than max_lost
+        tr.update(frame([person(100, 200)]), t / 30)
+        t += 1
+    for _ in range(3):
+        r = tr.update(frame([person(100, 200), person(400, 200)]), t / 30)
+        t += 1
+    assert sorted(r.track_ids) == [1, 3]                   # a new ID; 2 is never reused
+
+
+def test_low_score_people_continue_tracks_but_never_start_one():
+    tr = Tracker(smoothing=False, high_score=0.5, low_score=0.1)
+    for i in range(4):
+        tr.update(frame([person(100, 200)], [0.9]), i / 30)
+    for i in range(4, 8):           # the same person now scores low (blur, occlusion): kept
+        r = tr.update(frame([person(100, 200), person(400, 200)], [0.2, 0.2]), i / 30)
+        assert list(r.track_ids) == [1]                    # the low-score newcomer starts nothing
+    r = tr.update(frame([person(100, 200)], [0.05]), 8 / 30)   # under low_score: ignored
+    assert len(r) == 0
+
+
+def test_tracker_output_is_in_the_models_schema_with_missing_keypoints_kept_missing():
+    tr = Tracker()
+    kp = person(100, 200)
+    kp[3] = (-1, -1, 0)
+    r = tr.update(frame([kp]), 0.0)
+    assert r.keypoints.shape == (1, K, 3) and r.keypoints[0, 3, 2] == 0
+    assert tuple(r.keypoints[0, 3, :2]) == (-1.0, -1.0)
+    assert r.coco17().shape == (1, 17, 3)
+    assert r.to_dict()["people"][0]["track_id"] == 1
+
+
+def test_one_euro_reduces_jitter_of_a_still_point_and_follows_a_move():
+    rng = np.random.RandomState(0)
+    f = OneEuroFilter(1, min_cutoff=1.0, beta=0.3)
+    found = np.array([True])
+    raw, out = [], []
+    for i in range(120):
+        x = np.array([[50.0, 50.0]]) + rng.normal(0, 1.0, (1, 2))
+        raw.append(x[0])
+        out.append(f(x, found, i / 30, 100.0)[0])
+    raw, out = np.array(raw[10:]), np.array(out[10:])
+    jr = np.mean(np.linalg.norm(np.diff(raw, axis=0), axis=1))
+    js = np.mean(np.linalg.norm(np.diff(out, axis=0), axis=1))
+    assert js < 0.4 * jr
+    # then a fast move of 100 px (one person height) per second for 1 s: it follows
+    for i in range(120, 150):
+        x = np.array([[50.0 + 100.0 * (i - 119) / 30, 50.0]])
+        y = f(x, found, i / 30, 100.0)
+    assert abs(y[0, 0] - x[0, 0]) < 10.0
+
+
+def test_one_euro_missing_points_do_not_drag_and_restart_after_a_gap():
+    f = OneEuroFilter(2, min_cutoff=1.0, beta=0.0, reset_after_s=0.5)
+    xy = np.array([[10.0, 10.0], [20.0, 20.0]])
+    for i in range(10):
+        f(xy, np.array([True, True]), i / 30, 100.0)
+    # the second point vanishes for 3 frames: its state stays put, its output is the input row
+    for i in range(10, 13):
+        y = f(np.array([[10.0, 10.0], [-1.0, -1.0]]), np.array([True, False]), i / 30, 100.0)
+        assert tuple(y[1]) == (-1.0, -1.0)
+    assert np.allclose(f.x[1], (20.0, 20.0))
+    # back after a long gap (> reset_after_s): restarts from the new raw position
+    y = f(np.array([[10.0, 10.0], [80.0, 80.0]]), np.array([True, True]), 2.0, 100.0)
+    assert tuple(y[1]) == (80.0, 80.0)
+
+
+def test_bad_options_are_refused_in_one_line():
+    with pytest.raises(InputError, match="min_hits"):
+        Tracker(min_hits=0)
+    with pytest.raises(InputError, match="unknown tracker option"):
+        Tracker(max_age=3)
+    with pytest.raises(InputError, match="beta"):
+        Tracker(smoothing={"beta": float("nan")})
+    with pytest.raises(InputError, match="low_score"):
+        Tracker(low_score=0.9, high_score=0.5)
+    tr = Tracker()
+    tr.update(frame([person(100, 200)]), 1.0)
+    with pytest.raises(InputError, match="frame time"):
+        tr.update(frame([person(100, 200)]), 0.5)
