@@ -23,42 +23,13 @@ import argparse
 import sys
 
 
-def gstreamer_csi(sensor_id=0, width=1280, height=720, fps=30, flip=0, out_width=None, out_height=None):
-    """The nvarguscamerasrc pipeline: NVMM NV12 from the ISP → BGRx (nvvidconv) → BGR appsink."""
-    ow, oh = out_width or width, out_height or height
-    return ("nvarguscamerasrc sensor-id=%d ! "
-            "video/x-raw(memory:NVMM), width=(int)%d, height=(int)%d, format=(string)NV12, framerate=(fraction)%d/1 ! "
-            "nvvidconv flip-method=%d ! video/x-raw, width=(int)%d, height=(int)%d, format=(string)BGRx ! "
-            "videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false"
-            % (sensor_id, width, height, fps, flip, ow, oh))
-
-
-def open_camera(args):
-    import cv2
-
+def camera_source(args):
+    """The camera as an edgepose source spec: the CSI pipeline string or the USB device."""
     if args.camera == "csi":
-        pipe = gstreamer_csi(args.sensor_id, args.width, args.height, args.fps, args.flip)
-        cap = cv2.VideoCapture(pipe, cv2.CAP_GSTREAMER)
-        if not cap.isOpened():
-            has_gst = any(ln.strip().startswith("GStreamer") and "YES" in ln
-                          for ln in cv2.getBuildInformation().splitlines())
-            why = ("check the camera cable and 'nvgstcapture-1.0'" if has_gst else
-                   "this OpenCV has no GStreamer support: use JetPack's python3-opencv "
-                   "(pip uninstall opencv-python opencv-python-headless)")
-            sys.exit("cannot open the CSI camera (sensor-id %d): %s\npipeline: %s" % (args.sensor_id, why, pipe))
-        return cap
-    dev = args.device
-    src = int(dev) if str(dev).isdigit() else dev
-    cap = cv2.VideoCapture(src, cv2.CAP_V4L2) if not isinstance(src, str) or src.startswith("/dev/") \
-        else cv2.VideoCapture(src)
-    if not cap.isOpened():
-        sys.exit("cannot open the USB camera %s (ls /dev/video*; v4l2-ctl --list-devices)" % dev)
-    if args.mjpg:
-        cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
-    cap.set(cv2.CAP_PROP_FRAME_WIDTH, args.width)
-    cap.set(cv2.CAP_PROP_FRAME_HEIGHT, args.height)
-    cap.set(cv2.CAP_PROP_FPS, args.fps)
-    return cap
+        from edgepose.video import gstreamer_csi
+
+        return gstreamer_csi(args.sensor_id, args.width, args.height, args.fps, args.flip)
+    return args.device
 
 
 def load(args):
@@ -102,20 +73,30 @@ def main(argv=None):
     p.add_argument("--display", action="store_true", help="show the frames in a window")
     p.add_argument("--out", help="write the annotated video here")
     p.add_argument("--frames", type=int, default=0, help="stop after N frames (0: run until Ctrl-C)")
+    p.add_argument("--track", action="store_true", help="people IDs and smoothed keypoints")
+    p.add_argument("--jsonl", help="write one JSON line per frame here")
     args = p.parse_args(argv)
 
     from edgepose.errors import EdgeposeError
-    from edgepose.stream import run_stream
+    from edgepose.log import configure
+    from edgepose.video import open_source, run_video
 
+    configure(0)
     try:
         est, backend = load(args)
+        if backend is not None and hasattr(backend, "describe"):
+            print(backend.describe())
+        src = open_source(camera_source(args), width=args.width, height=args.height, fps=args.fps,
+                          mjpg=args.mjpg)
+        tracker = None
+        if args.track:
+            from edgepose.track import Tracker
+            tracker = Tracker()
+        st = run_video(src, est, tracker=tracker, out_video=args.out, jsonl=args.jsonl,
+                       display=args.display, max_frames=args.frames, report_every_s=1.0)
     except EdgeposeError as e:
         sys.exit("edgepose: %s" % e)
-    if backend is not None and hasattr(backend, "describe"):
-        print(backend.describe())
-    cap = open_camera(args)
-    run_stream(cap, est, out=args.out, fps=float(args.fps), display=args.display,
-               max_frames=args.frames)
+    print("%d frames, %.1f fps, %d stale frames dropped" % (st["frames_processed"], st["fps"], st["frames_dropped"]))
     return 0
 
 

@@ -41,21 +41,11 @@ class PiCamera:
         self.cam.stop()
 
 
-def open_camera(args):
-    import cv2
-
+def camera_source(args):
+    """The camera as an edgepose source: picamera2 frames, or the USB device."""
     if args.camera == "pi":
         return PiCamera(args.width, args.height, args.fps)
-    src = int(args.device) if str(args.device).isdigit() else args.device
-    cap = cv2.VideoCapture(src)
-    if not cap.isOpened():
-        sys.exit("cannot open the USB camera %s (ls /dev/video*; v4l2-ctl --list-devices)" % args.device)
-    cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
-    cap.set(cv2.CAP_PROP_FRAME_WIDTH, args.width)
-    cap.set(cv2.CAP_PROP_FRAME_HEIGHT, args.height)
-    cap.set(cv2.CAP_PROP_FPS, args.fps)
-    cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-    return cap
+    return args.device
 
 
 def main(argv=None):
@@ -72,23 +62,33 @@ def main(argv=None):
     p.add_argument("--display", action="store_true", help="show the frames in a window")
     p.add_argument("--out", help="write the annotated video here")
     p.add_argument("--frames", type=int, default=0, help="stop after N frames (0: run until Ctrl-C)")
+    p.add_argument("--track", action="store_true", help="people IDs and smoothed keypoints")
+    p.add_argument("--jsonl", help="write one JSON line per frame here")
     args = p.parse_args(argv)
 
     from edgepose.errors import EdgeposeError
-    from edgepose.stream import run_stream
+    from edgepose.log import configure
     from edgepose.pipelines import load_estimator
+    from edgepose.video import open_source, run_video
 
+    configure(0)
     opts = {"height": args.height_in} if args.height_in else {}
     try:
         est = load_estimator(args.model, detector=args.detector, threads=args.threads, **opts)
+        backend = getattr(est, "backend", None)
+        if backend is not None and hasattr(backend, "describe"):
+            print(backend.describe())
+        src = open_source(camera_source(args), width=args.width, height=args.height, fps=args.fps,
+                          mjpg=True)
+        tracker = None
+        if args.track:
+            from edgepose.track import Tracker
+            tracker = Tracker()
+        st = run_video(src, est, tracker=tracker, out_video=args.out, jsonl=args.jsonl,
+                       display=args.display, max_frames=args.frames, report_every_s=1.0)
     except EdgeposeError as e:
         sys.exit("edgepose: %s" % e)
-    backend = getattr(est, "backend", None)
-    if backend is not None and hasattr(backend, "describe"):
-        print(backend.describe())
-    cap = open_camera(args)
-    run_stream(cap, est, out=args.out, fps=float(args.fps), display=args.display,
-               max_frames=args.frames)
+    print("%d frames, %.1f fps, %d stale frames dropped" % (st["frames_processed"], st["fps"], st["frames_dropped"]))
     return 0
 
 
