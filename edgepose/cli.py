@@ -469,12 +469,19 @@ def cmd_build_engine(args) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line (``edgepose CMD: error: ...``), exit code 2; --help has the usage."""
+
+    def error(self, message):
+        self.exit(2, "%s: error: %s (see %s --help)\n" % (self.prog, message, self.prog))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgepose", description="Pose models from PyTorch to the edge.")
+    p = _Parser(prog="edgepose", description="Pose models from PyTorch to the edge.")
     p.add_argument("--version", action="version", version="edgepose " + __version__)
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log on stderr (debug)")
     p.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors on stderr")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
     def model_opts(sp, detector=True):

@@ -57,6 +57,15 @@ class BottomUpEstimator:
         opts = {k: self.meta.decode[k] for k in DECODE_DEFAULTS["bottomup"] if k in self.meta.decode}
         opts.update({k: v for k, v in decode_overrides.items() if v is not None})
         self.decode_options = opts
+        if height is not None:
+            stride = int(self.meta.stride)
+            if not self.meta.input.get("dynamic_hw", False):
+                raise InputError("height=%s: %s has a fixed input size %dx%d (export with --dynamic "
+                                 "to choose the size at run time)" % (height, getattr(self.backend, "path", "the model"),
+                                                                       self.meta.input["height"], self.meta.input["width"]))
+            if int(height) != height or height < stride or int(height) % stride:
+                raise InputError("height=%s must be a positive multiple of the model's stride %d"
+                                 % (height, stride))
         self.height = height
         self.limbs = np.asarray(self.meta.get("limbs"), np.int64).reshape(-1, 4)
         outs = self.meta.outputs
