@@ -37,11 +37,11 @@ from edgepose.assets import asset  # noqa: E402
 from edgepose.results import PoseResult  # noqa: E402
 
 
-def detections(model, video):
+def detections(model, video, height=None):
     from edgepose.io import VideoReader
     from edgepose.pipelines import load_estimator
 
-    est = load_estimator(model, threads=2)
+    est = load_estimator(model, threads=2, **({"height": height} if height else {}))
     reader = VideoReader(video)
     out = [(r.keypoints, r.scores) for r in (est(f) for f in reader)]
     m = est.meta
@@ -235,12 +235,14 @@ def main(argv=None):
     p.add_argument("model")
     p.add_argument("--videos", nargs="+")
     p.add_argument("--norfair-python", help="python of a venv with norfair installed")
+    p.add_argument("--height", type=int, help="input height of a dynamic-size model")
+    p.add_argument("--sweep", action="store_true", help="also sweep the One Euro min_cutoff and beta")
     p.add_argument("--json")
     args = p.parse_args(argv)
     videos = args.videos or [asset("videos", "arm_wrestling.mp4"), asset("videos", "street_demo.mp4")]
     report = {"model": os.path.abspath(args.model), "videos": {}, "assignment_us": assignment_speed()}
     for v in videos:
-        dets, fps, schema = detections(args.model, v)
+        dets, fps, schema = detections(args.model, v, args.height)
         rows = {}
         configs = [("edgepose (default)", {}),
                    ("edgepose, no second pass", {"low_score": 0.3}),
@@ -266,6 +268,17 @@ def main(argv=None):
                 name, r["ids"], r["switches"], r["fragments"], r["median_track_frames"],
                 f(r["jitter_raw_px"]), f(r["jitter_smoothed_px"]), f(r.get("lag_ms_median")),
                 r["ms_per_frame"]))
+        if args.sweep and len(dets) > 20:
+            print("  One Euro sweep (min_cutoff Hz, beta): jitter raw -> smoothed px, lag ms")
+            sweep = []
+            for mc in (0.3, 0.5, 1.0, 2.0):
+                for beta in (0.0, 0.3, 1.0, 3.0):
+                    frames, _ = run_edgepose(dets, fps, schema, smoothing={"min_cutoff": mc, "beta": beta})
+                    m = smoothing_metrics(frames, fps)
+                    sweep.append({"min_cutoff": mc, "beta": beta, **m})
+                    print("    %.1f %.1f: %.2f -> %.2f, %.0f" % (mc, beta, m["jitter_raw_px"], m["jitter_smoothed_px"],
+                                                             m.get("lag_ms_median") or 0))
+            report["videos"][os.path.basename(v)]["sweep"] = sweep
     print("\nassignment, median us: %s" % json.dumps(report["assignment_us"]))
     if args.json:
         with open(args.json, "w") as fh:

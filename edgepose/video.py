@@ -204,21 +204,22 @@ class FrameSource:
             if ok:
                 f = self._frame(f)
             if ok and f is not None:
+                if bad:               # frames the decoder could not deliver, before this one
+                    self.skipped += bad
+                    logger.warning("skipped %d undecodable frame(s) before frame %d of %s"
+                                   % (bad, self._index + bad, self.name))
+                    self._index += bad
                 i = self._index
                 self._index += 1
                 t = i / self.fps if not self.live else time.perf_counter() - self._t0
                 return i, t, f
-            if self.kind == "file" and self.frame_count and self._index + bad < self.frame_count \
-                    and bad < self.MAX_BAD_IN_A_ROW:
-                bad += 1          # a frame the decoder could not deliver: try the next one
-                continue
-            if ok:                # a live source delivered something unusable
-                self.skipped += 1
-                bad += 1
-                if bad < self.MAX_BAD_IN_A_ROW:
-                    continue
+            bad += 1
+            if bad < self.MAX_BAD_IN_A_ROW and (self.live and ok or (
+                    self.kind == "file" and self._index + bad <= self.frame_count)):
+                continue              # try the next frame
             if self.kind == "file" and self.frame_count and self._index < self.frame_count:
                 self.ended_early = True
+            elif self.live and ok:
                 self.skipped += bad
             return None
 

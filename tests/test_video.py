@@ -98,9 +98,27 @@ def test_a_truncated_file_gives_what_it_holds_and_a_playable_output(clip, est, t
     cut.write_bytes(data[: len(data) // 2])
     st = run_video(str(cut), est, out_video=str(tmp_path / "o.mp4"), jsonl=str(tmp_path / "o.jsonl"))
     n = st["frames_processed"]
-    assert 0 < n < 24
+    assert 0 < n < 24 and st["ended_early"]
     assert sum(1 for _ in VideoReader(str(tmp_path / "o.mp4"))) == n
     assert len(_lines(tmp_path / "o.jsonl")) == n
+
+
+def test_a_corrupt_frame_is_counted_skipped_and_numbered_around(clip, est, tmp_path):
+    avi = tmp_path / "c.avi"
+    w = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 28, (340, 256))
+    for f in VideoReader(clip):
+        w.write(f)
+    w.release()
+    data = bytearray(avi.read_bytes())
+    soi = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
+    assert len(soi) == 24
+    data[soi[10] + 2:soi[10] + 400] = bytes(398)          # frame 10's JPEG headers destroyed
+    bad = tmp_path / "bad.avi"
+    bad.write_bytes(bytes(data))
+    st = run_video(str(bad), est, out_video=str(tmp_path / "o.mp4"), jsonl=str(tmp_path / "o.jsonl"))
+    assert st["frames_skipped"] == 1 and st["frames_processed"] == 23 and not st["ended_early"]
+    assert [r["frame"] for r in _lines(tmp_path / "o.jsonl")] == [i for i in range(24) if i != 10]
+    assert sum(1 for _ in VideoReader(str(tmp_path / "o.mp4"))) == 23
 
 
 def test_unreadable_images_in_a_folder_are_counted_and_skipped(assets, est, tmp_path):
