@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import sys
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -154,8 +154,9 @@ def cmd_infer(args) -> int:
         from .distributed import ray_infer
 
         return ray_infer(args)
-    from .draw import draw_poses
-    from .io import input_kind, list_images, read_image, write_image, write_json
+    import contextlib
+
+    from .io import JsonArrayWriter
 
     if len(args.input) > 1:
         raise InputError("%d sources given: infer takes one (several with --ray)" % len(args.input))
@@ -166,8 +167,18 @@ def cmd_infer(args) -> int:
     est = _estimator(args)
     boxes_by_image = _boxes_arg(args)
     out_dir = args.out or "edgepose_out"
-    results: List[dict] = []
-    summary = []
+    json_path = args.json or os.path.join(out_dir, "results.json")
+    with contextlib.ExitStack() as outputs:   # streamed: memory does not grow with the frames
+        results = outputs.enter_context(JsonArrayWriter(json_path))
+        summary = outputs.enter_context(JsonArrayWriter(args.summary_json)) if args.summary_json else None
+        _infer_into(args, est, source, kind, out_dir, boxes_by_image, results, summary)
+    print("wrote %s" % json_path)
+    return 0
+
+
+def _infer_into(args, est, source, kind, out_dir, boxes_by_image, results, summary) -> None:
+    from .draw import draw_poses
+    from .io import list_images, read_image, write_image
 
     def run(img, iid):
         if boxes_by_image is not None:
@@ -185,25 +196,20 @@ def cmd_infer(args) -> int:
             res = run(img, iid)
             if res.to_coco17 is not None:
                 results.extend(res.to_coco_results(iid))
-            summary.append({"file": os.path.basename(p), "image_id": iid, **res.to_dict()})
+            if summary is not None:
+                summary.append({"file": os.path.basename(p), "image_id": iid, **res.to_dict()})
             if not args.no_draw:
                 name = os.path.splitext(os.path.basename(p))[0] + ".jpg"
                 write_image(os.path.join(out_dir, name), draw_poses(img, res))
             print("%s: %d people" % (os.path.basename(p), len(res)))
     else:
         spec = _tracker(args) if args.track else None
-        stats = _run_video(args, est, source, out_dir, results,
-                           summary if args.summary_json else None, tracker=spec, jsonl=args.jsonl)
-        c = np.array(stats["people_per_frame"]) if stats["people_per_frame"] else np.zeros(1)
+        stats = _run_video(args, est, source, out_dir, results, summary, tracker=spec, jsonl=args.jsonl)
+        hist = stats["people_per_frame"] or {0: 1}
+        c = np.repeat(np.array(list(hist), np.int64), np.array(list(hist.values()), np.int64))
         print("%s: %d frames, people per frame: median %d, min %d, max %d%s"
               % (_source_name(source), stats["frames_processed"], int(np.median(c)), c.min(), c.max(),
                  "".join("; wrote %s" % p for p in stats["outputs"])))
-    json_path = args.json or os.path.join(out_dir, "results.json")
-    write_json(json_path, results)
-    if args.summary_json:
-        write_json(args.summary_json, summary)
-    print("wrote %s" % json_path)
-    return 0
 
 
 def _source_kind(source: str) -> str:
@@ -259,10 +265,10 @@ def _run_video(args, est, source, out_dir, results, summary, tracker=None, jsonl
             b, s = boxes_by_image.get(next(frame_no), (np.zeros((0, 4), np.float32), None))
             return whole(img, boxes=b, box_scores=s)
         est.meta = whole.meta
-    counts: List[int] = []
+    counts: Dict[int, int] = {}        # people per frame -> frames (bounded memory)
 
     def on_result(i, t, img, res):
-        counts.append(len(res))
+        counts[len(res)] = counts.get(len(res), 0) + 1
         if results is not None and res.to_coco17 is not None:
             results.extend(res.to_coco_results(i))
         if summary is not None:
@@ -292,7 +298,9 @@ def _run_video(args, est, source, out_dir, results, summary, tracker=None, jsonl
 
 def cmd_track(args) -> int:
     """People with IDs and smoothed keypoints through a video, a camera or a stream."""
-    from .io import write_json
+    import contextlib
+
+    from .io import JsonArrayWriter
 
     source = args.source
     if not os.path.isdir(source) and _source_kind(source) != "video":
@@ -300,13 +308,9 @@ def cmd_track(args) -> int:
     spec = _tracker(args)
     est = _estimator(args)
     out_dir = args.out or "edgepose_out"
-    summary: Optional[List[dict]] = [] if args.summary_json else None
-    stats = _run_video(args, est, source, out_dir, None, summary, tracker=spec, jsonl=args.json)
-    ids = set()
-    if summary is not None:
-        for fr in summary:
-            ids.update(p.get("track_id") for p in fr["people"])
-        write_json(args.summary_json, summary)
+    with contextlib.ExitStack() as outputs:
+        summary = outputs.enter_context(JsonArrayWriter(args.summary_json)) if args.summary_json else None
+        stats = _run_video(args, est, source, out_dir, None, summary, tracker=spec, jsonl=args.json)
     print("%s: %d frames in %.1f s (%.1f fps, %s), %d dropped, %d skipped%s"
           % (_source_name(source), stats["frames_processed"], stats["wall_s"], stats["fps"],
              "pipelined" if stats["pipelined"] else "sequential", stats["frames_dropped"],

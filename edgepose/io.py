@@ -187,11 +187,11 @@ def _writer_alive(owner: str, pid: int, start: int) -> Optional[bool]:
     """Whether the writer of a temporary runs; None when that cannot be known here."""
     if owner != _owner():
         return None
-    if pid == os.getpid():
-        return True     # this process (another thread, or an enclosing write)
     if os.path.isdir("/proc/self"):
-        st = _proc_stat(pid)
+        st = _proc_stat(pid)    # this process too: another thread's write, or an enclosing one
         return st is not None and st[0] != "Z" and (start == 0 or st[1] == start)
+    if pid == os.getpid():
+        return True
     if os.name != "posix":
         return None     # (os.kill would terminate the process on Windows)
     try:
@@ -275,34 +275,37 @@ _SYS_RENAMEAT2 = {"x86_64": 316, "amd64": 316, "aarch64": 276, "arm64": 276, "ar
 _renameat2_fn: List = []
 
 
+def _load_renameat2(use_libc: bool = True):
+    """A callable ``(src bytes, dst bytes, flags) -> 0 or -1 (errno)`` for renameat2: glibc's
+    function, else the raw system call (glibc < 2.28, as on JetPack 4.6); None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+    import platform
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    at_fdcwd = ctypes.c_int(-100)
+    if use_libc and hasattr(libc, "renameat2"):
+        f = libc.renameat2
+        return lambda a, b, fl: f(at_fdcwd, a, at_fdcwd, b, ctypes.c_uint(fl))
+    nr = _SYS_RENAMEAT2.get(platform.machine().lower())
+    if nr is None:
+        return None
+    sc = libc.syscall
+    return lambda a, b, fl: sc(ctypes.c_long(nr), at_fdcwd, a, at_fdcwd, b, ctypes.c_uint(fl))
+
+
 def _renameat2(src: str, dst: str, flags: int) -> bool:
     """renameat2(src, dst, flags); False where the kernel, libc or file system lacks it."""
+    import ctypes
     import errno
     if not _renameat2_fn:
-        fn = None
-        if sys.platform.startswith("linux"):
-            import ctypes
-            import platform
-            try:
-                libc = ctypes.CDLL(None, use_errno=True)
-            except OSError:
-                libc = None
-            if libc is not None and hasattr(libc, "renameat2"):
-                f = libc.renameat2
-
-                def fn(a, b, fl, f=f):
-                    return f(-100, a, -100, b, ctypes.c_uint(fl))
-            elif libc is not None and platform.machine().lower() in _SYS_RENAMEAT2:
-                nr = _SYS_RENAMEAT2[platform.machine().lower()]
-
-                def fn(a, b, fl, s=libc.syscall, nr=nr):
-                    return s(ctypes.c_long(nr), ctypes.c_int(-100), a, ctypes.c_int(-100), b,
-                             ctypes.c_uint(fl))
-        _renameat2_fn.append(fn)
+        _renameat2_fn.append(_load_renameat2())
     fn = _renameat2_fn[0]
     if fn is None:
         return False
-    import ctypes
     if fn(os.fsencode(src), os.fsencode(dst), flags) == 0:
         return True
     e = ctypes.get_errno()
@@ -367,21 +370,22 @@ def set_default_permissions(path: str) -> None:
     os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_current_umask())
 
 
-@contextlib.contextmanager
-def atomic_path(path: str, durable: bool = True) -> Iterator[str]:
-    """Yield a temporary path beside ``path`` (same extension); on success it is fsync'ed and
-    renamed onto ``path``, on an exception deleted. A kill at any point leaves ``path`` as it
-    was (the previous file or none) or the complete new file; the temporary of a killed run is
-    removed by a later run (:func:`clean_stale_temps`). ``durable=False``: no fsync (output that
-    is cheap to redo, such as annotated images)."""
+def _temp_file_beside(path: str, suffix: Optional[str] = None) -> str:
+    """A new empty temporary file beside ``path`` (suffix: ``.tmp`` + path's extension)."""
     d = os.path.dirname(os.path.abspath(path)) or "."
     os.makedirs(d, exist_ok=True)
     name = os.path.basename(path)
     _clean_once(d)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(name), suffix=".tmp" + os.path.splitext(name)[1], dir=d)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(name), dir=d,
+                               suffix=".tmp" + (os.path.splitext(name)[1] if suffix is None else suffix))
     os.close(fd)
+    return tmp
+
+
+def _commit_file(tmp: str, path: str, durable: bool = True) -> None:
+    """Rename the finished temporary ``tmp`` onto ``path`` (fsync'ed before and after); on an
+    error ``tmp`` is deleted."""
     try:
-        yield tmp
         set_default_permissions(tmp)
         if durable:
             _fsync(tmp)
@@ -391,7 +395,24 @@ def atomic_path(path: str, durable: bool = True) -> Iterator[str]:
             _remove(tmp)
         raise
     if durable:
-        _fsync(d, directory=True)
+        _fsync(os.path.dirname(os.path.abspath(path)) or ".", directory=True)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str, durable: bool = True) -> Iterator[str]:
+    """Yield a temporary path beside ``path`` (same extension); on success it is fsync'ed and
+    renamed onto ``path``, on an exception deleted. A kill at any point leaves ``path`` as it
+    was (the previous file or none) or the complete new file; the temporary of a killed run is
+    removed by a later run (:func:`clean_stale_temps`). ``durable=False``: no fsync (output that
+    is cheap to redo, such as annotated images)."""
+    tmp = _temp_file_beside(path)
+    try:
+        yield tmp
+    except BaseException:
+        if os.path.lexists(tmp):
+            _remove(tmp)
+        raise
+    _commit_file(tmp, path, durable)
 
 
 @contextlib.contextmanager
@@ -460,11 +481,7 @@ def scratch_file(beside: str, suffix: str = "") -> Iterator[str]:
     """A temporary file path beside the artifact ``beside`` (for an intermediate result that
     must live on the same file system), always removed on exit; named like the temporaries of
     :func:`atomic_path`, so that a later run removes it if this one is killed."""
-    d = os.path.dirname(os.path.abspath(beside)) or "."
-    os.makedirs(d, exist_ok=True)
-    _clean_once(d)
-    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(os.path.basename(beside)), suffix=".tmp" + suffix, dir=d)
-    os.close(fd)
+    tmp = _temp_file_beside(beside, ".tmp" + suffix)
     try:
         yield tmp
     finally:
@@ -527,6 +544,50 @@ def write_json(path: str, obj) -> None:
             json.dump(obj, f, indent=1)
 
 
+class JsonArrayWriter:
+    """A JSON array written item by item (memory does not grow with the items), atomically:
+    ``path`` gets the whole array on close(), and keeps its previous content after abort(),
+    an exception inside ``with``, or a kill. ``append(obj)``, ``extend(objs)``; ``count``."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.tmp = _temp_file_beside(path)
+        self.f = open(self.tmp, "w")
+        self.f.write("[")
+        self.count = 0
+
+    def append(self, obj) -> None:
+        self.f.write((",\n" if self.count else "\n") + json.dumps(obj, separators=(",", ":")))
+        self.count += 1
+
+    def extend(self, objs) -> None:
+        for o in objs:
+            self.append(o)
+
+    def close(self) -> None:
+        if self.f.closed:
+            return
+        self.f.write("\n]\n" if self.count else "]\n")
+        self.f.close()
+        _commit_file(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if not self.f.closed:
+            self.f.close()
+        if os.path.lexists(self.tmp):
+            _remove(self.tmp)
+
+    def __enter__(self) -> "JsonArrayWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+
 def write_image(path: str, img: np.ndarray) -> None:
     """Encode by the extension and write atomically (not fsync'ed: annotated output)."""
     ext = os.path.splitext(path)[1] or ".jpg"
@@ -543,13 +604,7 @@ class VideoWriter:
 
     def __init__(self, path: str, fps: float, size: Tuple[int, int]):
         self.path = path
-        d = os.path.dirname(os.path.abspath(path))
-        os.makedirs(d, exist_ok=True)
-        name = os.path.basename(path)
-        _clean_once(d)
-        fd, self.tmp = tempfile.mkstemp(prefix=_temp_prefix(name),
-                                        suffix=".tmp" + (os.path.splitext(name)[1] or ".mp4"), dir=d)
-        os.close(fd)
+        self.tmp = _temp_file_beside(path, ".tmp" + (os.path.splitext(path)[1] or ".mp4"))
         fourcc = cv2.VideoWriter_fourcc(*"mp4v")
         self.w = cv2.VideoWriter(self.tmp, fourcc, fps, size)
         if not self.w.isOpened():
@@ -567,14 +622,7 @@ class VideoWriter:
             return
         self._open = False
         self.w.release()
-        try:
-            set_default_permissions(self.tmp)
-            _fsync(self.tmp)
-            os.replace(self.tmp, self.path)
-        except BaseException:
-            _remove(self.tmp)
-            raise
-        _fsync(os.path.dirname(os.path.abspath(self.path)), directory=True)
+        _commit_file(self.tmp, self.path)
 
     def abort(self) -> None:
         if not self._open:

@@ -16,13 +16,14 @@ complete, playable files.
 """
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import os
 import queue
 import threading
 import time
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -466,7 +467,8 @@ def run_video(source, estimator, tracker=None, out_video: Optional[str] = None,
     stats = VideoStats(source=str(src.name), kind=src.kind, live=src.live, frames_read=0,
                        frames_processed=0, frames_dropped=0, frames_skipped=0, interrupted=False,
                        pipelined=bool(pipelined))
-    times: Dict[str, List[float]] = {"inference_ms": [], "postprocess_ms": [], "write_ms": []}
+    # stage times of the last 1000 frames (bounded: a camera runs for days)
+    times = {k: collections.deque(maxlen=1000) for k in ("inference_ms", "postprocess_ms", "write_ms")}
     bar = None
     if progress and not src.live:
         try:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-import tempfile
 import time
 from typing import Any, Dict, Optional, Sequence, Union
 
@@ -204,7 +203,9 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
         from .accuracy import coco_pairs
 
         coco_pairs(target_options["coco"], target_options.get("images_dir"))
-    with tempfile.TemporaryDirectory(prefix="edgepose-export-") as tmpdir:
+    from edgepose.io import scratch_dir
+
+    with scratch_dir("edgepose-export") as tmpdir:
         torch_model = None
         if meta is not None:
             onnx_path = source

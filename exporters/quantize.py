@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from edgepose.errors import ExportError
+from edgepose.io import scratch_dir as _scratch_dir
 
 __all__ = ["QuantStats", "collect_stats", "ranges_from_stats", "quantize_qdq",
            "quantize_with_ranges", "equalize_model", "quantizable_nodes", "METHODS",
@@ -790,7 +790,7 @@ def quantize_with_ranges(model, out_onnx: str, ranges: Dict[str, Tuple[float, fl
     td = TensorsData(CalibrationMethod.MinMax,
                      {k: TensorData(lowest=np.array(lo, np.float32), highest=np.array(hi, np.float32))
                       for k, (lo, hi) in ranges.items()})
-    with tempfile.TemporaryDirectory(prefix="edgepose-q-") as tmp:
+    with _scratch_dir("edgepose-q") as tmp:
         p, q, cache = (os.path.join(tmp, n) for n in ("in.onnx", "out.onnx", "ranges.json"))
         onnx.save(model, p)
         save_tensors_data(td, cache)
@@ -1317,7 +1317,7 @@ def _ort_calibrate(model, calib_inputs, which: str, percentile: float,
 
     meth = CalibrationMethod.Entropy if which == "entropy" else CalibrationMethod.Percentile
     extra = {"percentile": percentile} if which == "percentile" else {}
-    with tempfile.TemporaryDirectory(prefix="edgepose-cal-") as tmp:
+    with _scratch_dir("edgepose-cal") as tmp:
         p = os.path.join(tmp, "m.onnx")
         onnx.save(model, p)
         cal = create_calibrator(Path(p), None, augmented_model_path=os.path.join(tmp, "aug.onnx"),

@@ -30,9 +30,9 @@ Route (no TensorFlow, no onnx2tf):
 from __future__ import annotations
 
 import json
+import contextlib
 import os
 import re
-import tempfile
 import time
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -568,6 +568,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
 
     from edgepose.io import atomic_path
     ftmp = None
+    scratch = contextlib.ExitStack()   # intermediate files: removed here, or by a later run after a kill
     try:
         with atomic_path(out) as tmp:
             if not gate:
@@ -582,8 +583,9 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                     raise ExportError("the INT8 accuracy gate needs held-out frames: give --calib a source "
                                       "(images, a video or COCO json), or check_accuracy=False")
                 # the float reference: the same TFLite graph before quantization, same size and IO
-                fd2, ftmp = tempfile.mkstemp(prefix=".tmp-float-", suffix=".tflite", dir=out_dir)
-                with os.fdopen(fd2, "wb") as f:
+                from edgepose.io import scratch_file
+                ftmp = scratch.enter_context(scratch_file(out, ".float.tflite"))
+                with open(ftmp, "wb") as f:
                     f.write(embed_metadata(float_flat, ModelMeta(dict(tmeta.data, precision="fp32"))))
                 mlf = opts.get("max_label_free_drop")
                 info, rep = gated_quantize(
@@ -598,8 +600,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                     report["warning"] = rep["warning"]
                 logger.info(format_report(rep))
     finally:
-        if ftmp and os.path.exists(ftmp):
-            os.remove(ftmp)
+        scratch.close()
     report["output"] = os.path.abspath(out)
     report["size_bytes"] = os.path.getsize(out)
     report["total_s"] = round(time.time() - t0, 2)
