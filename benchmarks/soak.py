@@ -124,19 +124,6 @@ def run_sampled(cmd: List[str], interval: float, log_path: str) -> Dict[str, Any
             "samples": samples, **marks}
 
 
-def deep_size(o, seen=None) -> int:
-    seen = set() if seen is None else seen
-    if id(o) in seen:
-        return 0
-    seen.add(id(o))
-    s = sys.getsizeof(o)
-    if isinstance(o, dict):
-        s += sum(deep_size(k, seen) + deep_size(v, seen) for k, v in o.items())
-    elif isinstance(o, (list, tuple)):
-        s += sum(deep_size(v, seen) for v in o)
-    return s
-
-
 def summarize(run: Dict[str, Any], frames: int, warmup: float, budget_mb: float) -> Dict[str, Any]:
     smp = run["samples"]
     if run["rc"] != 0 or len(smp) < 3:
@@ -230,34 +217,22 @@ def main(argv=None) -> int:
                      None))
     report: Dict[str, Any] = {"model": a.model, "frames": n, "videos": videos, "interval_s": a.interval,
                               "warmup_fraction": a.warmup, "budget_mb": a.budget_mb, "runs": []}
-    for name, cmd, results_json in jobs:
+    for name, cmd, _ in jobs:
         print("running: %s" % " ".join(shlex.quote(x) for x in cmd), flush=True)
         run = run_sampled(cmd, a.interval, os.path.join(work, "log-%d.txt" % len(report["runs"])))
         s = summarize(run, n, a.warmup, a.budget_mb)
-        if results_json and os.path.exists(results_json):
-            with open(results_json) as f:
-                res = json.load(f)
-            size = deep_size(res) / (1 << 20)
-            del res
-            s["results_in_memory_mb"] = round(size, 1)
-            s["results_kb_per_frame"] = round(size * 1024 / n, 2)
-            if "growth_mb" in s:
-                # the list kept until the end grows from the first frame: its part after warm-up
-                s["growth_net_of_results_mb"] = round(s["growth_mb"] - size * (1 - a.warmup), 2)
         report["runs"].append({"name": name, **s, "rc": run["rc"], "duration_s": run["duration_s"],
                                "loop_end_line": run.get("loop_end_line"), "samples": run["samples"]})
         print("  %s" % json.dumps(s), flush=True)
-    print("\n%-38s %7s %8s %8s %8s %8s %9s %10s %9s %s" % ("command", "start", "warm-up", "end", "max", "growth",
-                                                        "MB/1k fr", "results", "net", "pass"))
+    print("\n%-38s %7s %8s %8s %8s %8s %9s %s" % ("command", "start", "warm-up", "end", "max", "growth",
+                                                "MB/1k fr", "pass"))
     for r in report["runs"]:
         if "growth_mb" not in r:
             print("%-38s failed: %s" % (r["name"][:38], r.get("why")))
             continue
-        print("%-38s %6.1fM %7.1fM %7.1fM %7.1fM %7.2fM %9s %10s %9s %s" % (
+        print("%-38s %6.1fM %7.1fM %7.1fM %7.1fM %7.2fM %9s %s" % (
             r["name"][:38], r["start_mb"], r["warmup_mb"], r["end_mb"], r["max_mb"], r["growth_mb"],
-            r["slope_mb_per_1k_frames"], "%.1fM" % r["results_in_memory_mb"] if "results_in_memory_mb" in r else "-",
-            "%.2fM" % r["growth_net_of_results_mb"] if "growth_net_of_results_mb" in r else "-",
-            "yes" if r["ok"] else "NO"))
+            r["slope_mb_per_1k_frames"], "yes" if r["ok"] else "NO"))
     if a.json:
         with open(a.json, "w") as f:
             json.dump(report, f, indent=1)

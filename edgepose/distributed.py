@@ -289,9 +289,7 @@ class FrameRange:
             fps = float(src.cap.get(cv2.CAP_PROP_FPS) or 0.0) if src.cap is not None else 0.0
             self.fps = src.fps
             pending = None
-            if self.first > 0 and self.seek and fps > 0 and hasattr(src, "_index"):
-                src.cap.set(cv2.CAP_PROP_POS_FRAMES, self.first)
-                src._index = self.first          # FrameSource numbers from here on
+            if self.first > 0 and self.seek and fps > 0 and src.seek(self.first):
                 got = src.read()
                 if got is not None and self._pts_index(src.cap, fps) == got[0]:
                     self.mode, pending = "seek", got

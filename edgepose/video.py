@@ -224,6 +224,18 @@ class FrameSource:
                 self.skipped += bad
             return None
 
+    def seek(self, index: int) -> bool:
+        """Files and folders: make frame ``index`` the next one :meth:`read` returns (numbered
+        ``index``). Returns False where the source cannot seek (live sources). A video codec may
+        land elsewhere than asked: check the frames' timestamps (``cap.get(CAP_PROP_POS_MSEC)``)."""
+        if self.live or index < 0:
+            return False
+        if self.kind == "file":
+            if not self.cap.set(cv2.CAP_PROP_POS_FRAMES, int(index)):
+                return False
+        self._index = int(index)
+        return True
+
     def release(self) -> None:
         if self.cap is not None:
             with contextlib.suppress(Exception):
