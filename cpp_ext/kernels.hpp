@@ -77,8 +77,8 @@ struct PeakScratch {
     std::vector<float> val;
     std::vector<int32_t> pos;
     std::vector<int32_t> order;
-    std::vector<int32_t> first, last;     // [C * H] spans, channel-major
-    std::vector<int32_t> rfirst, rlast;   // [C] spans of the current row (pixel-order pass)
+    std::vector<int32_t> first, last;   // [C * H] spans, channel-major
+    std::vector<float> bmax;            // [C] block maxima (maps with non-contiguous rows)
 };
 
 // Fills s.first / s.last for every channel of m. Returns false when a value is NaN or inf.
@@ -94,9 +94,9 @@ void channel_peaks(const Plane& m, const int32_t* first, const int32_t* last, do
 // whether all n values are finite.
 size_t argmax(const float* p, size_t n, float& vmax, bool& finite);
 
-// Argmax (first in scan order) of every channel: idx[c] = y * W + x, vmax[c] its value.
-// Returns false when a value is NaN or inf.
-bool argmax_maps(const Maps& m, int64_t* idx, float* vmax);
+// Argmax (first in scan order) of every channel of non-empty maps: idx[c] = y * W + x
+// (H * W < 2^31) and vmax[c] its value. Returns false when a value is NaN or inf.
+bool argmax_maps(const Maps& m, int32_t* idx, float* vmax, std::vector<float>& scratch);
 
 // Defaults equal to edgepose.metadata.DECODE_DEFAULTS["bottomup"] (the one table; the Python API
 // always passes every value, these only serve C++ callers).

@@ -18,6 +18,13 @@ namespace {
 [[noreturn]] void value_error(const std::string& msg) { throw py::value_error(msg); }
 [[noreturn]] void type_error(const std::string& msg) { throw py::type_error(msg); }
 
+// A user's string for an error message: one line, printable, at most 40 characters, quoted.
+std::string quoted(const std::string& v) {
+    std::string s = "'";
+    for (size_t i = 0; i < v.size() && i < 40; ++i) s += (v[i] >= 32 && v[i] < 127) ? v[i] : '?';
+    return s + (v.size() > 40 ? "...'" : "'");
+}
+
 std::string shape_str(const py::array& a) {
     std::string s = "(";
     for (py::ssize_t i = 0; i < a.ndim(); ++i) {
@@ -28,7 +35,8 @@ std::string shape_str(const py::array& a) {
     return s + ")";
 }
 
-// Validate a numpy array: type, dtype, rank, contiguity, non-empty. Returns it as py::array.
+// Validate a numpy array: type, dtype, rank, contiguity, alignment, non-empty. Returns it as
+// py::array.
 py::array check_array(const py::handle& obj, const char* name, int nd_a, int nd_b, bool is_float,
                       bool allow_empty = false) {
     if (!py::isinstance<py::array>(obj))
@@ -50,6 +58,9 @@ py::array check_array(const py::handle& obj, const char* name, int nd_a, int nd_
     }
     if (!(a.flags() & py::array::c_style))
         value_error(std::string(name) + " must be C-contiguous (use np.ascontiguousarray)");
+    // a misaligned buffer (np.frombuffer at an odd offset) would be undefined behaviour to read
+    if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+        value_error(std::string(name) + " must be aligned (use a.copy())");
     if (!allow_empty && a.size() == 0)
         value_error(std::string(name) + " is empty: shape " + shape_str(a));
     return a;
@@ -60,7 +71,7 @@ enum class Layout { CHW, HWC };
 Layout parse_layout(const std::string& s) {
     if (s == "CHW") return Layout::CHW;
     if (s == "HWC") return Layout::HWC;
-    value_error("layout must be 'CHW' or 'HWC', got '" + s + "'");
+    value_error("layout must be 'CHW' or 'HWC', got " + quoted(s));
 }
 
 // Channels, height and width of one item: the last three axes of `a` in `layout` order.
@@ -120,7 +131,7 @@ ep::Refine parse_refine(const std::string& r) {
     if (r == "quarter") return ep::Refine::Quarter;
     if (r == "dark") return ep::Refine::Dark;
     if (r == "centroid") return ep::Refine::Centroid;
-    value_error("refine must be one of none, quarter, dark, centroid, got '" + r + "'");
+    value_error("refine must be one of none, quarter, dark, centroid, got " + quoted(r));
 }
 
 void check_kernel(int k) {
@@ -143,7 +154,7 @@ ep::GroupOptions parse_group(int paf_samples, double paf_score_threshold,
     else if (matching == "hungarian")
         o.hungarian = true;
     else
-        value_error("matching must be 'greedy' or 'hungarian', got '" + matching + "'");
+        value_error("matching must be 'greedy' or 'hungarian', got " + quoted(matching));
     o.paf_samples = paf_samples;
     o.paf_score_threshold = paf_score_threshold;
     o.min_sample_fraction = min_sample_fraction;
@@ -181,7 +192,7 @@ struct Workspace {
     ep::GroupScratch gs;
     std::vector<float> people, scores;
     std::vector<double> g;
-    std::vector<int64_t> idx;
+    std::vector<int32_t> idx;
     std::vector<float> vmax;
 };
 
@@ -281,7 +292,7 @@ py::tuple decode_topdown(py::handle heatmaps, const std::string& refine, int dar
         w.vmax.resize(K);
         for (py::ssize_t n = 0; n < N && finite; ++n) {
             const ep::Maps m = item_maps(p, d, lay, n);
-            finite = ep::argmax_maps(m, w.idx.data(), w.vmax.data());
+            finite = ep::argmax_maps(m, w.idx.data(), w.vmax.data(), w.ps.bmax);
             const ep::Affine& a = aff.size() > 1 ? aff[n] : one_affine(aff);
             for (py::ssize_t k = 0; k < K && finite; ++k) {
                 const int y = (int)(w.idx[k] / d.W), x = (int)(w.idx[k] % d.W);

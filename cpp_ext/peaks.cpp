@@ -179,11 +179,12 @@ void scan_peaks(const Plane& m, const int32_t* first, const int32_t* last, doubl
     const int H = m.H, W = m.W;
     const std::ptrdiff_t xs = UNIT ? 1 : m.xs;
     for (int y = 0; y < H; ++y) {
-        if (first[y] > last[y]) continue;
+        const int x0 = first[y], x1 = last[y];   // locals: s.pos may alias first / last
+        if (x0 > x1) continue;
         const float* row = m.row(y);
         const float* up = y > 0 ? row - m.rs : nullptr;
         const float* dn = y + 1 < H ? row + m.rs : nullptr;
-        for (int x = first[y]; x <= last[y]; ++x) {
+        for (int x = x0; x <= x1; ++x) {
             const std::ptrdiff_t i = (std::ptrdiff_t)x * xs;
             const float v = row[i];
             if (!((double)v > thr)) continue;
@@ -218,72 +219,135 @@ inline float float_threshold(double thr) {
     return t;
 }
 
-// row_spans for maps whose rows are not contiguous: one pass in pixel order, all channels of a
-// pixel together (contiguous when cs == 1: UNIT), branch-free so that it vectorises.
-template <bool UNIT>
+// Per channel c < C: out[c] = the maximum of columns x0..x1 of one row (pixel stride xs,
+// channel stride cs); returns nonzero when one of the values is NaN or inf. For maps whose rows
+// are not contiguous: the channels of a pixel are read together, four at a time when they are
+// contiguous (cs == 1; the last group of four overlaps the previous one when 4 does not divide
+// C, harmless for a maximum), so that the data is read in memory order.
+inline uint32_t block_max(const float* row, std::ptrdiff_t xs, std::ptrdiff_t cs, long C, int x0,
+                          int x1, float* out) {
+    const float* blk = row + (std::ptrdiff_t)x0 * xs;
+    const int n = x1 - x0 + 1;
+    uint32_t bad = 0;
+#if defined(EP_SSE2) || defined(EP_NEON)
+    if (cs == 1 && C >= 4) {
+        for (long c0 = 0; c0 < C; c0 += 4) {
+            const long c = std::min(c0, C - 4);
+#if defined(EP_SSE2)
+            const __m128i em = _mm_set1_epi32((int)EXP_MASK);
+            // two accumulators (even / odd columns) halve the dependency chain
+            __m128 m0 = _mm_set1_ps(-std::numeric_limits<float>::infinity()), m1 = m0;
+            __m128i b = _mm_setzero_si128();
+            int x = 0;
+            for (; x + 2 <= n; x += 2) {
+                const __m128 v0 = _mm_loadu_ps(blk + (std::ptrdiff_t)x * xs + c);
+                const __m128 v1 = _mm_loadu_ps(blk + (std::ptrdiff_t)(x + 1) * xs + c);
+                m0 = _mm_max_ps(m0, v0);
+                m1 = _mm_max_ps(m1, v1);
+                b = _mm_or_si128(b, _mm_cmpeq_epi32(_mm_and_si128(_mm_castps_si128(v0), em), em));
+                b = _mm_or_si128(b, _mm_cmpeq_epi32(_mm_and_si128(_mm_castps_si128(v1), em), em));
+            }
+            if (x < n) {
+                const __m128 v0 = _mm_loadu_ps(blk + (std::ptrdiff_t)x * xs + c);
+                m0 = _mm_max_ps(m0, v0);
+                b = _mm_or_si128(b, _mm_cmpeq_epi32(_mm_and_si128(_mm_castps_si128(v0), em), em));
+            }
+            bad |= (uint32_t)_mm_movemask_epi8(b);
+            _mm_storeu_ps(out + c, _mm_max_ps(m0, m1));
+#else
+            const uint32x4_t em = vdupq_n_u32(EXP_MASK);
+            float32x4_t m0 = vdupq_n_f32(-std::numeric_limits<float>::infinity()), m1 = m0;
+            uint32x4_t b = vdupq_n_u32(0);
+            int x = 0;
+            for (; x + 2 <= n; x += 2) {
+                const float32x4_t v0 = vld1q_f32(blk + (std::ptrdiff_t)x * xs + c);
+                const float32x4_t v1 = vld1q_f32(blk + (std::ptrdiff_t)(x + 1) * xs + c);
+                m0 = vmaxq_f32(m0, v0);
+                m1 = vmaxq_f32(m1, v1);
+                b = vorrq_u32(b, vceqq_u32(vandq_u32(vreinterpretq_u32_f32(v0), em), em));
+                b = vorrq_u32(b, vceqq_u32(vandq_u32(vreinterpretq_u32_f32(v1), em), em));
+            }
+            if (x < n) {
+                const float32x4_t v0 = vld1q_f32(blk + (std::ptrdiff_t)x * xs + c);
+                m0 = vmaxq_f32(m0, v0);
+                b = vorrq_u32(b, vceqq_u32(vandq_u32(vreinterpretq_u32_f32(v0), em), em));
+            }
+            bad |= vmaxvq_u32(b);
+            vst1q_f32(out + c, vmaxq_f32(m0, m1));
+#endif
+        }
+        return bad;
+    }
+#endif
+    for (long c = 0; c < C; ++c) {   // scalar: strided channels, fewer than 4, or no SIMD
+        const float* p = blk + c * cs;
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int x = 0; x < n; ++x) {
+            const float v = p[(std::ptrdiff_t)x * xs];
+            bad |= (uint32_t)scalar_nonfinite(v);
+            mx = mx < v ? v : mx;
+        }
+        out[c] = mx;
+    }
+    return bad;
+}
+
+// row_spans for maps whose rows are not contiguous: one pass over the data in memory order.
+// Each row is cut into blocks of SPAN_BLOCK columns; a channel's span runs from the first to the
+// last block whose maximum is above thr (it may include some columns below thr).
+constexpr int SPAN_BLOCK = 8;
+
 bool row_spans_pixelwise(const Maps& m, double thr, PeakScratch& s) {
     const long C = m.C;
     const int W = m.W;
-    const std::ptrdiff_t cs = UNIT ? 1 : m.cs;
     const float t = float_threshold(thr);
-    s.rfirst.resize(C);
-    s.rlast.resize(C);
-    int32_t* f = s.rfirst.data();
-    int32_t* l = s.rlast.data();
+    s.bmax.resize(C);
+    float* bm = s.bmax.data();
     uint32_t bad = 0;
     for (int y = 0; y < m.H; ++y) {
-        std::fill(f, f + C, W);
-        std::fill(l, l + C, -1);
-        const float* row = m.p + (std::ptrdiff_t)y * m.rs;
-        for (int x = 0; x < W; ++x) {
-            const float* px = row + (std::ptrdiff_t)x * m.xs;
-            for (long c = 0; c < C; ++c) {
-                const float v = px[c * cs];
-                uint32_t b;
-                std::memcpy(&b, &v, 4);
-                bad |= (uint32_t)((b & EXP_MASK) == EXP_MASK);
-                const bool above = v > t;
-                f[c] = (above && f[c] == W) ? x : f[c];
-                l[c] = above ? x : l[c];
-            }
-        }
         for (long c = 0; c < C; ++c) {
-            s.first[(size_t)c * m.H + y] = f[c];
-            s.last[(size_t)c * m.H + y] = l[c];
+            s.first[(size_t)c * m.H + y] = W;
+            s.last[(size_t)c * m.H + y] = -1;
+        }
+        const float* row = m.p + (std::ptrdiff_t)y * m.rs;
+        for (int x0 = 0; x0 < W; x0 += SPAN_BLOCK) {
+            const int x1 = std::min(W, x0 + SPAN_BLOCK) - 1;
+            bad |= block_max(row, m.xs, m.cs, C, x0, x1, bm);
+            for (long c = 0; c < C; ++c) {
+                if (!(bm[c] > t)) continue;
+                int32_t& f = s.first[(size_t)c * m.H + y];
+                if (f == W) f = x0;
+                s.last[(size_t)c * m.H + y] = x1;
+            }
         }
     }
     return bad == 0;
 }
 
-// Argmax of every channel in one pass in pixel order: the first strictly greater value wins,
-// i.e. the first maximum in scan order. UNIT: cs == 1.
-template <bool UNIT>
-bool argmax_pixelwise(const Maps& m, int64_t* idx, float* vmax) {
+// argmax_maps for maps whose planes are not contiguous: the maxima of every row of every channel
+// in one pass in memory order, then per channel the first row holding the maximum and the first
+// column in it (as the planar argmax does with blocks).
+bool argmax_pixelwise(const Maps& m, int32_t* idx, float* vmax, std::vector<float>& rowmax) {
     const long C = m.C;
-    const std::ptrdiff_t cs = UNIT ? 1 : m.cs;
-    for (long c = 0; c < C; ++c) {
-        vmax[c] = m.p[c * cs];
-        idx[c] = 0;
-    }
+    rowmax.resize((size_t)m.H * C);   // [H][C]
     uint32_t bad = 0;
-    for (int y = 0; y < m.H; ++y) {
-        const float* row = m.p + (std::ptrdiff_t)y * m.rs;
-        for (int x = 0; x < m.W; ++x) {
-            const float* px = row + (std::ptrdiff_t)x * m.xs;
-            const int64_t i = (int64_t)y * m.W + x;
-            for (long c = 0; c < C; ++c) {
-                const float v = px[c * cs];
-                uint32_t b;
-                std::memcpy(&b, &v, 4);
-                bad |= (uint32_t)((b & EXP_MASK) == EXP_MASK);
-                if (v > vmax[c]) {
-                    vmax[c] = v;
-                    idx[c] = i;
-                }
-            }
-        }
+    for (int y = 0; y < m.H; ++y)
+        bad |= block_max(m.p + (std::ptrdiff_t)y * m.rs, m.xs, m.cs, C, 0, m.W - 1,
+                         rowmax.data() + (size_t)y * C);
+    if (bad) return false;
+    for (long c = 0; c < C; ++c) {
+        const float* rm = rowmax.data() + c;
+        float mx = rm[0];
+        for (int y = 1; y < m.H; ++y) mx = mx < rm[(size_t)y * C] ? rm[(size_t)y * C] : mx;
+        int y = 0;
+        while (y + 1 < m.H && rm[(size_t)y * C] != mx) ++y;
+        const Plane pl = m.plane(c);
+        int x = 0;
+        while (x + 1 < m.W && pl.at(x, y) != mx) ++x;
+        idx[c] = y * m.W + x;
+        vmax[c] = pl.at(x, y);
     }
-    return bad == 0;
+    return true;
 }
 }  // namespace
 
@@ -359,7 +423,7 @@ bool row_spans(const Maps& m, double thr, PeakScratch& s) {
     s.first.resize((size_t)m.C * m.H);
     s.last.resize((size_t)m.C * m.H);
     if (m.xs != 1)
-        return m.cs == 1 ? row_spans_pixelwise<true>(m, thr, s) : row_spans_pixelwise<false>(m, thr, s);
+        return row_spans_pixelwise(m, thr, s);
     // contiguous rows: SIMD max and finiteness check per row, then the span of a row whose
     // maximum is above thr by a search from both ends
     bool finite = true;
@@ -415,17 +479,17 @@ size_t argmax(const float* p, size_t n, float& vmax, bool& finite) {
     return i;
 }
 
-bool argmax_maps(const Maps& m, int64_t* idx, float* vmax) {
+bool argmax_maps(const Maps& m, int32_t* idx, float* vmax, std::vector<float>& scratch) {
     if (m.xs == 1 && m.rs == m.W) {   // contiguous planes: block-wise SIMD argmax per channel
         const size_t n = (size_t)m.H * m.W;
         for (long c = 0; c < m.C; ++c) {
             bool fin;
-            idx[c] = (int64_t)argmax(m.plane(c).p, n, vmax[c], fin);
+            idx[c] = (int32_t)argmax(m.plane(c).p, n, vmax[c], fin);
             if (!fin) return false;
         }
         return true;
     }
-    return m.cs == 1 ? argmax_pixelwise<true>(m, idx, vmax) : argmax_pixelwise<false>(m, idx, vmax);
+    return argmax_pixelwise(m, idx, vmax, scratch);
 }
 
 void channel_peaks(const Plane& m, const int32_t* first, const int32_t* last, double thr,

@@ -12,6 +12,24 @@ Coordinates
     :func:`edgepose.preprocess.heatmap_to_input`), then to the image with its preprocessing
     transform.
 
+Layouts (``layout``)
+    ``"CHW"`` (default): each item is planar ``[C,H,W]`` (NCHW model outputs). ``"HWC"``: each
+    item is interleaved ``[H,W,C]`` (NHWC outputs: tf-pose, every TFLite model). A leading batch
+    axis N is implied by the rank (``find_peaks`` and ``decode_topdown`` take ``[N,C,H,W]`` /
+    ``[N,H,W,C]``). Arrays must be C-contiguous in their layout; the extension reads an HWC array
+    in place through its strides (no transposed copy) and gives bit-identical results to the CHW
+    path on the transposed array. Batch item 0 of a contiguous model output, ``out[0]``, is
+    contiguous: pass it as it is.
+
+Output affine (``affine``)
+    ``decode_bottomup``, ``group_people`` and ``decode_topdown`` take an optional per-axis affine
+    ``(sx, bx, sy, by)`` (4 finite numbers) applied to the found keypoints in the extension:
+    ``x' = sx * x + bx``, ``y' = sy * y + by`` (computed in double, rounded to float32). A
+    pipeline folds heatmap -> model input -> image into it, e.g. a bottom-up model with stride s,
+    heatmap offset o and resize scale k: ``sx = sy = s / k``, ``bx = by = (o * (s - 1) + 0.5) / k
+    - 0.5``. Missing keypoints stay exactly ``(-1, -1, 0)``. ``decode_topdown`` also takes an
+    ``[N,4]`` array: one affine per item (per box). ``None`` (default): heatmap pixels.
+
 Peaks (tie rule)
     A pixel is a peak when its value is strictly above ``threshold``, strictly greater than its
     8-neighbours that come before it in row-major scan order (W, NW, N, NE) and greater than or
@@ -82,9 +100,10 @@ except ImportError:  # pragma: no cover - exercised only without a build
 
 from .reference import REFINES  # noqa: E402  (the one list of refinement names)
 MATCHINGS = ("greedy", "hungarian")
+LAYOUTS = ("CHW", "HWC")
 
 __all__ = ["find_peaks", "decode_topdown", "group_people", "decode_bottomup", "DecodeError",
-           "DecodeTypeError", "REFINES", "MATCHINGS", "has_extension"]
+           "DecodeTypeError", "REFINES", "MATCHINGS", "LAYOUTS", "has_extension"]
 
 
 class DecodeError(InputError, ValueError):
@@ -113,6 +132,8 @@ def _array(a, name: str, ndims: Sequence[int], dtype=np.float32) -> np.ndarray:
                           % (name, " or ".join(str(d) for d in ndims), a.shape))
     if not a.flags["C_CONTIGUOUS"]:
         raise DecodeError("%s must be C-contiguous (use np.ascontiguousarray)" % name)
+    if not a.flags["ALIGNED"]:
+        raise DecodeError("%s must be aligned (use a.copy())" % name)
     return a
 
 
@@ -150,10 +171,61 @@ def _float(v, name: str) -> float:
     return f
 
 
+def _layout(layout) -> str:
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        raise DecodeError("layout must be 'CHW' or 'HWC', got %r" % (layout,))
+    return layout
+
+
+def _to_chw(a: np.ndarray, layout: str) -> np.ndarray:
+    """A view of ``[...,H,W,C]`` as ``[...,C,H,W]`` (for the numpy reference)."""
+    if layout == "CHW":
+        return a
+    return np.moveaxis(a, -1, -3)
+
+
+def _dims(a: np.ndarray, layout: str) -> Tuple[int, int, int]:
+    """(C, H, W) of one item of ``a`` in ``layout``."""
+    if layout == "CHW":
+        return a.shape[-3], a.shape[-2], a.shape[-1]
+    return a.shape[-1], a.shape[-3], a.shape[-2]
+
+
+def _affine(affine, rows: int = None):
+    """None, or the affine as float64 ``[4]`` (or ``[rows,4]`` when ``rows`` is given)."""
+    if affine is None:
+        return None
+    what = "affine must be None or 4 finite numbers (sx, bx, sy, by)"
+    if rows is not None:
+        what += " or an [N,4] array of them"
+    try:
+        a = np.asarray(affine)
+    except Exception:
+        raise DecodeError(what) from None
+    if a.dtype.kind not in "iuf":
+        raise DecodeError("%s, got %s of dtype %s" % (what, type(affine).__name__, a.dtype))
+    a = a.astype(np.float64)
+    if a.shape != (4,) and (rows is None or a.shape != (rows, 4)):
+        raise DecodeError("%s, got shape %s" % (what, a.shape))
+    if not np.isfinite(a).all():
+        raise DecodeError("%s, got a NaN or inf" % what)
+    return a
+
+
+def _apply_affine(xy: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``xy [..., 2]`` float32 through ``a`` (``[4]`` or ``[N,4]`` for ``xy [N, K, 2]``), in
+    float64 rounded to float32 as the extension does."""
+    a = a.reshape((-1,) + (1,) * (xy.ndim - 2) + (4,))
+    out = np.empty(xy.shape, np.float32)
+    out[..., 0] = a[..., 0] * xy[..., 0].astype(np.float64) + a[..., 1]
+    out[..., 1] = a[..., 2] * xy[..., 1].astype(np.float64) + a[..., 3]
+    return out
+
+
 def _limbs(limbs) -> np.ndarray:
     """The limb table as C-contiguous int64 ``[L,4]`` (ranges are checked by the callee)."""
     if isinstance(limbs, np.ndarray) and limbs.dtype == np.int64 and limbs.ndim == 2 \
-            and limbs.flags["C_CONTIGUOUS"]:
+            and limbs.flags["C_CONTIGUOUS"] and limbs.flags["ALIGNED"]:
         return limbs
     try:
         arr = np.asarray(limbs)
@@ -163,7 +235,7 @@ def _limbs(limbs) -> np.ndarray:
         arr = arr.reshape(0, 4)
     if arr.dtype.kind not in "iu":
         raise DecodeTypeError("limbs must hold integers, got %s" % arr.dtype)
-    return np.ascontiguousarray(arr, np.int64)
+    return np.require(arr, np.int64, ["C", "A"])
 
 
 def _check_limbs_py(arr: np.ndarray, num_parts: int, num_pafs: int) -> None:
@@ -222,51 +294,60 @@ def _fast() -> bool:
 # public API
 # ----------------------------------------------------------------------------------------------
 def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, max_peaks: int = 32,
-               refine: str = "quarter", dark_kernel: int = 11) -> Tuple[np.ndarray, np.ndarray]:
+               refine: str = "quarter", dark_kernel: int = 11, layout: str = "CHW"
+               ) -> Tuple[np.ndarray, np.ndarray]:
     """Local maxima of each heatmap channel, best first.
 
-    heatmaps  float32 ``[C,H,W]`` or ``[N,C,H,W]``, C-contiguous, finite.
+    heatmaps  float32 ``[C,H,W]`` or ``[N,C,H,W]`` (``layout="HWC"``: ``[H,W,C]`` or
+              ``[N,H,W,C]``), C-contiguous, finite.
     Returns ``(peaks, offsets)``: peaks float32 ``[M,3]`` rows ``(x, y, score)`` in heatmap
-    pixels; offsets int64 ``[C+1]`` (or ``[N*C+1]``), CSR: channel c's peaks are
+    pixels; offsets int64 ``[C+1]`` (or ``[N*C+1]``, item-major), CSR: channel c's peaks are
     ``peaks[offsets[c]:offsets[c+1]]``, by descending score (at most ``max_peaks``).
-    See the module docstring for the tie rule and the refinements.
+    See the module docstring for the tie rule, the refinements and the layouts.
     """
     def validate():
+        lay = _layout(layout)
         hm = _array(heatmaps, "heatmaps", (3, 4))
         _nonempty(hm, "heatmaps")
         _refine(refine, dark_kernel)
-        return hm, _float(threshold, "threshold"), _int(max_peaks, "max_peaks", 0)
+        return hm, lay, _float(threshold, "threshold"), _int(max_peaks, "max_peaks", 0)
 
     if _fast():
-        return _call(_ext.find_peaks, (heatmaps, threshold, max_peaks, refine, dark_kernel),
-                     validate)
-    hm, thr, mp = validate()
+        return _call(_ext.find_peaks, (heatmaps, threshold, max_peaks, refine, dark_kernel,
+                                       layout), validate)
+    hm, lay, thr, mp = validate()
     _finite(hm, "heatmaps")
     from . import reference
 
-    return reference.find_peaks(hm, thr, mp, refine, int(dark_kernel))
+    return reference.find_peaks(_to_chw(hm, lay), thr, mp, refine, int(dark_kernel))
 
 
-def decode_topdown(heatmaps: np.ndarray, refine: str = "dark", dark_kernel: int = 11
-                   ) -> Tuple[np.ndarray, np.ndarray]:
-    """Top-down decode: float32 ``[N,K,H,W]`` → (coords float32 ``[N,K,2]`` (x, y) in heatmap
-    pixels, scores float32 ``[N,K]`` = the maximum value of each map). N may be 0."""
+def decode_topdown(heatmaps: np.ndarray, refine: str = "dark", dark_kernel: int = 11,
+                   layout: str = "CHW", affine=None) -> Tuple[np.ndarray, np.ndarray]:
+    """Top-down decode: float32 ``[N,K,H,W]`` (``layout="HWC"``: ``[N,H,W,K]``) → (coords
+    float32 ``[N,K,2]`` (x, y) in heatmap pixels, or through ``affine`` -- 4 numbers, or an
+    ``[N,4]`` array of one affine per item --, scores float32 ``[N,K]`` = the maximum value of
+    each map). N may be 0."""
     def validate():
+        lay = _layout(layout)
         hm = _array(heatmaps, "heatmaps", (4,))
         _refine(refine, dark_kernel)
         if hm.shape[0]:
             _nonempty(hm, "heatmaps")
-        return hm
+        return hm, lay, _affine(affine, hm.shape[0])
 
     if _fast():
-        return _call(_ext.decode_topdown, (heatmaps, refine, dark_kernel), validate)
-    hm = validate()
+        return _call(_ext.decode_topdown, (heatmaps, refine, dark_kernel, layout, affine),
+                     validate)
+    hm, lay, aff = validate()
+    K = _dims(hm, lay)[0]
     if hm.shape[0] == 0:
-        return np.zeros((0, hm.shape[1], 2), np.float32), np.zeros((0, hm.shape[1]), np.float32)
+        return np.zeros((0, K, 2), np.float32), np.zeros((0, K), np.float32)
     _finite(hm, "heatmaps")
     from . import reference
 
-    return reference.decode_topdown(hm, refine, int(dark_kernel))
+    coords, scores = reference.decode_topdown(_to_chw(hm, lay), refine, int(dark_kernel))
+    return (coords if aff is None else _apply_affine(coords, aff)), scores
 
 
 def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs,
@@ -274,13 +355,15 @@ def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs
                  paf_score_threshold: float = _BU["paf_score_threshold"],
                  min_sample_fraction: float = _BU["min_sample_fraction"],
                  min_parts: int = _BU["min_parts"], min_person_score: float = _BU["min_person_score"],
-                 matching: str = _BU["matching"]) -> Tuple[np.ndarray, np.ndarray]:
+                 matching: str = _BU["matching"], layout: str = "CHW", affine=None
+                 ) -> Tuple[np.ndarray, np.ndarray]:
     """Assemble people from per-keypoint peaks and PAFs (see the module docstring).
 
     peaks    float32 ``[M,3]`` (x, y, score), offsets int64 ``[K+1]`` as from :func:`find_peaks`
-    pafs     float32 ``[2L,H,W]`` on the same grid as the peaks
+    pafs     float32 ``[2L,H,W]`` (``layout="HWC"``: ``[H,W,2L]``) on the same grid as the peaks
     limbs    int ``[L,4]`` rows (part_a, part_b, paf_x_channel, paf_y_channel)
     num_keypoints  K, optional: checked against ``len(offsets) - 1``
+    affine   optional ``(sx, bx, sy, by)`` applied to the found keypoints' (x, y)
     Returns ``(people, person_scores)``: float32 ``[P,K,3]`` (x, y, score; a missing keypoint is
     ``(-1, -1, 0)``) and float32 ``[P]``, by descending person score.
     """
@@ -294,6 +377,7 @@ def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs
             matching)
 
     def validate():
+        lay = _layout(layout)
         pk = _array(peaks, "peaks", (2,))
         if pk.shape[1] != 3:
             raise DecodeError("peaks must be [M,3] (x, y, score), got shape %s" % (pk.shape,))
@@ -301,19 +385,21 @@ def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs
         _nonempty(off, "offsets")
         pf = _array(pafs, "pafs", (3,))
         _nonempty(pf, "pafs")
-        return pk, off, pf, _grouping(*opts)
+        return pk, off, pf, lay, _grouping(*opts), _affine(affine)
 
     if _fast():
-        return _call(_ext.group_people, (peaks, offsets, pafs, lt) + opts, validate)
-    pk, off, pf, gopts = validate()
+        return _call(_ext.group_people, (peaks, offsets, pafs, lt) + opts + (layout, affine),
+                     validate)
+    pk, off, pf, lay, gopts, aff = validate()
     if off[0] != 0 or off[-1] != len(pk) or np.any(np.diff(off) < 0):
         raise DecodeError("offsets must run from 0 to len(peaks)=%d" % len(pk))
-    _check_limbs_py(lt, len(off) - 1, pf.shape[0])
+    _check_limbs_py(lt, len(off) - 1, _dims(pf, lay)[0])
     _finite(pk, "peaks")
     _finite(pf, "pafs")
     from . import reference
 
-    return reference.group_people(pk, off, pf, lt, len(off) - 1, *gopts)
+    return reference.group_people(pk, off, _to_chw(pf, lay), lt, len(off) - 1, *gopts,
+                                  affine=aff)
 
 
 def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str = _BU["refine"],
@@ -322,12 +408,14 @@ def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str =
                     paf_score_threshold: float = _BU["paf_score_threshold"],
                     min_sample_fraction: float = _BU["min_sample_fraction"],
                     min_parts: int = _BU["min_parts"], min_person_score: float = _BU["min_person_score"],
-                    matching: str = _BU["matching"], dark_kernel: int = _BU["dark_kernel"]
-                    ) -> Tuple[np.ndarray, np.ndarray]:
+                    matching: str = _BU["matching"], dark_kernel: int = _BU["dark_kernel"],
+                    layout: str = "CHW", affine=None) -> Tuple[np.ndarray, np.ndarray]:
     """Peaks + grouping in one extension call.
 
     heatmaps float32 ``[K,H,W]`` (keypoint channels only, no background), pafs float32
-    ``[2L,H,W]`` (same H, W). Returns what :func:`group_people` returns.
+    ``[2L,H,W]`` (same H, W); with ``layout="HWC"`` ``[H,W,K]`` and ``[H,W,2L]``, read in place.
+    ``affine``: optional ``(sx, bx, sy, by)`` applied to the found keypoints (see the module
+    docstring). Returns what :func:`group_people` returns.
 
     Defaults (measured on tf-pose maps, 368 px input height, 4 COCO images; see
     tests/test_realmaps.py): ``refine="dark"`` with ``dark_kernel=5`` refines peaks on the
@@ -339,24 +427,26 @@ def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str =
              matching)
 
     def validate():
+        lay = _layout(layout)
         hm = _array(heatmaps, "heatmaps", (3,))
         _nonempty(hm, "heatmaps")
         pf = _array(pafs, "pafs", (3,))
         _nonempty(pf, "pafs")
-        if pf.shape[1:] != hm.shape[1:]:
+        if _dims(pf, lay)[1:] != _dims(hm, lay)[1:]:
             raise DecodeError("pafs %s and heatmaps %s differ in H, W" % (pf.shape, hm.shape))
         _refine(refine, dark_kernel)
-        return (hm, pf, _float(peak_threshold, "peak_threshold"),
-                _int(max_peaks, "max_peaks", 0), _grouping(*gopts))
+        return (hm, pf, lay, _float(peak_threshold, "peak_threshold"),
+                _int(max_peaks, "max_peaks", 0), _grouping(*gopts), _affine(affine))
 
     if _fast():
         return _call(_ext.decode_bottomup, (heatmaps, pafs, lt, refine, peak_threshold, max_peaks,
-                                            dark_kernel) + gopts, validate)
-    hm, pf, thr, mp, g = validate()
-    _check_limbs_py(lt, hm.shape[0], pf.shape[0])
+                                            dark_kernel) + gopts + (layout, affine), validate)
+    hm, pf, lay, thr, mp, g, aff = validate()
+    K, C = _dims(hm, lay)[0], _dims(pf, lay)[0]
+    _check_limbs_py(lt, K, C)
     _finite(hm, "heatmaps")
     _finite(pf, "pafs")
     from . import reference
 
-    peaks, offsets = reference.find_peaks(hm, thr, mp, refine, int(dark_kernel))
-    return reference.group_people(peaks, offsets, pf, lt, hm.shape[0], *g)
+    peaks, offsets = reference.find_peaks(_to_chw(hm, lay), thr, mp, refine, int(dark_kernel))
+    return reference.group_people(peaks, offsets, _to_chw(pf, lay), lt, K, *g, affine=aff)

@@ -251,9 +251,13 @@ def _match(cands: List[Tuple[float, int, int]], matching: str) -> List[Tuple[flo
 def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs,
                  num_keypoints: int = None, paf_samples: int = 10,
                  paf_score_threshold: float = 0.05, min_sample_fraction: float = 0.8,
-                 min_parts: int = 3, min_person_score: float = 0.2, matching: str = "greedy"
-                 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Assemble people from peaks (CSR per keypoint type) and PAFs; see edgepose.decode."""
+                 min_parts: int = 3, min_person_score: float = 0.2, matching: str = "greedy",
+                 affine=None) -> Tuple[np.ndarray, np.ndarray]:
+    """Assemble people from peaks (CSR per keypoint type) and PAFs; see edgepose.decode.
+
+    ``affine``: optional ``(sx, bx, sy, by)``; a found keypoint's (x, y) becomes
+    ``(sx * x + bx, sy * y + by)`` (float64, rounded to float32); missing ones stay (-1, -1, 0).
+    """
     peaks = np.asarray(peaks, np.float32)
     offsets = np.asarray(offsets, np.int64)
     K = len(offsets) - 1 if num_keypoints is None else int(num_keypoints)
@@ -312,6 +316,10 @@ def group_people(peaks: np.ndarray, offsets: np.ndarray, pafs: np.ndarray, limbs
         kp = np.tile(np.array([-1.0, -1.0, 0.0], np.float32), (K, 1))
         for k, i in p["parts"].items():
             kp[k] = peaks[i]
+            if affine is not None:
+                sx, bx, sy, by = (float(v) for v in affine)
+                kp[k, 0] = sx * float(peaks[i, 0]) + bx
+                kp[k, 1] = sy * float(peaks[i, 1]) + by
         out.append(kp)
         scores.append(score)
     order = np.argsort(-np.array(scores, np.float64), kind="stable")

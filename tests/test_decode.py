@@ -340,3 +340,280 @@ def test_threads_give_the_same_results():
             for i, g in enumerate(got):
                 np.testing.assert_array_equal(g[0], want[i % 6][0])
                 np.testing.assert_array_equal(g[1], want[i % 6][1])
+
+
+# --------------------------------------------------------------------------------------------
+# layouts: HWC read in place == CHW on the transposed array, bit for bit
+# --------------------------------------------------------------------------------------------
+def hwc(a):
+    """[..., C, H, W] -> C-contiguous [..., H, W, C]."""
+    return np.ascontiguousarray(np.moveaxis(a, -3, -1))
+
+
+def assert_same(a, b):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.dtype == y.dtype and x.shape == y.shape
+        np.testing.assert_array_equal(x, y)
+
+
+def tie_maps(rng, shape):
+    """Maps full of ties and plateaus: a few levels, signed zeros, a blob or two."""
+    levels = np.array([-0.0, 0.0, 0.05, 0.2, 0.2, 0.7, 1.0], np.float32)
+    return levels[rng.integers(0, len(levels), shape)]
+
+
+@pytest.mark.parametrize("C", [1, 3, 4, 5, 17, 18, 19])
+@pytest.mark.parametrize("H,W", [(1, 1), (1, 9), (7, 1), (2, 3), (23, 31)])
+def test_hwc_peaks_and_topdown_equal_chw(C, H, W):
+    rng = np.random.default_rng(C * 1000 + H * 31 + W)
+    for maps in (rng.standard_normal((2, C, H, W)).astype(np.float32),
+                 tie_maps(rng, (2, C, H, W)),
+                 np.stack([np.stack([blob(H, W, rng.uniform(-1, W), rng.uniform(-1, H), 1.3)
+                                     for _ in range(C)]) for _ in range(2)])):
+        maps = np.ascontiguousarray(maps, np.float32)
+        for refine in decode.REFINES:
+            for kernel in (1, 3, 5, 11):
+                for thr in (-1.0, 0.1, 0.5):
+                    assert_same(decode.find_peaks(maps[0], thr, 5, refine, kernel),
+                                decode.find_peaks(hwc(maps[0]), thr, 5, refine, kernel, "HWC"))
+                    assert_same(decode.find_peaks(maps, thr, 40, refine, kernel),
+                                decode.find_peaks(hwc(maps), thr, 40, refine, kernel, "HWC"))
+                assert_same(decode.decode_topdown(maps, refine, kernel),
+                            decode.decode_topdown(hwc(maps), refine, kernel, "HWC"))
+
+
+@pytest.mark.parametrize("matching", ["greedy", "hungarian"])
+@pytest.mark.parametrize("refine", list(decode.REFINES))
+def test_hwc_bottomup_equals_chw_on_scenes(refine, matching):
+    rng = np.random.default_rng(7)
+    for spots, H, W in (([(12, 3, 36), (40, 5, 32), (70, 2, 38)], 56, 84),
+                        ([(22, 2, 44), (34, 12, 30), (52, 6, 36)], 56, 84),
+                        ([(5, -3, 20), (20, 30, 30)], 46, 31)):       # people cut by the border
+        _, hm, paf = scene(spots, H, W)
+        hm = (hm + rng.normal(0, 0.05, hm.shape)).astype(np.float32)
+        paf = (paf + rng.normal(0, 0.1, paf.shape)).astype(np.float32)
+        opts = dict(refine=refine, matching=matching, dark_kernel=5, min_parts=2,
+                    min_person_score=0.0, paf_score_threshold=0.02)
+        want = decode.decode_bottomup(hm, paf, LIMBS, **opts)
+        assert len(want[0]) >= 2
+        assert_same(want, decode.decode_bottomup(hwc(hm), hwc(paf), LIMBS, layout="HWC", **opts))
+        peaks, off = decode.find_peaks(hm, 0.1, 32, refine, 5)
+        gopts = {k: v for k, v in opts.items() if k not in ("refine", "dark_kernel")}
+        assert_same(want, decode.group_people(peaks, off, paf, LIMBS, **gopts))
+        assert_same(want, decode.group_people(peaks, off, hwc(paf), LIMBS, layout="HWC", **gopts))
+
+
+def test_hwc_bottomup_equals_chw_on_random_maps():
+    """Noise maps: many peaks, arbitrary PAFs, limbs with repeated and shared channels."""
+    rng = np.random.default_rng(3)
+    limbs = np.array([(0, 1, 0, 1), (1, 2, 2, 3), (2, 0, 4, 5), (0, 0, 1, 0), (2, 1, 5, 5)])
+    for H, W in ((9, 13), (1, 40), (30, 3)):
+        for _ in range(5):
+            hm = rng.uniform(-0.2, 1, (3, H, W)).astype(np.float32)
+            paf = rng.uniform(-1, 1, (6, H, W)).astype(np.float32)
+            for matching in ("greedy", "hungarian"):
+                opts = dict(max_peaks=6, refine="dark", dark_kernel=3, paf_samples=4,
+                            paf_score_threshold=-0.5, min_sample_fraction=0.3, min_parts=0,
+                            min_person_score=-1.0, matching=matching)
+                assert_same(decode.decode_bottomup(hm, paf, limbs, **opts),
+                            decode.decode_bottomup(hwc(hm), hwc(paf), limbs, layout="HWC", **opts))
+
+
+def test_hwc_batch_item_of_a_model_output_is_used_in_place():
+    """``out[0]`` of a contiguous NHWC output is a contiguous HWC view: no copy needed."""
+    people, hm, paf = scene([(12, 3, 36), (40, 5, 32)], 48, 60)
+    out_hm = hwc(hm)[None]                                      # [1,H,W,18]
+    out_paf = hwc(paf)[None]
+    assert out_hm[0].flags["C_CONTIGUOUS"] and np.shares_memory(out_hm[0], out_hm)
+    assert_same(decode.decode_bottomup(hm, paf, LIMBS),
+                decode.decode_bottomup(out_hm[0], out_paf[0], LIMBS, layout="HWC"))
+
+
+# --------------------------------------------------------------------------------------------
+# output affine
+# --------------------------------------------------------------------------------------------
+def affine_ref(xy, a):
+    """float64 affine rounded to float32 (the documented arithmetic)."""
+    xy = np.asarray(xy, np.float64)
+    return np.stack([a[0] * xy[..., 0] + a[1], a[2] * xy[..., 1] + a[3]], -1).astype(np.float32)
+
+
+def test_bottomup_affine_maps_found_keypoints_and_keeps_missing_ones():
+    people, hm, paf = scene([(20, 3, 36)], 48, 60)
+    frag = np.zeros((1, K, 3))                          # a nose + neck fragment: 16 missing
+    frag[0, 0] = (52, 20, 1)
+    frag[0, 1] = (52, 26, 1)
+    fhm, fpaf = reference.render_maps(frag, 48, 60, LIMBS, paf_width=1.5)
+    hm, paf = np.maximum(hm, fhm), paf + fpaf
+    opts = dict(min_parts=2, min_person_score=0.0)
+    plain, s0 = decode.decode_bottomup(hm, paf, LIMBS, **opts)
+    assert len(plain) == 2 and (plain[1, :, 2] == 0).sum() == K - 2
+    a = (8.0 / 0.75, 4.5 / 0.75 - 0.5, -2.5, 1e3)       # includes a flip of y
+    for lay, h, p in (("CHW", hm, paf), ("HWC", hwc(hm), hwc(paf))):
+        got, s1 = decode.decode_bottomup(h, p, LIMBS, layout=lay, affine=a, **opts)
+        np.testing.assert_array_equal(s1, s0)
+        found = plain[..., 2] > 0
+        np.testing.assert_array_equal(got[found][:, :2], affine_ref(plain[found][:, :2], a))
+        np.testing.assert_array_equal(got[..., 2], plain[..., 2])
+        np.testing.assert_array_equal(got[~found], np.tile(f32([-1, -1, 0]), ((~found).sum(), 1)))
+    # group_people takes the same affine; identity affine == no affine, bit for bit
+    peaks, off = decode.find_peaks(hm, 0.1, 32, "dark", 5)
+    np.testing.assert_array_equal(
+        decode.group_people(peaks, off, paf, LIMBS, affine=np.array(a), **opts)[0],
+        decode.decode_bottomup(hm, paf, LIMBS, affine=a, **opts)[0])
+    assert_same(decode.decode_bottomup(hm, paf, LIMBS, affine=(1, 0, 1, 0), **opts), (plain, s0))
+
+
+def test_topdown_affine_one_or_one_per_item():
+    rng = np.random.default_rng(5)
+    hm = rng.random((3, 4, 16, 12), dtype=np.float32)
+    c0, s0 = decode.decode_topdown(hm)
+    a = (0.5, 10.0, 2.0, -3.0)
+    c1, s1 = decode.decode_topdown(hm, affine=a)
+    np.testing.assert_array_equal(c1, affine_ref(c0, a))
+    np.testing.assert_array_equal(s1, s0)
+    rows = rng.uniform(-5, 5, (3, 4))
+    c2, _ = decode.decode_topdown(hwc(hm), layout="HWC", affine=rows)
+    for n in range(3):
+        np.testing.assert_array_equal(c2[n], affine_ref(c0[n], rows[n]))
+    c, s = decode.decode_topdown(np.zeros((0, 17, 8, 6), np.float32), affine=np.zeros((0, 4)))
+    assert c.shape == (0, 17, 2)
+
+
+@pytest.mark.parametrize("bad", [(1, 0, 1), (1, 0, 1, 0, 5), (1, float("nan"), 1, 0),
+                                 (1, 0, float("inf"), 0), "1234", ("1", "0", "1", "0"),
+                                 (1, None, 1, 0), [[1, 0, 1, 0], [1, 0, 1, 0]], 3.0,
+                                 {"sx": 1}, (True, False, True, False), (1j, 0, 1, 0)])
+def test_bad_affine_is_one_line_decode_error(bad):
+    people, hm, paf = scene([(20, 3, 36)], 48, 40)
+    calls = [lambda: decode.decode_bottomup(hm, paf, LIMBS, affine=bad),
+             lambda: decode.decode_topdown(hm[None], affine=bad)]
+    if np.ndim(bad) == 2:              # [2,4] is fine for a batch of two, not for one
+        calls = calls[:1]
+    for call in calls:
+        with pytest.raises(decode.DecodeError) as ei:
+            call()
+        assert "affine" in str(ei.value) and "\n" not in str(ei.value)
+
+
+# --------------------------------------------------------------------------------------------
+# layout validation
+# --------------------------------------------------------------------------------------------
+HM_HWC = np.zeros((8, 8, 18), np.float32)
+PAF_HWC = np.zeros((8, 8, 38), np.float32)
+
+
+@pytest.mark.parametrize("call,words", [
+    (lambda: decode.find_peaks(HM, layout="NHWC"), "layout"),
+    (lambda: decode.find_peaks(HM, layout=None), "layout"),
+    (lambda: decode.find_peaks(HM, layout=np.array(["CHW", "HWC"])), "layout"),
+    (lambda: decode.decode_topdown(HM[None], layout="hwc"), "layout"),
+    (lambda: decode.decode_bottomup(HM, PAF, LIMBS, layout=3), "layout"),
+    (lambda: decode.group_people(np.zeros((0, 3), np.float32), np.zeros(19, np.int64), PAF,
+                                 LIMBS, layout=""), "layout"),
+    (lambda: decode.find_peaks(HM_HWC[0], layout="HWC"), "dimensions"),
+    (lambda: decode.decode_topdown(HM_HWC, layout="HWC"), "dimensions"),
+    (lambda: decode.decode_bottomup(HM_HWC[None], PAF_HWC[None], LIMBS, layout="HWC"),
+     "dimensions"),
+    (lambda: decode.decode_bottomup(HM_HWC, np.zeros((8, 7, 38), np.float32), LIMBS,
+                                    layout="HWC"), "differ"),
+    (lambda: decode.decode_bottomup(HM, np.zeros((38, 8, 8), np.float32), LIMBS,
+                                    layout="HWC"), "differ"),     # CHW arrays read as HWC
+    (lambda: decode.decode_bottomup(HM_HWC, np.zeros((8, 8, 36), np.float32), LIMBS,
+                                    layout="HWC"), "PAF channel"),
+    (lambda: decode.decode_bottomup(np.zeros((8, 8, 17), np.float32), PAF_HWC, LIMBS,
+                                    layout="HWC"), "part index"),
+    (lambda: decode.decode_bottomup(HM.transpose(1, 2, 0), PAF_HWC, LIMBS, layout="HWC"),
+     "contiguous"),
+    (lambda: decode.decode_bottomup(HM_HWC, nan_at(PAF_HWC, (7, 7, 37)), LIMBS, layout="HWC"),
+     "NaN"),
+    (lambda: decode.find_peaks(nan_at(HM_HWC, (0, 0, 5), np.inf), layout="HWC"), "channel 5"),
+    (lambda: decode.find_peaks(nan_at(HM_HWC[None].repeat(2, 0), (1, 3, 3, 2)), layout="HWC"),
+     "channel 20"),
+    (lambda: decode.decode_topdown(nan_at(HM_HWC[None], (0, 7, 7, 17)), layout="HWC"), "NaN"),
+    (lambda: decode.find_peaks(np.zeros((4, 0, 3), np.float32), layout="HWC"), "empty"),
+])
+def test_bad_layout_input_raises_one_line_decode_error(call, words):
+    with pytest.raises(EdgeposeError) as ei:
+        call()
+    assert isinstance(ei.value, (decode.DecodeError, decode.DecodeTypeError))
+    assert words in str(ei.value) and "\n" not in str(ei.value), str(ei.value)
+
+
+def test_numpy_fallback_takes_layouts_and_affine(monkeypatch):
+    people, hm, paf = scene([(12, 3, 36), (40, 5, 32)], 48, 60)
+    a = (8.0, 3.5, 8.0, 3.5)
+    rng = np.random.default_rng(0)
+    td = rng.random((2, 5, 12, 10), dtype=np.float32)
+    rows = rng.uniform(1, 2, (2, 4))
+    want_bu = decode.decode_bottomup(hm, paf, LIMBS, affine=a, min_parts=2)
+    want_fp = decode.find_peaks(hm[None], refine="dark")
+    want_td = decode.decode_topdown(td, affine=rows)
+    monkeypatch.setattr(decode, "_ext", None)
+    monkeypatch.setattr(decode, "_warned_fallback", [True])
+    got = decode.decode_bottomup(hwc(hm), hwc(paf), LIMBS, layout="HWC", affine=a, min_parts=2)
+    assert got[0].shape == want_bu[0].shape
+    np.testing.assert_allclose(got[0], want_bu[0], atol=1e-3)
+    missing = want_bu[0][..., 2] == 0
+    np.testing.assert_array_equal(got[0][missing], want_bu[0][missing])
+    got = decode.find_peaks(hwc(hm[None]), refine="dark", layout="HWC")
+    np.testing.assert_array_equal(got[1], want_fp[1])
+    np.testing.assert_allclose(got[0], want_fp[0], atol=1e-4)
+    got = decode.decode_topdown(hwc(td), layout="HWC", affine=rows)
+    np.testing.assert_allclose(got[0], want_td[0], atol=1e-3)
+    with pytest.raises(decode.DecodeError, match="affine"):
+        decode.decode_bottomup(hm, paf, LIMBS, affine=(1, 2, 3))
+    with pytest.raises(decode.DecodeError, match="layout"):
+        decode.find_peaks(hm, layout="NCHW")
+    with pytest.raises(decode.DecodeError, match="PAF channel"):
+        decode.decode_bottomup(hwc(hm), hwc(paf[:30]), LIMBS, layout="HWC")
+
+
+def misaligned(a):
+    """A C-contiguous copy of ``a`` whose data starts one byte into a buffer: not aligned."""
+    buf = np.zeros(a.nbytes + 1, np.uint8)
+    b = np.frombuffer(buf.data, np.uint8, a.nbytes, 1).view(a.dtype).reshape(a.shape)
+    b[...] = a
+    assert b.flags["C_CONTIGUOUS"] and not b.flags["ALIGNED"]
+    return b
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_misaligned_arrays_are_refused_and_limbs_are_realigned(fallback, monkeypatch):
+    """Reading a misaligned float32 buffer is undefined behaviour in C++ (UBSan: "load of
+    misaligned address"): refused with a one-line error; a misaligned limb table is copied."""
+    if fallback:
+        monkeypatch.setattr(decode, "_ext", None)
+        monkeypatch.setattr(decode, "_warned_fallback", [True])
+    people, hm, paf = scene([(20, 3, 36)], 48, 40)
+    for call in (lambda: decode.find_peaks(misaligned(hm)),
+                 lambda: decode.decode_topdown(misaligned(hm[None]), layout="CHW"),
+                 lambda: decode.decode_bottomup(hm, misaligned(hwc(paf)), LIMBS, layout="HWC"),
+                 lambda: decode.group_people(misaligned(np.zeros((1, 3), np.float32)),
+                                             np.array([0] + [1] * 18), paf, LIMBS)):
+        with pytest.raises(decode.DecodeError, match="must be aligned") as ei:
+            call()
+        assert "\n" not in str(ei.value)
+    want = decode.decode_bottomup(hm, paf, LIMBS)
+    assert_same(want, decode.decode_bottomup(hm, paf, misaligned(LIMBS)))
+
+
+def test_option_strings_in_errors_are_one_line():
+    for kw in ({"layout": "HWC\nCHW"}, {"refine": "dark\nx"}, {"matching": "greedy\r\n"}):
+        with pytest.raises(decode.DecodeError) as ei:
+            decode.decode_bottomup(HM, PAF, LIMBS, **kw)
+        assert "\n" not in str(ei.value) and "\r" not in str(ei.value)
+
+
+def test_huge_negative_min_sample_fraction_keeps_connections():
+    """Any finite fraction is well defined: -1e300 means every sample count passes, as -1 does
+    (the extension used to convert floor(fraction * samples) to int: undefined behaviour,
+    UBSan's float-cast-overflow, that dropped every connection below about -2.1e8)."""
+    people, hm, paf = scene([(20, 3, 36)], 48, 40)
+    opts = dict(refine="quarter", min_parts=0, min_person_score=0.0)
+    want = decode.decode_bottomup(hm, paf, LIMBS, min_sample_fraction=-1.0, **opts)
+    assert len(want[0]) == 1
+    for frac in (-1e300, -3e9):
+        assert_same(want, decode.decode_bottomup(hm, paf, LIMBS, min_sample_fraction=frac, **opts))
+    assert len(decode.decode_bottomup(hm, paf, LIMBS, min_sample_fraction=1e300, **opts)[0]) == 0

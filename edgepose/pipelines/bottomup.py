@@ -9,7 +9,7 @@ import numpy as np
 from ..backends import Backend, load_backend
 from ..errors import InputError, ModelError
 from ..metadata import DECODE_DEFAULTS, ModelMeta, check_against_model
-from ..preprocess import heatmap_to_input, preprocess_bottomup
+from ..preprocess import preprocess_bottomup
 from ..results import PoseResult
 
 
@@ -24,14 +24,12 @@ def require_meta(backend: Backend, family: Optional[str] = None) -> ModelMeta:
     return meta
 
 
-def to_chw(arr: np.ndarray, layout: str, what: str) -> np.ndarray:
-    """First batch item of a network output as contiguous float32 ``[C,H,W]``."""
+def first_item(arr: np.ndarray, what: str) -> np.ndarray:
+    """Batch item 0 of a 4-D network output, as it is (a view: the decode reads NCHW and NHWC
+    maps in place); float32, C-contiguous (a no-op for what the backends return)."""
     if arr.ndim != 4:
         raise ModelError("%s output must be 4-D, got shape %s" % (what, arr.shape))
-    a = arr[0]
-    if layout == "NHWC":
-        a = a.transpose(2, 0, 1)
-    return np.ascontiguousarray(a, dtype=np.float32)
+    return np.ascontiguousarray(arr[0], dtype=np.float32)
 
 
 class BottomUpEstimator:
@@ -77,29 +75,37 @@ class BottomUpEstimator:
                 raise ModelError("model output %r named in its metadata is missing (outputs: %s)"
                                  % (o["name"], ", ".join(sorted(names))))
         self._out_names = [self._hm["name"], self._paf["name"]]
+        lay = lambda o: "HWC" if o.get("layout", "NCHW") == "NHWC" else "CHW"  # noqa: E731
+        self._hm_layout, self._paf_layout = lay(self._hm), lay(self._paf)
+        self.map_layouts = (self._hm_layout, self._paf_layout)
+        self._offset = float(self.meta.get("heatmap_offset", 0.5))
 
     def infer(self, img: np.ndarray) -> Tuple[np.ndarray, np.ndarray, object, float, float]:
-        """Preprocess + inference: (heatmaps [K,H,W], pafs [2L,H,W], transform, pre_ms, inf_ms)."""
+        """Preprocess + inference: (heatmaps, pafs, transform, pre_ms, inf_ms); the maps are batch
+        item 0 of the outputs in the model's layout (``self.map_layouts``: ``[K,H,W]`` / ``[2L,H,W]``
+        for CHW, ``[H,W,K]`` / ``[H,W,2L]`` for HWC), not copied."""
         t0 = time.perf_counter()
         x, tr = preprocess_bottomup(img, self.meta, self.height)
         t1 = time.perf_counter()
         outs = self.backend.run({self.backend.input_name: x}, self._out_names)
         t2 = time.perf_counter()
-        hm = to_chw(outs[self._hm["name"]], self._hm.get("layout", "NCHW"), "heatmaps")
-        paf = to_chw(outs[self._paf["name"]], self._paf.get("layout", "NCHW"), "pafs")
+        hm = first_item(outs[self._hm["name"]], "heatmaps")
+        paf = first_item(outs[self._paf["name"]], "pafs")
         return hm, paf, tr, (t1 - t0) * 1e3, (t2 - t1) * 1e3
 
     def decode(self, hm: np.ndarray, paf: np.ndarray, tr) -> Tuple[np.ndarray, np.ndarray]:
-        """Heatmaps + PAFs → people ``[P,K,3]`` in image pixels and person scores."""
+        """Heatmaps + PAFs (as :meth:`infer` returns them) → people ``[P,K,3]`` in image pixels
+        (missing keypoints ``(-1, -1, 0)``) and person scores: one call into the C++ decode,
+        which reads the maps in their layout and maps heatmap pixels to image pixels itself."""
         from .. import decode
 
-        people, scores = decode.decode_bottomup(hm, paf, self.limbs, **self.decode_options)
-        people = np.array(people, np.float32, copy=True)
-        found = people[:, :, 2] > 0
-        xy = heatmap_to_input(people[:, :, :2], self.meta.stride, float(self.meta.get("heatmap_offset", 0.5)))
-        xy = tr.input_to_image(xy)
-        people[:, :, :2] = np.where(found[..., None], xy, -1.0)
-        return people, scores
+        # heatmap -> input pixels: x_in = (x + o) * stride - o; input -> image: (x_in + 0.5) / k - 0.5
+        s, o, k = float(self.meta.stride), self._offset, float(tr.scale)
+        b = (o * (s - 1.0) + 0.5) / k - 0.5
+        if self._paf_layout != self._hm_layout:   # mixed layouts (no known model): one transpose
+            paf = np.ascontiguousarray(paf.transpose((1, 2, 0) if self._hm_layout == "HWC" else (2, 0, 1)))
+        return decode.decode_bottomup(hm, paf, self.limbs, layout=self._hm_layout,
+                                      affine=(s / k, b, s / k, b), **self.decode_options)
 
     def finish(self, inferred) -> PoseResult:
         """The people of :meth:`infer`'s output (decode + the result; the video pipeline runs
