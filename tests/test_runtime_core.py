@@ -184,8 +184,8 @@ def test_results_coco17_conversion():
     assert r.person_boxes()[0].tolist() == pytest.approx([5, 20, 6, 15])
 
 
-def test_run_stream_writes_annotated_video_and_releases(tmp_path):
-    from edgepose.stream import run_stream
+def test_run_video_on_a_live_source_writes_annotated_video_and_releases(tmp_path):
+    from edgepose.video import run_video
 
     class Frames:
         def __init__(self, n):
@@ -200,10 +200,15 @@ def test_run_stream_writes_annotated_video_and_releases(tmp_path):
 
     kp = np.zeros((1, 18, 3), np.float32)
     kp[0, :2] = [[10, 10, 0.9], [20, 20, 0.9]]
-    est = lambda img: PoseResult(kp, [0.9], CMU18_KEYPOINTS, skeleton=[(0, 1)])
+    est = lambda img: PoseResult(kp, [0.9], CMU18_KEYPOINTS, skeleton=[(0, 1)])  # noqa: E731
     src = Frames(5)
     out = tmp_path / "live.mp4"
-    assert run_stream(src, est, out=str(out), fps=10) == 5
+    st = run_video(src, est, out_video=str(out), jsonl=str(tmp_path / "live.jsonl"), pipelined=False)
+    assert st["frames_processed"] == 5 and st["live"]
     assert src.released and out.stat().st_size > 0
     assert VideoReader(str(out)).size == (64, 48)
-    assert run_stream(Frames(5), est, max_frames=2) == 2
+    lines = [json.loads(ln) for ln in open(str(tmp_path / "live.jsonl"))]
+    assert [ln["frame"] for ln in lines] == list(range(5))
+    assert lines[0]["people"][0]["keypoints"][0] == [10.0, 10.0, 0.9]
+    st = run_video(Frames(5), est, max_frames=2)      # pipelined: a live source may drop the stale one
+    assert st["frames_read"] == 2 and st["frames_processed"] + st["frames_dropped"] == 2
