@@ -48,9 +48,10 @@ def postprocess_vs_decode(model, image, runs=300, height=None):
     img = read_image(image)
     inferred = est.infer(img)
     hm, paf = inferred[0], inferred[1]
-    args = getattr(est, "decode_args", None)
-    bare_call = args(hm, paf) if args else (lambda: decode.decode_bottomup(
-        np.ascontiguousarray(hm), np.ascontiguousarray(paf), est.limbs, **est.decode_options))
+    layout = est.map_layouts[0]
+
+    def bare_call():   # the C++ decode alone: peaks + grouping on the maps, heatmap pixels out
+        return decode.decode_bottomup(hm, paf, est.limbs, layout=layout, **est.decode_options)
     fin, bare = [], []
     for i in range(runs):
         t0 = time.perf_counter()
@@ -60,7 +61,7 @@ def postprocess_vs_decode(model, image, runs=300, height=None):
         t2 = time.perf_counter()
         fin.append(t1 - t0)
         bare.append(t2 - t1)
-    return {"layout": est._hm.get("layout", est.meta.outputs.get("layout", "NCHW")) if hasattr(est, "_hm") else "?",
+    return {"layout": layout,
             "maps": [list(np.shape(hm)), list(np.shape(paf))],
             "pipeline_postprocess_ms": float(np.median(fin) * 1e3),
             "decode_only_ms": float(np.median(bare) * 1e3),
