@@ -380,9 +380,10 @@ def plot_trajectories(traj: _Trajectories, names: Sequence[str], path: str,
             py = lambda v: int(H - 30 - (H - 50) * (v - lo) / (hi - lo))           # noqa: E731
             cv2.rectangle(img, (50, 20), (W - 20, H - 30), (200, 200, 200), 1)
             for k in range(kp.shape[1]):
-                pts = [(px(t), py(v)) for t, v, s in zip(ts, kp[:, k, axis], kp[:, k, 2]) if s > 0]
+                pts = [(t, px(t), py(v)) for t, v, s in zip(ts, kp[:, k, axis], kp[:, k, 2]) if s > 0]
                 for a, b in zip(pts[:-1], pts[1:]):
-                    cv2.line(img, a, b, cols[k], 1, cv2.LINE_AA)
+                    if b[0] - a[0] <= 0.25:          # a gap (keypoint or person missing) stays a gap
+                        cv2.line(img, a[1:], b[1:], cols[k], 1, cv2.LINE_AA)
             cv2.putText(img, "track %d  %s (px %.0f..%.0f)   time %.1f..%.1f s" % (tid, label, lo, hi, t0, t1),
                         (55, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
             panels.append(img)
