@@ -39,24 +39,21 @@ def _count(minimum: int):
     return parse
 
 
-def _positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a number, got %r" % text)
-    if not (v > 0 and np.isfinite(v)):
-        raise argparse.ArgumentTypeError("must be a positive number, got %r" % text)
-    return v
+def _float_arg(positive: bool):
+    """argparse type: a finite number, > 0 (``positive``) or >= 0 (a one-line usage error otherwise)."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected a number, got %r" % text)
+        if not ((v > 0 if positive else v >= 0) and np.isfinite(v)):
+            raise argparse.ArgumentTypeError("must be a %s, got %r"
+                                             % ("positive number" if positive else "number >= 0", text))
+        return v
+    return parse
 
 
-def _nonneg_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("expected a number, got %r" % text)
-    if not (v >= 0 and np.isfinite(v)):
-        raise argparse.ArgumentTypeError("must be a number >= 0, got %r" % text)
-    return v
+_positive_float, _nonneg_float = _float_arg(True), _float_arg(False)
 
 
 def _holdout_arg(text: str):
@@ -323,8 +320,7 @@ def cmd_eval(args) -> int:
         from .distributed import ray_eval
 
         return ray_eval(args)
-    from .evaluate import STAT_NAMES, evaluate_coco
-    from .io import write_json
+    from .evaluate import evaluate_coco
 
     if len(args.coco) != len(args.images):
         raise InputError("%d --coco files but %d --images folders: give one --images per --coco"
@@ -340,6 +336,15 @@ def cmd_eval(args) -> int:
     ann = args.coco[0] if len(args.coco) == 1 else list(zip(args.coco, args.images))
     r = evaluate_coco(est, ann, args.images[0] if len(args.coco) == 1 else None,
                       boxes_by_image=_boxes_arg(args), progress=sys.stderr.isatty())
+    report_eval(args, r)
+    return 0
+
+
+def report_eval(args, r) -> None:
+    """Print an evaluation's ten COCO stats and write --json / --results (with or without Ray)."""
+    from .evaluate import STAT_NAMES
+    from .io import write_json
+
     stats = r["stats"]
     print("COCO keypoints on %d images (%d predicted people):" % (r["images"], r["people"]))
     for k in STAT_NAMES:
@@ -350,7 +355,6 @@ def cmd_eval(args) -> int:
                                "exact_int8": bool(args.exact_int8)})
     if args.results:
         write_json(args.results, r["results"])
-    return 0
 
 
 def cmd_bench(args) -> int:

@@ -1579,8 +1579,6 @@ def ray_infer(args) -> int:
 def ray_eval(args) -> int:
     """``edgepose eval MODEL --coco A --images D [...] --ray [ADDRESS] [--workers N]``: prints
     and writes what ``edgepose eval`` does; the job's folder goes beside --results (or --json)."""
-    from .evaluate import STAT_NAMES
-    from .io import write_json
 
     work = None
     for p in (args.results, args.json):
@@ -1591,15 +1589,8 @@ def ray_eval(args) -> int:
                  threads=args.threads, boxes=getattr(args, "boxes", None),
                  boxes_threshold=getattr(args, "boxes_threshold", 0.0),
                  estimator_options=_estimator_options(args), work_dir=work)
-    stats = r["stats"]
-    print("COCO keypoints on %d images (%d predicted people):" % (r["images"], r["people"]))
-    for k in STAT_NAMES:
-        print("  %-5s %.3f" % (k, stats[k]))
-    if args.json:
-        write_json(args.json, {**stats, "images": r["images"], "people": r["people"],
-                               "model": os.path.abspath(args.model), "coco": args.coco,
-                               "exact_int8": bool(args.exact_int8)})
-    if args.results:
-        write_json(args.results, r["results"])
+    from .cli import report_eval
+
+    report_eval(args, r)
     _log_summary(r["ray"])
     return 0
