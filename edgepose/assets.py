@@ -1,6 +1,4 @@
 """Where the real test/demo assets live: ``EDGEPOSE_ASSETS`` (default ``../shared/assets``)."""
-from __future__ import annotations
-
 import os
 from typing import Optional
 

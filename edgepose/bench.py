@@ -1,7 +1,5 @@
 """Timing a pipeline: the stages of one estimator, and the per-person cost of a top-down one.
 ``edgepose bench`` and ``benchmarks/`` call these; no test times anything."""
-from __future__ import annotations
-
 import time
 from typing import Any, Dict, List, Sequence, Tuple
 

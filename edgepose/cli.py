@@ -3,8 +3,6 @@
 Errors are one line on stderr and a non-zero exit (2 for bad input, 1 for anything unexpected);
 set ``EDGEPOSE_DEBUG=1`` for a traceback.
 """
-from __future__ import annotations
-
 import argparse
 import json
 import os

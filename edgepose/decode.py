@@ -81,8 +81,6 @@ Person score
     Lightweight OpenPose's ``sum * (parts - 1)`` with its filter (AP 0.634, median 3.5 people).
     People are returned by descending score (ties in the order they were formed).
 """
-from __future__ import annotations
-
 from typing import Sequence, Tuple
 
 import numpy as np

@@ -34,8 +34,6 @@ the same files, with the same bytes, as the commands without ``--ray``.
 ``ray`` is optional (``pip install 'edgepose[ray]'``): imported inside the functions here only,
 and never by the rest of edgepose.
 """
-from __future__ import annotations
-
 import argparse
 import contextlib
 import hashlib
@@ -689,7 +687,7 @@ class Scheduler:
     worker died runs again (on the restarted worker or another); ``on_result(item, out, slot)``
     gets each item's results once."""
 
-    def __init__(self, ray, workers: int, threads: int, estimator: dict, tracker, jobdir: JobDir,
+    def __init__(self, ray, workers: int, threads: int, estimator: dict, tracker, jobdir: "JobDir",
                  model_digest: Optional[str], queue_depth: int = QUEUE_DEPTH):
         ex = ray.exceptions
         self.ray, self.jobdir, self.depth = ray, jobdir, max(1, int(queue_depth))
@@ -700,7 +698,7 @@ class Scheduler:
         cls = ray.remote(PoseWorker).options(num_cpus=threads, max_restarts=MAX_RESTARTS,
                                              max_task_retries=0, scheduling_strategy="SPREAD")
         self.slots = [_Slot(i, cls.remote(estimator, tracker, model_digest)) for i in range(workers)]
-        self.hellos: Dict[Any, _Slot] = {s.actor.hello.remote(): s for s in self.slots}
+        self.hellos: "Dict[Any, _Slot]" = {s.actor.hello.remote(): s for s in self.slots}
         self.attempts: Dict[str, int] = {}
         self.rerun = 0
         t0 = time.perf_counter()
@@ -743,10 +741,10 @@ class Scheduler:
             logger.info("worker %d is back (pid %d)" % (s.index, s.pid))
             self.jobdir.write_workers(self.slots)
 
-    def run(self, items: Sequence[dict], on_result: Callable[[dict, dict, _Slot], None]) -> None:
+    def run(self, items: Sequence[dict], on_result: "Callable[[dict, dict, _Slot], None]") -> None:
         ray = self.ray
         queue = deque(items)
-        inflight: Dict[Any, Tuple[dict, _Slot]] = {}
+        inflight: "Dict[Any, Tuple[dict, _Slot]]" = {}
         while queue or inflight:
             for level in range(1, self.depth + 1):     # one item each first, then the queue
                 for s in self.slots:
@@ -854,14 +852,14 @@ class _Job:
     """Within: Ray connected; :meth:`run` runs items on the workers (started on first use) and
     records each one's results (``make_record(item, out)``); :meth:`stats` says how it went."""
 
-    def __init__(self, items: List[dict], jobdir: JobDir, spec: dict, tracker, digest: str,
+    def __init__(self, items: List[dict], jobdir: "JobDir", spec: dict, tracker, digest: str,
                  address: str, workers: int, threads: int, progress, on_item, queue_depth: int,
                  make_record: Callable[[dict, dict], dict]):
         self.items, self.jobdir, self.spec, self.tracker, self.digest = items, jobdir, spec, tracker, digest
         self.workers, self.threads, self.progress, self.on_item = workers, threads, progress, on_item
         self.queue_depth, self.make_record = queue_depth, make_record
         self.session = RaySession(address, num_cpus=max(os.cpu_count() or 1, workers * threads))
-        self.sched: Optional[Scheduler] = None
+        self.sched: "Optional[Scheduler]" = None
         self.bar = None
         self.t0 = time.perf_counter()
         self.t_run = 0.0
@@ -1069,7 +1067,7 @@ def _plan_infer(sources: Sequence[str], images_per_item: int, chunk_frames: int,
     return plan, items
 
 
-def _seek_redo(items: List[dict], jobdir: JobDir) -> List[dict]:
+def _seek_redo(items: List[dict], jobdir: "JobDir") -> List[dict]:
     """Seeked chunks after a chunk whose frames' timestamps were not all at their frame numbers:
     their numbering cannot be trusted; they run again, decoding from the start. (The chunks'
     ``mode`` / ``pts_ok`` are kept on the items when recorded.)"""
@@ -1098,7 +1096,7 @@ class _Replay:
     what run_video reports (:meth:`check`). With ``stitch``, the workers' track ids are joined
     (TrackStitcher)."""
 
-    def __init__(self, name: str, chunks: List[dict], jobdir: JobDir, stitch: bool, overlap: int,
+    def __init__(self, name: str, chunks: List[dict], jobdir: "JobDir", stitch: bool, overlap: int,
                  rerun: Callable[[dict], dict]):
         self.name, self.chunks, self.jobdir, self.rerun = name, list(chunks), jobdir, rerun
         self.stitcher = TrackStitcher(keep=max(overlap, 1)) if stitch else None

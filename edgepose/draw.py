@@ -1,6 +1,4 @@
 """Drawing poses on images."""
-from __future__ import annotations
-
 import colorsys
 
 import cv2

@@ -1,6 +1,4 @@
 """COCO keypoint evaluation (pycocotools) of any estimator."""
-from __future__ import annotations
-
 import contextlib
 import io
 import os

@@ -1,6 +1,4 @@
 """Image and video input/output with clear errors and atomic writes."""
-from __future__ import annotations
-
 import contextlib
 import hashlib
 import json

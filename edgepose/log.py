@@ -4,8 +4,6 @@ Library code reports progress with ``logger.info`` (the Python default shows war
 the command line shows INFO on stderr as ``edgepose: message`` (``-v``: DEBUG too, ``-q``:
 warnings and errors only).
 """
-from __future__ import annotations
-
 import logging
 import sys
 

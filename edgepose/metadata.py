@@ -30,8 +30,6 @@ Layout of the JSON (``format_version`` 1)::
     edgepose_version
     precision       "fp32" | "fp16" | "int8" | ...
 """
-from __future__ import annotations
-
 import json
 from typing import Any, Dict, Optional
 
@@ -362,7 +360,7 @@ class ModelMeta:
         return "ModelMeta(%s)" % self.to_json()
 
 
-def flat_props(meta: ModelMeta) -> Dict[str, str]:
+def flat_props(meta: "ModelMeta") -> Dict[str, str]:
     """The metadata_props to write into an ONNX model: the JSON plus readable flat keys."""
     d = meta.data
     props = {
@@ -381,7 +379,7 @@ def flat_props(meta: ModelMeta) -> Dict[str, str]:
     return props
 
 
-def embed_onnx(model, meta: ModelMeta) -> None:
+def embed_onnx(model, meta: "ModelMeta") -> None:
     """Write ``meta`` into an ``onnx.ModelProto``'s metadata_props (replacing edgepose keys)."""
     props = flat_props(meta)
     keep = [p for p in model.metadata_props if not p.key.startswith(ONNX_KEY)]
@@ -392,14 +390,14 @@ def embed_onnx(model, meta: ModelMeta) -> None:
         model.metadata_props.add(key=k, value=v)
 
 
-def from_props(props: Dict[str, str]) -> Optional[ModelMeta]:
+def from_props(props: Dict[str, str]) -> "Optional[ModelMeta]":
     """ModelMeta from a metadata_props mapping (e.g. onnxruntime's custom_metadata_map)."""
     if ONNX_KEY not in props:
         return None
     return ModelMeta.from_json(props[ONNX_KEY])
 
 
-def read_onnx_meta(path: str) -> Optional[ModelMeta]:
+def read_onnx_meta(path: str) -> "Optional[ModelMeta]":
     """Metadata of an ONNX file without loading its weights into a session (None if absent)."""
     import onnx  # exporters extra; the runtime reads metadata through its backend instead
 

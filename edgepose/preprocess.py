@@ -7,8 +7,6 @@ model-input pixels with the model's ``stride`` and ``heatmap_offset``.
 
 Images enter as OpenCV BGR ``uint8`` ``H×W×3`` arrays.
 """
-from __future__ import annotations
-
 import math
 from typing import List, Optional, Sequence, Tuple
 
@@ -106,7 +104,7 @@ def bottomup_input_size(image_hw: Tuple[int, int], meta: ModelMeta,
 
 
 def preprocess_bottomup(img: np.ndarray, meta: ModelMeta,
-                        height: Optional[int] = None) -> Tuple[np.ndarray, ResizeTransform]:
+                        height: Optional[int] = None) -> "Tuple[np.ndarray, ResizeTransform]":
     """One BGR image → (model input ``[1,...]`` float32, transform back to image coords)."""
     img = check_image(img)
     H, W, scale = bottomup_input_size(img.shape[:2], meta, height)

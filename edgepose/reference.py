@@ -7,8 +7,6 @@ in the plainest form; the extension must give the same results up to float round
 
 Inputs are assumed valid (``edgepose.decode`` validates before calling the extension).
 """
-from __future__ import annotations
-
 import math
 from typing import List, Sequence, Tuple
 

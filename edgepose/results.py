@@ -1,6 +1,4 @@
 """Pose results and their conversions (COCO-17, COCO results JSON, plain dicts)."""
-from __future__ import annotations
-
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np

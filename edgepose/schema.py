@@ -2,8 +2,6 @@
 
 Index tables here are data shared by export (embedded in model metadata), decoding and drawing.
 """
-from __future__ import annotations
-
 # --- CMU-18 (OpenPose, Lightweight OpenPose, tf-pose) -------------------------------------
 CMU18_KEYPOINTS = [
     "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",

@@ -34,8 +34,6 @@ Smoothing
     reported missing and leaves its filter untouched; after a gap of more than
     ``reset_after_s`` it restarts from its next raw value, so a stale position never drags it.
 """
-from __future__ import annotations
-
 import math
 from typing import Dict, List, Optional, Sequence
 
@@ -191,7 +189,7 @@ class _Track:
         self.hits = 1
         self.lost = 0
         self.confirmed = False
-        self.filter: Optional[OneEuroFilter] = None
+        self.filter: "Optional[OneEuroFilter]" = None
         self.score = score
         self.seen_prev = True
 
@@ -225,12 +223,12 @@ class Tracker:
         self.reset()
 
     def reset(self) -> None:
-        self.tracks: List[_Track] = []
+        self.tracks: "List[_Track]" = []
         self.next_id = 1
         self.frames = 0
         self.t_prev: Optional[float] = None
 
-    def _sim(self, tracks: List[_Track], kp: np.ndarray, boxes: np.ndarray, t: float) -> np.ndarray:
+    def _sim(self, tracks: "List[_Track]", kp: np.ndarray, boxes: np.ndarray, t: float) -> np.ndarray:
         from .evaluate import oks_matrix
 
         if not tracks or not len(kp):
@@ -268,7 +266,7 @@ class Tracker:
             for i, j in _assign(sim2, o["match_threshold"]):
                 matched[rest[i]] = int(low[j])
         used = set(matched.values())
-        keep: List[_Track] = []
+        keep: "List[_Track]" = []
         for i, tr in enumerate(live):
             if i in matched:
                 p = matched[i]
@@ -303,7 +301,7 @@ class Tracker:
         self.t_prev = t
         return self._output(result, t)
 
-    def _confirm(self, tr: _Track) -> None:
+    def _confirm(self, tr: "_Track") -> None:
         tr.confirmed = True
         tr.id = self.next_id
         self.next_id += 1

@@ -17,8 +17,6 @@ build-engine`` / :class:`edgepose.backends.tensorrt.TensorrtBackend` read on the
 An engine is specific to the TensorRT version and the GPU, so the engine cache is keyed by
 everything that changes the plan: :func:`engine_key`.
 """
-from __future__ import annotations
-
 import hashlib
 import json
 import math

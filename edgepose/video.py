@@ -14,8 +14,6 @@ stages overlap on several cores). ``pipelined=False`` runs the same stages one a
 Ctrl-C stops reading and finalises every output: the video and the JSON lines written so far are
 complete, playable files.
 """
-from __future__ import annotations
-
 import collections
 import contextlib
 import math
@@ -242,7 +240,7 @@ class FrameSource:
                 self.cap.release()
 
 
-def open_source(spec, **kw) -> FrameSource:
+def open_source(spec, **kw) -> "FrameSource":
     """A :class:`FrameSource` for ``spec`` (see the module docstring); one-line InputError if it
     cannot be opened."""
     return spec if isinstance(spec, FrameSource) else FrameSource(spec, **kw)
@@ -351,7 +349,7 @@ class _Trajectories:
             self.data.setdefault(int(tid), []).append((t, result.keypoints[i].copy()))
 
 
-def plot_trajectories(traj: _Trajectories, names: Sequence[str], path: str,
+def plot_trajectories(traj: "_Trajectories", names: Sequence[str], path: str,
                       max_tracks: int = 4, size: Tuple[int, int] = (1200, 300)) -> None:
     """A PNG with, per track (the longest ``max_tracks``), every keypoint's x and y against time."""
     from .draw import _palette
@@ -448,7 +446,7 @@ def run_video(source, estimator, tracker=None, out_video: Optional[str] = None,
               pipelined: bool = True, max_fps: Optional[float] = None, max_frames: int = 0,
               progress: bool = False, display: bool = False, draw: bool = True,
               on_result: Optional[Callable[[int, float, np.ndarray, PoseResult], None]] = None,
-              queue_size: int = 4, report_every_s: float = 0.0) -> VideoStats:
+              queue_size: int = 4, report_every_s: float = 0.0) -> "VideoStats":
     """Run ``estimator`` (a pipeline from :func:`edgepose.pipelines.load_estimator`) over every
     frame of ``source`` (see :func:`open_source`), optionally through ``tracker``
     (:class:`edgepose.track.Tracker`), writing an annotated video, JSON lines, a CSV of

@@ -4,8 +4,6 @@
 - ``.tflite``                        → ai-edge-litert (tflite-runtime as a fall-back import)
 - ``.engine`` / ``.plan`` / a bundle directory → TensorRT
 """
-from __future__ import annotations
-
 import os
 from typing import Optional, Sequence
 

@@ -1,6 +1,4 @@
 """The backend interface: load a model file, describe its tensors, run named arrays."""
-from __future__ import annotations
-
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -28,8 +26,8 @@ class Backend:
     def __init__(self) -> None:
         self.path: str = ""
         self.meta: Optional[ModelMeta] = None
-        self.inputs: List[TensorSpec] = []
-        self.outputs: List[TensorSpec] = []
+        self.inputs: "List[TensorSpec]" = []
+        self.outputs: "List[TensorSpec]" = []
 
     def run(self, feeds: Dict[str, np.ndarray],
             output_names: Optional[Sequence[str]] = None) -> Dict[str, np.ndarray]:

@@ -1,6 +1,4 @@
 """ONNX Runtime backend."""
-from __future__ import annotations
-
 import os
 from typing import Dict, Optional, Sequence
 

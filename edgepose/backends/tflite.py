@@ -10,8 +10,6 @@
   ``"edgepose"``, with a tiny flatbuffer reader (no schema package needed; Python 3.8 friendly).
   A sidecar ``<model>.tflite.json`` is read when the flatbuffer carries none.
 """
-from __future__ import annotations
-
 import os
 import struct
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -236,9 +234,9 @@ class TfliteBackend(Backend):
         order_out = [int(d["index"]) for d in it.get_output_details()]
         idx2sig_in = {v: k for k, v in sig_in.items()}
         idx2sig_out = {v: k for k, v in sig_out.items()}
-        self._in: List[_Tensor] = [_Tensor(rev.get(idx2sig_in[i], idx2sig_in[i]), by_index_in[i])
+        self._in: "List[_Tensor]" = [_Tensor(rev.get(idx2sig_in[i], idx2sig_in[i]), by_index_in[i])
                                    for i in order_in]
-        self._out: List[_Tensor] = [_Tensor(rev.get(idx2sig_out[i], idx2sig_out[i]), by_index_out[i])
+        self._out: "List[_Tensor]" = [_Tensor(rev.get(idx2sig_out[i], idx2sig_out[i]), by_index_out[i])
                                     for i in order_out]
         self._in_by_name = {t.name: t for t in self._in}
         self._out_by_name = {t.name: t for t in self._out}
@@ -250,7 +248,7 @@ class TfliteBackend(Backend):
         """name → the model's own IO dtype for tensors that the backend (de)quantizes."""
         return {t.name: t.dtype.name for t in self._in + self._out if t.quantized}
 
-    def _set_input(self, t: _Tensor, x: np.ndarray) -> None:
+    def _set_input(self, t: "_Tensor", x: np.ndarray) -> None:
         x = np.asarray(x)
         if x.ndim != len(t.shape):
             raise InputError("input %r must have %d dimensions, got shape %s"

@@ -4,8 +4,6 @@ One shape for all three (bottom-up and top-down estimators, the person detector)
 ``infer(img, ...)`` is preprocessing + inference (the raw maps or output, the transform back to
 the image, and the two stage times), ``decode(...)`` turns those into image-space results, and
 calling the object does both and records ``timings``."""
-from __future__ import annotations
-
 from typing import Optional, Sequence
 
 from ..backends import load_backend

@@ -1,6 +1,4 @@
 """Bottom-up pipeline: one inference per frame, peaks + PAF grouping in the C++ core."""
-from __future__ import annotations
-
 import time
 from typing import Optional, Sequence, Tuple, Union
 

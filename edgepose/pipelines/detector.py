@@ -32,8 +32,6 @@ The spec's input size and the output shape are checked against the loaded model.
 Coordinates: detector boxes are COCO-style ``[x, y, w, h]`` with continuous corner coordinates
 (the image spans ``[0, W] x [0, H]``), like COCO annotations and detection-results files.
 """
-from __future__ import annotations
-
 import copy
 import os
 import time

@@ -38,8 +38,6 @@ OKS NMS
 No boxes and no detector
     ``est(img)`` without a detector treats the whole image as one box.
 """
-from __future__ import annotations
-
 import os
 import time
 from typing import Dict, List, Optional, Sequence, Tuple, Union

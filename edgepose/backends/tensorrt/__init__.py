@@ -22,8 +22,6 @@ Engines are cached beside the bundle (``BUNDLE/engines``; ``EDGEPOSE_TRT_CACHE``
 depends on (:func:`edgepose.trt_cache.engine_key`); an engine whose key names another TensorRT
 version or GPU is never deserialised: the bundle is rebuilt, with a message.
 """
-from __future__ import annotations
-
 from .build import build_engine
 from .common import MISSING_CUDA, MISSING_TRT, TRTEXEC_ENGINE, trt_version
 from .cuda import Cuda

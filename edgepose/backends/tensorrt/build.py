@@ -1,6 +1,4 @@
 """Engine building and the engine cache: ``build_engine`` / ``edgepose build-engine``."""
-from __future__ import annotations
-
 import contextlib
 import json
 import os
@@ -122,7 +120,7 @@ def _make_calibrator(trt, cache_bytes: bytes):
     return cls()
 
 
-def _build_plan_bytes(trt, plan: _Plan, log: Callable[[str], None]) -> bytes:
+def _build_plan_bytes(trt, plan: "_Plan", log: Callable[[str], None]) -> bytes:
     ver = tc.parse_version(plan.version)
     logger = _logger(trt)
     builder = trt.Builder(logger)
@@ -189,7 +187,7 @@ def _build_plan_bytes(trt, plan: _Plan, log: Callable[[str], None]) -> bytes:
     return memoryview(serialized).tobytes()
 
 
-def _write_engine(path: str, data: bytes, plan: _Plan) -> None:
+def _write_engine(path: str, data: bytes, plan: "_Plan") -> None:
     tc.write_atomic(path, data)
     side = {
         "key": plan.key,

@@ -1,7 +1,5 @@
 """What every part of the TensorRT layer shares: the tensorrt import (overridable in tests
 through ``sys.modules``), the logger, messages."""
-from __future__ import annotations
-
 from typing import Any, Dict
 
 from ...errors import ModelError

@@ -1,7 +1,5 @@
 """Device memory and the GPU's identity: cuda-python (``cuda.bindings.runtime``, or
 ``cuda.cudart`` in older releases), pycuda as a fall-back."""
-from __future__ import annotations
-
 from typing import Any, Dict, Tuple
 
 import numpy as np

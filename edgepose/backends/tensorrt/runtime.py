@@ -1,6 +1,4 @@
 """The TensorRT backend: a bundle or an engine behind :class:`edgepose.backends.base.Backend`."""
-from __future__ import annotations
-
 import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
@@ -172,7 +170,7 @@ class TensorrtBackend(Backend):
         self._runtime = runtime
         return engine
 
-    def _list_io(self) -> List[_IO]:
+    def _list_io(self) -> "List[_IO]":
         trt, e = self.trt, self.engine
         out = []
         if self.api == "tensors":
