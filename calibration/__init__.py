@@ -422,6 +422,9 @@ def _catalog_folder(source: str) -> _Catalog:
 
 def _catalog_video(source: str, every: Optional[int]) -> _Catalog:
     import cv2
+    from edgepose.io import quiet_ffmpeg
+
+    quiet_ffmpeg()
     cap = cv2.VideoCapture(source)
     if not cap.isOpened():
         raise InputError("calibration video %s cannot be opened (unreadable or not a video)" % source)

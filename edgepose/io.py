@@ -58,6 +58,14 @@ def input_kind(path: str) -> str:
                      % (ext or "(none)", path, " ".join(IMAGE_EXTS), " ".join(VIDEO_EXTS)))
 
 
+def quiet_ffmpeg() -> None:
+    """FFmpeg's own log lines (e.g. "moov atom not found") would come before edgepose's one-line
+    error about the same file: turn them off before OpenCV opens its first video (FFmpeg reads
+    the level once). Called where edgepose opens videos, never at import; a level the user set in
+    OPENCV_FFMPEG_LOGLEVEL is kept."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+
+
 class VideoReader:
     """Frames of a video file; raises InputError if it cannot be opened or holds no frame."""
 
@@ -67,6 +75,7 @@ class VideoReader:
         if os.path.getsize(path) == 0:
             raise InputError("video file is empty: %s" % path)
         self.path = path
+        quiet_ffmpeg()
         self.cap = cv2.VideoCapture(path)
         if not self.cap.isOpened():
             raise InputError("cannot open video (not a video or unsupported codec): %s" % path)

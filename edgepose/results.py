@@ -33,12 +33,33 @@ class PoseResult:
         self.track_ids = None if track_ids is None else np.asarray(track_ids, np.int64).reshape(-1)
         if self.track_ids is not None and len(self.track_ids) != len(self.keypoints):
             raise ValueError("track_ids and keypoints disagree on the number of people")
+        self.image = None    # the BGR image it was found in, when edgepose.load's call made it
+        self.source = None   # that image's path, when it was read from one
 
     def __len__(self) -> int:
         return len(self.keypoints)
 
     def __repr__(self) -> str:
         return "PoseResult(%d people, %d keypoints)" % (len(self), len(self.keypoint_names))
+
+    @property
+    def people(self) -> "List[Person]":
+        """One :class:`Person` per person found, in score order as decoded."""
+        return [Person(self, i) for i in range(len(self))]
+
+    def draw(self, image: Optional[np.ndarray] = None, **kw) -> np.ndarray:
+        """A copy of ``image`` (default: the image this result was found in) with every person
+        drawn; keywords go to :func:`edgepose.draw.draw_poses`."""
+        from .draw import draw_poses
+
+        img = self.image if image is None else image
+        if img is None:
+            raise ValueError("this result does not hold its image: pass draw(image)")
+        return draw_poses(img, self, **kw)
+
+    def to_coco(self, image_id: int = 0) -> List[dict]:
+        """COCO keypoint results entries (see :meth:`to_coco_results`)."""
+        return self.to_coco_results(image_id)
 
     def coco17(self) -> np.ndarray:
         """Keypoints ``[P, 17, 3]`` in COCO-17 order (missing → zeros)."""
@@ -90,3 +111,44 @@ class PoseResult:
                 for i in range(len(self))
             ],
         }
+
+
+class Person:
+    """One person of a :class:`PoseResult`: ``keypoints`` ``[K, 3]`` (x, y, score; a missing
+    keypoint has score 0 at -1, -1), ``score``, ``box`` (xywh: the detector's or the keypoints'
+    extent), ``track_id`` (or None), and ``person["nose"]`` → (x, y, score)."""
+
+    __slots__ = ("_r", "_i")
+
+    def __init__(self, result: PoseResult, index: int):
+        self._r, self._i = result, index
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        return self._r.keypoints[self._i]
+
+    @property
+    def score(self) -> float:
+        return float(self._r.scores[self._i])
+
+    @property
+    def box(self) -> np.ndarray:
+        return self._r.person_boxes()[self._i]
+
+    @property
+    def track_id(self) -> Optional[int]:
+        ids = self._r.track_ids
+        return None if ids is None else int(ids[self._i])
+
+    def __getitem__(self, name: str):
+        try:
+            k = self._r.keypoint_names.index(name)
+        except ValueError:
+            raise KeyError("no keypoint %r (keypoints: %s)" % (name, ", ".join(self._r.keypoint_names))) from None
+        x, y, s = self.keypoints[k]
+        return float(x), float(y), float(s)
+
+    def __repr__(self) -> str:
+        found = int((self.keypoints[:, 2] > 0).sum())
+        tid = "" if self.track_id is None else ", track_id=%d" % self.track_id
+        return "Person(score=%.3f, %d/%d keypoints%s)" % (self.score, found, len(self.keypoints), tid)

@@ -51,6 +51,9 @@ def gstreamer_csi(sensor_id: int = 0, width: int = 1280, height: int = 720, fps:
 @contextlib.contextmanager
 def _quiet_opencv():
     """OpenCV's own warnings off while a source opens: a failure is reported in one line."""
+    from .io import quiet_ffmpeg
+
+    quiet_ffmpeg()
     try:
         lg = cv2.utils.logging
         old = lg.getLogLevel()

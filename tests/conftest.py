@@ -48,3 +48,17 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="session")
+def lwop_onnx(assets, tmp_path_factory):
+    """The real Lightweight OpenPose checkpoint exported once per session to FP32 ONNX."""
+    pytest.importorskip("torch")
+    ckpt = os.path.join(assets, "models", "lwop_hpe0001.pth")
+    if not os.path.exists(ckpt):
+        pytest.skip("models/lwop_hpe0001.pth missing from assets")
+    from edgepose.exporters.api import export
+
+    out = str(tmp_path_factory.mktemp("lwop") / "lwop.onnx")
+    export(ckpt, target="onnx", out=out, progress=False)
+    return out

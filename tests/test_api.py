@@ -1,0 +1,104 @@
+"""The public API: edgepose.load(path)(image) -> result with .people, .draw(), .to_coco();
+lazy top-level names; nothing changed in the environment at import."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import edgepose
+from edgepose.errors import InputError
+from edgepose.pose import Pose
+from edgepose.results import PoseResult
+from edgepose.schema import CMU18_KEYPOINTS, CMU18_LIMBS, CMU18_TO_COCO17
+
+
+def test_import_is_cheap_and_changes_nothing():
+    code = ("import os, sys; before = dict(os.environ); import edgepose; "
+            "assert dict(os.environ) == before, 'environment changed'; "
+            "heavy = [m for m in ('cv2', 'onnxruntime', 'torch', 'onnx') if m in sys.modules]; "
+            "assert not heavy, heavy; "
+            "assert callable(edgepose.load); "
+            "assert edgepose.Tracker.__module__ == 'edgepose.track'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         universal_newlines=True, cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout
+
+
+def test_lazy_names():
+    assert set(edgepose.__all__) >= {"load", "Tracker", "run_video", "export", "PoseResult"}
+    assert "load" in dir(edgepose)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        edgepose.nope  # noqa: B018
+
+
+class _Fake:
+    """An estimator returning one person at a fixed place, recording what it was given."""
+    meta = type("M", (), {"family": "bottomup"})()
+
+    def __init__(self):
+        self.seen = []
+
+    def __call__(self, img):
+        self.seen.append(img)
+        kp = np.full((1, 18, 3), -1, np.float32)
+        kp[0, :, 2] = 0
+        kp[0, 0] = [10, 12, 0.9]
+        kp[0, 1] = [10, 30, 0.8]
+        return PoseResult(kp, [0.7], CMU18_KEYPOINTS, skeleton=[tuple(l[:2]) for l in CMU18_LIMBS], to_coco17=CMU18_TO_COCO17)
+
+
+def test_pose_call_on_arrays_and_paths(tmp_path):
+    import cv2
+
+    fake = _Fake()
+    pose = Pose(fake)
+    img = np.full((40, 50, 3), 90, np.uint8)
+    r = pose(img)
+    assert r.image is img and r.source is None and len(r) == 1
+    p = r.people[0]
+    assert p.score == pytest.approx(0.7) and p["nose"] == pytest.approx((10, 12, 0.9))
+    assert p["neck"] == pytest.approx((10, 30, 0.8)) and p.track_id is None
+    assert p.box.tolist() == pytest.approx([10, 12, 0, 18])
+    with pytest.raises(KeyError, match="no keypoint 'tail'"):
+        p["tail"]
+    drawn = r.draw()
+    assert drawn.shape == img.shape and (drawn != img).any() and (img == 90).all()
+    coco = r.to_coco(5)
+    assert coco[0]["image_id"] == 5 and coco[0]["keypoints"][:3] == [10.0, 12.0, 0.9]
+    # grey and BGRA arrays become BGR; a path is read with the runtime's own reader
+    assert pose(img[:, :, 0]).image.shape == (40, 50, 3)
+    assert pose(np.dstack([img, img[:, :, :1]])).image.shape == (40, 50, 3)
+    f = str(tmp_path / "x.png")
+    cv2.imwrite(f, img)
+    r = pose(f)
+    assert r.source == f and (r.image == img).all()
+    assert pose.family == "bottomup" and pose.meta is fake.meta     # the pipeline shows through
+
+
+@pytest.mark.parametrize("bad, msg", [
+    (3, "expected an image path or a numpy array"),
+    (np.zeros((4, 4), np.float32), "expected a uint8 image array"),
+    (np.zeros((4, 4, 2), np.uint8), "expected an HxWx3 BGR image array"),
+    (np.zeros((1, 9, 3), np.uint8), "too small"),
+    ("missing.jpg", "image not found"),
+])
+def test_pose_bad_input(bad, msg):
+    with pytest.raises(InputError, match=msg):
+        Pose(_Fake())(bad)
+
+
+def test_result_without_image_cannot_draw():
+    r = _Fake()(None)
+    with pytest.raises(ValueError, match="pass draw"):
+        r.draw()
+    assert r.draw(np.zeros((40, 50, 3), np.uint8)).shape == (40, 50, 3)
+
+
+def test_readme_three_lines_on_the_real_model(lwop_onnx, assets):
+    pose = edgepose.load(lwop_onnx)
+    result = pose(os.path.join(assets, "coco", "000000196141.jpg"))
+    assert len(result.people) == 4 and result.draw().shape == result.image.shape
+    assert all(p.score > 0.3 for p in result.people)
+    assert len(result.to_coco(1)) == 4
