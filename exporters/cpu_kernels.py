@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-__all__ = ["cpu_flags", "int8_kernel_class", "probe_u8s8_saturation", "cpu_int8_format",
+__all__ = ["cpu_flags", "int8_kernel_class", "probe_u8s8_saturation", "probe_model", "cpu_int8_format",
            "cpu_int8_candidates", "FORMATS"]
 
 # cpu-int8 formats: activation type, weight type, reduce_range
@@ -71,16 +71,11 @@ def _name_from_flags(machine: str, flags: set) -> str:
     return m or "unknown"
 
 
-@functools.lru_cache(maxsize=1)
-def probe_u8s8_saturation() -> Optional[bool]:
-    """True when onnxruntime's optimised u8s8 convolution saturates on this CPU (a 64-channel
-    1x1 conv, all activations 255 and weights 127, computed ~2x too small), False when it is
-    exact, None when onnxruntime is missing or the probe cannot run."""
-    try:
-        import onnxruntime as ort
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        return None
+def probe_model():
+    """(model, input): the saturation probe, a 64-channel 1x1 Q/DQ convolution with all
+    activations 255 and all weights 127. Its exact output is 64 (2 x 255 x 127 = 64770 per
+    product pair); kernels that sum product pairs in 16 bits saturate to ~half of it."""
+    from onnx import TensorProto, helper, numpy_helper
     C = 64
     s_x, s_w = 1.0 / 255.0, 1.0 / 127.0
     exact = C * 255 * 127 * s_x * s_w            # = 64
@@ -106,7 +101,19 @@ def probe_u8s8_saturation() -> Optional[bool]:
                           [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1, 4, 4])], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
-    x = np.ones((1, C, 4, 4), np.float32)
+    return m, np.ones((1, C, 4, 4), np.float32)
+
+
+@functools.lru_cache(maxsize=1)
+def probe_u8s8_saturation() -> Optional[bool]:
+    """True when onnxruntime's optimised u8s8 convolution saturates on this CPU (the
+    :func:`probe_model` conv computed ~2x too small), False when it is exact, None when
+    onnxruntime is missing or the probe cannot run."""
+    try:
+        import onnxruntime as ort
+        m, x = probe_model()
+    except ImportError:
+        return None
     try:
         outs = []
         for level in (ort.GraphOptimizationLevel.ORT_ENABLE_ALL, ort.GraphOptimizationLevel.ORT_DISABLE_ALL):

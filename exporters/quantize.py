@@ -33,13 +33,13 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from edgepose.errors import ExportError
+from edgepose.errors import ExportError, first_line
 from edgepose.io import scratch_dir as _scratch_dir
 
 __all__ = ["QuantStats", "collect_stats", "ranges_from_stats", "quantize_qdq",
            "quantize_with_ranges", "equalize_model", "quantizable_nodes", "METHODS",
            "estimate_ort_calibrator_memory_mb", "bias_correction_deltas", "apply_bias_deltas",
-           "float_conv_means"]
+           "float_conv_means", "uniform_weight_zero_points"]
 
 # Concat is left out: a Concat of a stage's heatmaps/PAFs (range ~1) with backbone features
 # (range ~30) under one per-tensor scale wipes the maps out (measured on tf-pose).
@@ -62,7 +62,7 @@ def _load(model) :
         try:
             return onnx.load(os.fspath(model))
         except Exception as e:
-            raise ExportError("%s is not a readable ONNX model: %s" % (model, str(e).splitlines()[0] if str(e) else type(e).__name__))
+            raise ExportError("%s is not a readable ONNX model: %s" % (model, first_line(e)))
     return model
 
 
@@ -804,10 +804,61 @@ def quantize_with_ranges(model, out_onnx: str, ranges: Dict[str, Tuple[float, fl
         qm = onnx.load(q)
         # the output convs write float: drop the Q/DQ pair on their outputs
         _strip_output_qdq(qm, {t for n in qm.graph.node if n.name in oc for t in n.output})
+        n_zp = uniform_weight_zero_points(qm)
         _save_atomic(qm, out_onnx)
     n_q = sum(1 for n in qm.graph.node if n.op_type == "QuantizeLinear")
     return {"keep_float": sorted(set(keep_float)), "tail_float": sorted(keep - set(keep_float)),
-            "quantize_linear_nodes": n_q}
+            "quantize_linear_nodes": n_q, "dead_channel_zero_points_fixed": n_zp}
+
+
+def uniform_weight_zero_points(model) -> int:
+    """Give every channel of a per-channel weight the same zero point (in place); returns how
+    many channels changed.
+
+    onnxruntime's quantizer gives an all-zero ("dead") output channel scale 1 and zero point 0;
+    with uint8 weights (U8U8) its siblings have zero point 128. onnxruntime < 1.20 refuses such
+    a model once graph optimisation fuses the convolution ("QLinearConv : zero point of
+    per-channel filter must be same"), and so may other int8 runtimes. A dead channel
+    dequantizes to zero with any zero point: its integers are set to the shared zero point, which
+    changes no dequantized value. A live channel with its own zero point cannot be rewritten
+    exactly: refused."""
+    from onnx import numpy_helper
+    inits = {i.name: i for i in model.graph.initializer}
+    uses = _use_counts(model)
+    changed = 0
+    for n in model.graph.node:
+        if (n.op_type != "DequantizeLinear" or len(n.input) < 3 or n.input[0] not in inits
+                or n.input[2] not in inits):
+            continue
+        zp = numpy_helper.to_array(inits[n.input[2]])
+        if zp.ndim != 1 or zp.size < 2 or zp.dtype not in (np.uint8, np.int8):
+            continue
+        vals, counts = np.unique(zp, return_counts=True)
+        if len(vals) == 1:
+            continue
+        q = numpy_helper.to_array(inits[n.input[0]])
+        axis = int(_attr(n, "axis", 1)) % max(q.ndim, 1)
+        common = vals[int(np.argmax(counts))]
+        qc = np.moveaxis(q, axis, 0).reshape(zp.size, -1).copy()
+        odd = np.nonzero(zp != common)[0]
+        live = [int(c) for c in odd if np.any(qc[c] != zp[c])]
+        if live:
+            raise ExportError("%s: channel %d of its per-channel weight has its own zero point %d (the others %d): "
+                              "not representable on runtimes that need one zero point" % (
+                                  n.name or n.input[0], live[0], int(zp[live[0]]), int(common)))
+        qc[odd] = common
+        zp2 = np.full_like(zp, common)
+        new_q = np.moveaxis(qc.reshape(np.moveaxis(q, axis, 0).shape), 0, axis).astype(q.dtype)
+        for name, arr in ((n.input[0], new_q), (n.input[2], zp2)):
+            if uses.get(name, 0) > 1:    # shared with another node: a private copy
+                name2 = name + "_uniform_zp"
+                model.graph.initializer.append(numpy_helper.from_array(arr, name2))
+                n.input[list(n.input).index(name)] = name2
+                uses[name] -= 1
+            else:
+                inits[name].CopyFrom(numpy_helper.from_array(arr, name))
+        changed += len(odd)
+    return changed
 
 
 def _strip_output_qdq(model, tensors) -> int:

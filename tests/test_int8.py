@@ -417,3 +417,35 @@ def test_concat_aware_equalization_is_exact_and_unshares_the_scale(tmp_path):
         Q.quantize_qdq(p, out, calib, equalize_concat=ec, symmetric_activations=True)
         errs[ec] = np.mean([_rel(_run(p, x, exact=False), _run(out, x)) for x in held])
     assert errs[True] < 0.2 * errs[False], errs        # measured: 0.24 -> 0.006
+
+
+def test_dead_channel_gets_its_siblings_zero_point(tiny, tmp_path):
+    """U8U8: onnxruntime's quantizer gives an all-zero output channel zero point 0 beside its
+    siblings' 128, which onnxruntime < 1.20 refuses once it fuses QLinearConv. The written model
+    has one zero point per weight tensor and dequantizes to the same weights."""
+    m = onnx.load(tiny)
+    for i in m.graph.initializer:
+        if i.name == "w2":
+            a = numpy_helper.to_array(i).copy()
+            a[3] = 0.0
+            i.CopyFrom(numpy_helper.from_array(a, "w2"))
+    src = str(tmp_path / "dead.onnx")
+    onnx.save(m, src)
+    out = str(tmp_path / "dead_u8u8.onnx")
+    info = Q.quantize_qdq(src, out, _inputs(8, 1), weight_type="uint8", fold=False, equalize=False)
+    assert info["dead_channel_zero_points_fixed"] == 1
+    q = onnx.load(out)
+    inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    dq = [n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0] == "w2_quantized"][0]
+    zp, w = inits[dq.input[2]], inits[dq.input[0]]
+    assert np.unique(zp).tolist() == [128] and np.all(w[3] == 128)
+    deq = (w.astype(np.int64) - zp.reshape(-1, 1, 1, 1)) * inits[dq.input[1]].reshape(-1, 1, 1, 1)
+    assert np.all(deq[3] == 0)
+    # a live channel with its own zero point cannot be rewritten exactly: refused
+    zp_bad = zp.copy()
+    zp_bad[0] = 0
+    for i in q.graph.initializer:
+        if i.name == dq.input[2]:
+            i.CopyFrom(numpy_helper.from_array(zp_bad, dq.input[2]))
+    with pytest.raises(ExportError, match="its own zero point"):
+        Q.uniform_weight_zero_points(q)
