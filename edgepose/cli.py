@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from . import __version__
-from .errors import EdgeposeError, InputError
+from .errors import EdgeposeError, InputError, first_line
 from .reference import REFINES
 
 
@@ -644,7 +644,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except EdgeposeError as e:
         if os.environ.get("EDGEPOSE_DEBUG"):
             raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         print("edgepose: error: %s" % msg, file=sys.stderr)
         return 2
     except KeyboardInterrupt:

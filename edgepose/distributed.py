@@ -51,7 +51,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import __version__
-from .errors import EdgeposeError, InputError, ModelError
+from .errors import EdgeposeError, InputError, ModelError, first_line
 from .log import logger
 
 __all__ = ["infer", "evaluate", "ray_infer", "ray_eval", "FrameRange", "TrackStitcher",
@@ -90,9 +90,6 @@ def _import_ray():
     return ray
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 def check_address(address: Optional[str]) -> str:
@@ -120,7 +117,7 @@ def check_address(address: Optional[str]) -> str:
             except OSError as e:
                 raise InputError("--ray auto: the Ray cluster last started here (%s) does not answer "
                                  "(%s): start one, or give the address of a running one"
-                                 % (found, e.strerror or _first_line(e)))
+                                 % (found, e.strerror or first_line(e)))
         return address
     rest = address[len("ray://"):] if address.startswith("ray://") else address
     host, sep, port = rest.rpartition(":")
@@ -130,7 +127,7 @@ def check_address(address: Optional[str]) -> str:
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=3.0).close()
     except OSError as e:
-        raise InputError("no Ray cluster at %s: %s" % (address, e.strerror or _first_line(e)))
+        raise InputError("no Ray cluster at %s: %s" % (address, e.strerror or first_line(e)))
     return address
 
 
@@ -223,11 +220,11 @@ class RaySession:
         except (ConnectionError, RuntimeError, ValueError) as e:
             self._quiet.__exit__(None, None, None)
             if self.address == "local":
-                raise InputError("cannot start a local Ray instance: %s" % _first_line(e))
+                raise InputError("cannot start a local Ray instance: %s" % first_line(e))
             hint = "" if os.environ.get("RAY_AUTH_MODE") else \
                 " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token)"
             raise InputError("cannot connect to the Ray cluster at %s: %s%s"
-                             % (self.address, _first_line(e), hint))
+                             % (self.address, first_line(e), hint))
         self.started = True
         return self
 
@@ -679,7 +676,7 @@ def _raise_task_error(e) -> None:
     cause = getattr(e, "cause", None)
     if isinstance(cause, BaseException):
         raise cause
-    raise EdgeposeError("a worker failed: %s" % _first_line(e))
+    raise EdgeposeError("a worker failed: %s" % first_line(e))
 
 
 class Scheduler:
@@ -724,7 +721,7 @@ class Scheduler:
             s.hello_tries += 1
             if len(s.pids) > MAX_RESTARTS or s.hello_tries > (10 if isinstance(e, self.died) else 300):
                 s.state = "dead"
-                logger.warning("worker %d is gone: %s" % (s.index, _first_line(e)))
+                logger.warning("worker %d is gone: %s" % (s.index, first_line(e)))
                 self.jobdir.write_workers(self.slots)
             else:
                 time.sleep(0.2)          # restarting: ask again
@@ -771,7 +768,7 @@ class Scheduler:
                     n = self.attempts[item["id"]] = self.attempts.get(item["id"], 0) + 1
                     if n >= MAX_ATTEMPTS:
                         raise EdgeposeError("item %s: its worker died %d times under it (%s)"
-                                            % (item["id"], n, _first_line(e)))
+                                            % (item["id"], n, first_line(e)))
                     queue.appendleft(item)
                     self.rerun += 1
                     if s.state == "ok":

@@ -19,3 +19,10 @@ class InputError(EdgeposeError):
 
 class ExportError(EdgeposeError):
     """An export or conversion failed (verification, accuracy gate, unsupported option)."""
+
+
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """THE one-line form of an exception for a message: the first line of its text (at most
+    ``limit`` characters), or its type's name when it has no text."""
+    s = str(e).strip()
+    return s.splitlines()[0][:limit] if s else type(e).__name__

@@ -13,7 +13,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import cv2
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, first_line
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 VIDEO_EXTS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -541,7 +541,7 @@ def read_json(path: str, what: str = "JSON file", error=InputError):
         with open(path, "r", encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError, UnicodeDecodeError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = first_line(e)
         raise error("%s %s is not valid JSON: %s" % (what, path, msg))
 
 

@@ -30,7 +30,7 @@ import sys
 import time
 from typing import Any, Dict, Optional, Sequence, Union
 
-from edgepose.errors import ExportError, ModelError
+from edgepose.errors import ExportError, ModelError, first_line
 
 TARGETS = ("onnx", "cpu-int8", "tflite-fp32", "tflite-fp16", "rpi-int8", "jetson-int8", "jetson-fp16",
            "jetson-int8-dla")
@@ -280,7 +280,7 @@ def _target_function(target: str, module_name: str, func_name: str):
         mod = importlib.import_module("edgepose.exporters." + module_name)
     except ImportError as e:
         raise ExportError("target %s is unavailable: edgepose.exporters.%s cannot be imported (%s)"
-                          % (target, module_name, str(e).splitlines()[0] if str(e) else type(e).__name__))
+                          % (target, module_name, first_line(e)))
     func = getattr(mod, func_name, None)
     if func is None:
         raise ExportError("target %s is unavailable: edgepose.exporters.%s has no %s()" % (target, module_name, func_name))

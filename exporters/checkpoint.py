@@ -23,7 +23,7 @@ import re
 import warnings
 from typing import Any, Dict, List
 
-from edgepose.errors import ModelError
+from edgepose.errors import ModelError, first_line
 from edgepose.io import sha256_file as file_sha256  # noqa: F401 (public name kept)
 
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "best_state_dict")
@@ -72,9 +72,6 @@ def _safe_globals_ctx():
         return ctx([a for a in allowed if not isinstance(a, tuple)])
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _refused_global(msg: str) -> str:
@@ -132,7 +129,7 @@ def load_raw(path: str) -> Any:
         if isinstance(e, (KeyError, EOFError, UnicodeDecodeError, IndexError)):
             detail = "neither a torch.save zip archive nor a legacy torch pickle"
         else:
-            detail = _one_line(e)
+            detail = first_line(e)
         raise ModelError("%s is not a PyTorch checkpoint (%s)" % (name, detail))
 
 

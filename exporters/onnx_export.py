@@ -32,7 +32,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from edgepose.errors import ExportError
+from edgepose.errors import ExportError, first_line
 from edgepose.metadata import ModelMeta, embed_onnx
 from edgepose.schema import get_schema
 
@@ -56,9 +56,6 @@ def _log(progress: bool, msg: str) -> None:
     logger.log(20 if progress else 10, "export: " + msg)
 
 
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 # ----------------------------------------------------------------------------------------------
@@ -209,7 +206,7 @@ def simplify(model, progress: bool = True):
             warnings.simplefilter("ignore")
             simp, ok = onnxsim.simplify(model)
     except Exception as e:  # onnxsim raises many kinds (RuntimeError, onnx errors, ...)
-        _log(progress, "onnxsim failed (%s): model left unsimplified" % _one_line(e))
+        _log(progress, "onnxsim failed (%s): model left unsimplified" % first_line(e))
         return model, False
     if not ok:
         _log(progress, "onnxsim could not validate the simplified model: left unsimplified")
@@ -241,7 +238,7 @@ def ort_session(path_or_bytes, threads: Optional[int] = None):
     try:
         return ort.InferenceSession(path_or_bytes, sess_options=so, providers=["CPUExecutionProvider"])
     except Exception as e:
-        raise ExportError("onnxruntime cannot load the exported model: %s" % _one_line(e))
+        raise ExportError("onnxruntime cannot load the exported model: %s" % first_line(e))
 
 
 def sample_images(n: int, h: int, w: int, seed: int) -> np.ndarray:
@@ -298,7 +295,7 @@ def _torch_export(wrapper, size: Tuple[int, int], dynamic_hw: bool, dynamic_batc
                               input_names=["image"], output_names=list(output_names),
                               dynamic_axes=axes or None, do_constant_folding=True)
     except Exception as e:
-        raise ExportError("torch.onnx.export failed at opset %d: %s" % (opset, _one_line(e)))
+        raise ExportError("torch.onnx.export failed at opset %d: %s" % (opset, first_line(e)))
     return buf.getvalue()
 
 
@@ -334,7 +331,7 @@ def verify_against_torch(onnx_path: str, wrapper, meta: ModelMeta, cases: Sequen
         try:
             got = dict(zip(output_names, sess.run(list(output_names), {meta.input["name"]: x})))
         except Exception as e:
-            raise ExportError("verification: onnxruntime failed on input %dx3x%dx%d: %s" % (n, h, w, _one_line(e)))
+            raise ExportError("verification: onnxruntime failed on input %dx3x%dx%d: %s" % (n, h, w, first_line(e)))
         errs = compare_outputs(ref_d, got)
         err = max(errs.values())
         worst = max(worst, err)
@@ -402,7 +399,7 @@ def export_checkpoint_onnx(checkpoint: str, out: str, arch: Optional[str] = None
     try:
         onnx.checker.check_model(model)
     except Exception as e:
-        raise ExportError("exported ONNX model is invalid: %s" % _one_line(e))
+        raise ExportError("exported ONNX model is invalid: %s" % first_line(e))
     with atomic_output(out) as tmp:
         onnx.save(model, tmp)
         verify = verify_against_torch(tmp, wrapper, meta, _verify_cases(arch, size, dyn_hw), output_names,

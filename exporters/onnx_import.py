@@ -72,11 +72,11 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
-from edgepose.errors import EdgeposeError, ExportError, ModelError
+from edgepose.errors import EdgeposeError, ExportError, ModelError, first_line
 from edgepose.metadata import ONNX_KEY, ModelMeta, embed_onnx
 from edgepose.schema import SCHEMAS
 
-from .onnx_export import (TOLERANCE, _log, _one_line, _schema_fields, _version, atomic_output,
+from .onnx_export import (TOLERANCE, _log, _schema_fields, _version, atomic_output,
                           check_output_path, ort_session, sample_images, simplify)
 
 _TOP_KEYS = {"family", "arch", "input", "outputs", "schema", "keypoints", "limbs", "skeleton", "flip_pairs",
@@ -106,7 +106,7 @@ def load_spec(spec: Union[str, os.PathLike, Dict[str, Any]]) -> Dict[str, Any]:
             with open(path, "r", encoding="utf-8") as f:
                 data = json.load(f)
         except (ValueError, UnicodeDecodeError) as e:
-            raise ExportError("%s is not valid JSON: %s" % (where, _one_line(e)))
+            raise ExportError("%s is not valid JSON: %s" % (where, first_line(e)))
     else:
         raise ExportError("spec must be a JSON file path or a dict, got %s" % type(spec).__name__)
     if not isinstance(data, dict):
@@ -375,7 +375,7 @@ def _load_onnx(path: str):
     try:
         model = onnx.load(path)
     except Exception as e:
-        raise ModelError("%s is not a readable ONNX model: %s" % (os.path.basename(path), _one_line(e)))
+        raise ModelError("%s is not a readable ONNX model: %s" % (os.path.basename(path), first_line(e)))
     if len(model.graph.node) == 0:
         raise ModelError("%s is not a readable ONNX model: it has no graph nodes" % os.path.basename(path))
     return model
@@ -504,7 +504,7 @@ def _run(sess, feeds: Dict[str, np.ndarray], what: str) -> Dict[str, np.ndarray]
         return dict(zip(names, sess.run(names, feeds)))
     except Exception as e:
         raise ExportError("%s failed to run on a %s input: %s"
-                          % (what, "x".join(str(d) for d in next(iter(feeds.values())).shape), _one_line(e)))
+                          % (what, "x".join(str(d) for d in next(iter(feeds.values())).shape), first_line(e)))
 
 
 # ----------------------------------------------------------------------------------------------

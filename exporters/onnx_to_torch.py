@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from edgepose.errors import ExportError
+from edgepose.errors import ExportError, first_line
 
 
 def _attrs(node) -> dict:
@@ -84,7 +84,7 @@ def onnx_to_torch(model, input_shapes: Optional[Dict[str, Sequence[int]]] = None
         try:
             model = onnx.load(model)
         except Exception as e:
-            raise ExportError("cannot read ONNX model %s: %s" % (model, str(e).splitlines()[0] if str(e) else e))
+            raise ExportError("cannot read ONNX model %s: %s" % (model, first_line(e)))
     if input_shapes:
         model = simplify_fixed(model, input_shapes)
     return OnnxModule(model)

@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgepose import trt_cache as tc
-from edgepose.errors import EdgeposeError, ExportError
+from edgepose.errors import EdgeposeError, ExportError, first_line
 from edgepose.metadata import ModelMeta
 
 MODES = ("int8", "fp16", "int8-dla")
@@ -42,9 +42,6 @@ TARGETS = {"jetson-int8": "int8", "jetson-fp16": "fp16", "jetson-int8-dla": "int
 DEFAULT_ASPECT_RANGE = (0.5, 2.0)
 
 
-def _one_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:300] if s else type(e).__name__
 
 
 # ----------------------------------------------------------------------------------------------
@@ -374,7 +371,7 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
     try:
         model = onnx.load(onnx_path)
     except Exception as e:
-        raise ExportError("%s is not a readable ONNX model: %s" % (onnx_path, _one_line(e)))
+        raise ExportError("%s is not a readable ONNX model: %s" % (onnx_path, first_line(e)))
     ins = _onnx_inputs(model)
     if len(ins) != 1:
         raise ExportError("Jetson bundles support one model input; %s has %d" % (onnx_path, len(ins)))
@@ -423,7 +420,7 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
             except EdgeposeError:
                 raise
             except Exception as e:
-                raise ExportError("calibration data %s: %s" % (calib, _one_line(e)))
+                raise ExportError("calibration data %s: %s" % (calib, first_line(e)))
             log(cs.describe() if hasattr(cs, "describe") else "calibration: %d samples" % len(cs.calib))
             outside = _calib_outside_profile(cs.calib, profile)
             if outside:

@@ -40,7 +40,7 @@ import numpy as np
 
 from edgepose.exporters.onnx_to_torch import safe_identifier
 from edgepose.io import sha256_file
-from edgepose.errors import EdgeposeError, ExportError
+from edgepose.errors import EdgeposeError, ExportError, first_line
 from edgepose.log import logger
 from edgepose.metadata import ModelMeta
 
@@ -59,9 +59,6 @@ TARGETS = {"tflite-fp32": "fp32", "tflite-fp16": "fp16", "rpi-int8": "int8"}
 TOLERANCES = {"fp32": (1e-4, 1e-3), "fp16": (1e-2, 0.1)}
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,7 +155,7 @@ def _convert_float(module, sample) -> bytes:
     except EdgeposeError:
         raise
     except Exception as e:
-        raise ExportError("litert-torch could not convert the model: %s" % _first_line(e))
+        raise ExportError("litert-torch could not convert the model: %s" % first_line(e))
 
 
 def _quiet():
@@ -180,7 +177,7 @@ def _fp16(float_bytes: bytes) -> bytes:
         r = q.quantize(enable_progress_report=False)
         return bytes(r.quantized_model)
     except Exception as e:
-        raise ExportError("float16 weight conversion failed: %s" % _first_line(e))
+        raise ExportError("float16 weight conversion failed: %s" % first_line(e))
 
 
 def _int8(float_bytes: bytes, calib_inputs: List[np.ndarray], input_key: str,
@@ -211,7 +208,7 @@ def _int8(float_bytes: bytes, calib_inputs: List[np.ndarray], input_key: str,
     except EdgeposeError:
         raise
     except Exception as e:
-        raise ExportError("INT8 quantization failed: %s" % _first_line(e))
+        raise ExportError("INT8 quantization failed: %s" % first_line(e))
 
 
 class _no_progress_bars:
@@ -430,7 +427,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     try:
         omodel = onnx.load(onnx_path)
     except Exception as e:
-        raise ExportError("%s is not a readable ONNX model: %s" % (onnx_path, _first_line(e)))
+        raise ExportError("%s is not a readable ONNX model: %s" % (onnx_path, first_line(e)))
     if meta is None:
         from edgepose.metadata import from_props
         meta = from_props({p.key: p.value for p in omodel.metadata_props})

@@ -4,7 +4,7 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from ..metadata import from_props
 from .base import Backend, TensorSpec
 
@@ -59,7 +59,7 @@ class OrtBackend(Backend):
         try:
             self.session = ort.InferenceSession(path, sess_options=so, providers=providers)
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             raise ModelError("%s is not a loadable ONNX model: %s" % (os.path.basename(path), msg))
         used = self.session.get_providers()
         if providers[0] not in used:
@@ -78,7 +78,7 @@ class OrtBackend(Backend):
         try:
             outs = self.session.run(names, feeds)
         except Exception as e:
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            msg = first_line(e)
             raise ModelError("inference failed: %s" % msg)
         return dict(zip(names, outs))
 

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, first_line
 from ..metadata import ModelMeta
 from .base import Backend, TensorSpec
 
@@ -135,9 +135,6 @@ def _import_interpreter():
                          "(or tflite-runtime on older platforms)")
 
 
-def _first_line(e: Exception) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 class _Tensor:
@@ -202,7 +199,7 @@ class TfliteBackend(Backend):
             self.interpreter = Interpreter(**kw)
             self.interpreter.allocate_tensors()
         except Exception as e:  # the runtime raises ValueError/RuntimeError on bad flatbuffers
-            raise ModelError("%s is not a loadable TFLite model: %s" % (base, _first_line(e)))
+            raise ModelError("%s is not a loadable TFLite model: %s" % (base, first_line(e)))
         self._bind()
 
     # --------------------------------------------------------------------------------------
@@ -262,7 +259,7 @@ class TfliteBackend(Backend):
                 self.interpreter.resize_tensor_input(t.index, list(x.shape), strict=True)
                 self.interpreter.allocate_tensors()
             except Exception as e:
-                raise InputError("cannot resize input %r to %s: %s" % (t.name, tuple(x.shape), _first_line(e)))
+                raise InputError("cannot resize input %r to %s: %s" % (t.name, tuple(x.shape), first_line(e)))
             t.shape = list(x.shape)
         if x.dtype.kind == "f" and not np.isfinite(np.sum(x, dtype=np.float64)):
             raise InputError("input %r contains NaN or infinite values" % t.name)
@@ -301,7 +298,7 @@ class TfliteBackend(Backend):
         try:
             self.interpreter.invoke()
         except Exception as e:
-            raise ModelError("inference failed: %s" % _first_line(e))
+            raise ModelError("inference failed: %s" % first_line(e))
         res = {}
         for n in names:
             t = self._out_by_name[n]

@@ -2,7 +2,7 @@
 through ``sys.modules``), the logger, messages."""
 from typing import Any, Dict
 
-from ...errors import ModelError
+from ...errors import ModelError, first_line
 TRTEXEC_ENGINE = "model.engine"   # where the bundle README's trtexec lines save the engine
 MISSING_TRT = (
     "TensorRT's Python bindings are not importable (import tensorrt failed): run this on the Jetson, "
@@ -20,9 +20,6 @@ def _say(msg: str) -> None:
     logger.info(msg)
 
 
-def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0] if s else type(e).__name__
 
 
 # ----------------------------------------------------------------------------------------------

@@ -4,8 +4,8 @@ from typing import Any, Dict, Tuple
 
 import numpy as np
 
-from ...errors import ModelError
-from .common import MISSING_CUDA, _first_line
+from ...errors import ModelError, first_line
+from .common import MISSING_CUDA
 
 
 class Cuda:
@@ -34,7 +34,7 @@ class Cuda:
         except ImportError:
             raise ModelError(MISSING_CUDA)
         except Exception as e:
-            raise ModelError("pycuda could not initialise CUDA: %s" % _first_line(e))
+            raise ModelError("pycuda could not initialise CUDA: %s" % first_line(e))
         self.kind = "pycuda"
         self.drv = drv
         self.ctx = drv.Device(self.device).retain_primary_context()
