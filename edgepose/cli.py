@@ -67,13 +67,9 @@ def _holdout_arg(text: str):
 
 
 def _progress(it, total=None, desc=""):
-    if not sys.stderr.isatty():
-        return it
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return it
-    return tqdm(it, total=total, desc=desc, unit="frame")
+    from .log import progress_bar
+
+    return progress_bar(it, total=total, desc=desc, unit="frame") or it
 
 
 def _estimator(args):

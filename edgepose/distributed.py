@@ -834,15 +834,9 @@ def _estimator_identity(spec: dict, digest: str) -> dict:
 
 
 def _progress_bar(total: int, done: int, enabled: Optional[bool]):
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, initial=done, unit="item", desc="ray", file=sys.stderr)
+    from .log import progress_bar
+
+    return progress_bar(total=total, initial=done, unit="item", desc="ray", enabled=enabled)
 
 
 class _Job:

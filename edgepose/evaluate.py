@@ -90,11 +90,9 @@ def evaluate_coco(estimator: Callable, ann_file: str, images_dir: str,
         raise InputError("annotation file lists no images: %s" % ann_file)
     it = img_ids
     if progress:
-        try:
-            from tqdm import tqdm
-            it = tqdm(img_ids, desc="eval", unit="img")
-        except ImportError:
-            pass
+        from .log import progress_bar
+
+        it = progress_bar(img_ids, desc="eval", unit="img", enabled=True) or img_ids
     results: List[dict] = []
     for iid in it:
         info = coco.loadImgs(iid)[0]

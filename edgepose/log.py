@@ -9,7 +9,7 @@ import sys
 
 logger = logging.getLogger("edgepose")
 
-__all__ = ["logger", "configure", "quiet_root_warnings"]
+__all__ = ["logger", "configure", "quiet_root_warnings", "progress_bar"]
 
 
 class quiet_root_warnings:
@@ -52,3 +52,19 @@ def configure(verbosity: int = 0) -> None:
         logger.addHandler(h)
     logger.setLevel(level)
     logger.propagate = False    # another library's logging.basicConfig must not print it twice
+
+
+def progress_bar(iterable=None, total=None, desc: str = "", unit: str = "it", initial: int = 0,
+                 enabled=None):
+    """THE optional progress bar: a tqdm bar on stderr, or None when it is off (``enabled``
+    False, or None and stderr is not a terminal) or tqdm is not installed (the runtime does not
+    need it). Callers wrap ``iterable`` themselves when None comes back."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(iterable, total=total, desc=desc, unit=unit, initial=initial, file=sys.stderr)

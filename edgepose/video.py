@@ -485,11 +485,9 @@ def run_video(source, estimator, tracker=None, out_video: Optional[str] = None,
     times = {k: collections.deque(maxlen=1000) for k in ("inference_ms", "postprocess_ms", "write_ms")}
     bar = None
     if progress and not src.live:
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=src.frame_count or None, desc="frames", unit="frame")
-        except ImportError:
-            bar = None
+        from .log import progress_bar
+
+        bar = progress_bar(total=src.frame_count or None, desc="frames", unit="frame", enabled=True)
     stop = threading.Event()
     errors: List[BaseException] = []
     t_start = time.perf_counter()
