@@ -42,7 +42,6 @@ import logging
 import os
 import shutil
 import socket
-import sys
 import time
 import zlib
 from collections import deque
