@@ -2,7 +2,7 @@
 through ``sys.modules``), the logger, messages."""
 from typing import Any, Dict
 
-from ...errors import ModelError, first_line
+from ...errors import ModelError
 TRTEXEC_ENGINE = "model.engine"   # where the bundle README's trtexec lines save the engine
 MISSING_TRT = (
     "TensorRT's Python bindings are not importable (import tensorrt failed): run this on the Jetson, "
