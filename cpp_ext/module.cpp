@@ -3,6 +3,7 @@
 // a crash). The Python API with documentation is edgepose/decode.py.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cmath>
 #include <cstring>
@@ -389,6 +390,87 @@ py::tuple decode_bottomup(py::handle heatmaps, py::handle pafs_obj, py::handle l
     return py::make_tuple(people_array(w, K), scores_array(w));
 }
 
+// ---- one-stage (YOLO-pose) selection: threshold + NMS, cpp_ext/nms.cpp ----------------------
+}  // namespace
+
+namespace ep {
+struct OneStageOptions {
+    double score_threshold = 0.25;
+    bool nms_on = true;
+    bool oks = false;
+    double nms_threshold = 0.7;
+    int max_det = 100;
+    int max_candidates = 30000;
+    double bsx = 1, bsy = 1;
+    double ksx = 1, ksy = 1;
+    double kpt_threshold = 0;
+};
+int64_t select_onestage(const float* p, long C, long N, std::ptrdiff_t cs, std::ptrdiff_t ns, int K,
+                        const OneStageOptions& o, const double* sigmas, std::vector<int64_t>& keep);
+}  // namespace ep
+
+namespace {
+
+py::array select_onestage(const py::handle& predictions, const std::string& layout, int num_keypoints,
+                          double score_threshold, const std::string& nms, double nms_threshold,
+                          int max_det, std::pair<double, double> box_scale,
+                          std::pair<double, double> keypoint_scale, const py::handle& sigmas,
+                          double keypoint_threshold) {
+    py::array a = check_array(predictions, "predictions", 2, 3, true);
+    if (layout != "CN" && layout != "NC") value_error("layout must be 'CN' or 'NC', got " + quoted(layout));
+    if (a.ndim() == 3 && a.shape(0) != 1)
+        value_error("predictions must hold one image (batch 1), got shape " + shape_str(a));
+    if (num_keypoints < 1 || num_keypoints > 10000)
+        value_error("num_keypoints must be in 1..10000, got " + std::to_string(num_keypoints));
+    const int nd = (int)a.ndim();
+    const bool cn = layout == "CN";
+    const long C = (long)(cn ? a.shape(nd - 2) : a.shape(nd - 1));
+    const long N = (long)(cn ? a.shape(nd - 1) : a.shape(nd - 2));
+    if (C != 5 + 3L * num_keypoints)
+        value_error("predictions " + shape_str(a) + " in layout " + layout + " hold " + std::to_string(C) +
+                    " values per anchor, not 5 + 3 x " + std::to_string(num_keypoints));
+    for (double v : {score_threshold, nms_threshold, box_scale.first, box_scale.second, keypoint_scale.first,
+                     keypoint_scale.second, keypoint_threshold})
+        if (!std::isfinite(v)) value_error("thresholds and scales must be finite numbers");
+    if (nms != "iou" && nms != "oks" && nms != "none")
+        value_error("nms must be 'iou', 'oks' or 'none', got " + quoted(nms));
+    if (max_det < 1) value_error("max_det must be >= 1, got " + std::to_string(max_det));
+    ep::OneStageOptions o;
+    o.score_threshold = score_threshold;
+    o.nms_on = nms != "none";
+    o.oks = nms == "oks";
+    o.nms_threshold = nms_threshold;
+    o.max_det = max_det;
+    o.bsx = box_scale.first;
+    o.bsy = box_scale.second;
+    o.ksx = keypoint_scale.first;
+    o.ksy = keypoint_scale.second;
+    o.kpt_threshold = keypoint_threshold;
+    std::vector<double> sig((size_t)num_keypoints, 0.0);
+    if (o.oks) {
+        if (sigmas.is_none()) value_error("nms='oks' needs sigmas (one per keypoint)");
+        auto s = py::array_t<double, py::array::c_style | py::array::forcecast>::ensure(sigmas);
+        if (!s || s.ndim() != 1 || s.shape(0) != num_keypoints)
+            value_error("sigmas must be " + std::to_string(num_keypoints) + " numbers");
+        for (int k = 0; k < num_keypoints; ++k) {
+            sig[k] = s.data()[k];
+            if (!(sig[k] > 0) || !std::isfinite(sig[k])) value_error("sigmas must be positive finite numbers");
+        }
+    }
+    std::vector<int64_t> keep;
+    int64_t bad;
+    {
+        py::gil_scoped_release release;
+        bad = ep::select_onestage(static_cast<const float*>(a.data()), C, N, cn ? N : 1, cn ? 1 : C,
+                                  num_keypoints, o, sig.data(), keep);
+    }
+    if (bad <= -2) value_error("predictions contain a NaN or inf score (anchor " + std::to_string(-2 - bad) + ")");
+    if (bad >= 0) value_error("predictions contain NaN or inf (anchor " + std::to_string(bad) + ")");
+    py::array_t<int64_t> out((py::ssize_t)keep.size());
+    if (!keep.empty()) std::memcpy(out.mutable_data(), keep.data(), keep.size() * sizeof(int64_t));
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_ext, m) {
@@ -407,4 +489,9 @@ PYBIND11_MODULE(_ext, m) {
           py::arg("dark_kernel"), py::arg("paf_samples"), py::arg("paf_score_threshold"),
           py::arg("min_sample_fraction"), py::arg("min_parts"), py::arg("min_person_score"),
           py::arg("matching"), py::arg("layout") = "CHW", py::arg("affine") = py::none());
+    m.def("select_onestage", &select_onestage, py::arg("predictions"), py::arg("layout"),
+          py::arg("num_keypoints"), py::arg("score_threshold"), py::arg("nms"), py::arg("nms_threshold"),
+          py::arg("max_det"), py::arg("box_scale") = std::make_pair(1.0, 1.0),
+          py::arg("keypoint_scale") = std::make_pair(1.0, 1.0), py::arg("sigmas") = py::none(),
+          py::arg("keypoint_threshold") = 0.0);
 }

@@ -100,7 +100,7 @@ from .reference import REFINES  # noqa: E402  (the one list of refinement names)
 MATCHINGS = ("greedy", "hungarian")
 LAYOUTS = ("CHW", "HWC")
 
-__all__ = ["find_peaks", "decode_topdown", "group_people", "decode_bottomup", "DecodeError",
+__all__ = ["find_peaks", "decode_topdown", "group_people", "decode_bottomup", "select_onestage", "DecodeError",
            "DecodeTypeError", "REFINES", "MATCHINGS", "LAYOUTS", "has_extension"]
 
 
@@ -448,3 +448,37 @@ def decode_bottomup(heatmaps: np.ndarray, pafs: np.ndarray, limbs, refine: str =
 
     peaks, offsets = reference.find_peaks(_to_chw(hm, lay), thr, mp, refine, int(dark_kernel))
     return reference.group_people(peaks, offsets, _to_chw(pf, lay), lt, K, *g, affine=aff)
+
+
+def select_onestage(predictions: np.ndarray, layout: str, num_keypoints: int, score_threshold: float,
+                    nms: str = "iou", nms_threshold: float = 0.7, max_det: int = 100,
+                    box_scale=(1.0, 1.0), keypoint_scale=(1.0, 1.0), sigmas=None,
+                    keypoint_threshold: float = 0.0) -> np.ndarray:
+    """One-stage (YOLO-pose) selection: the anchors kept by the score threshold and greedy NMS,
+    best first (int64 indices). ``predictions`` float32 ``[5+3K, N]`` (``layout="CN"``) or
+    ``[N, 5+3K]`` (``"NC"``), optionally with a batch of 1, read in place. ``nms``: ``"iou"``
+    (boxes), ``"oks"`` (poses; needs ``sigmas``) or ``"none"``. The exact rule, including the
+    unit scales and ties: :func:`edgepose.reference.onestage_select`."""
+    def validate():
+        a = _array(predictions, "predictions", (2, 3))
+        _nonempty(a, "predictions")
+        if layout not in ("CN", "NC"):
+            raise DecodeError("layout must be 'CN' or 'NC', got %r" % (layout,))
+        if nms not in ("iou", "oks", "none"):
+            raise DecodeError("nms must be 'iou', 'oks' or 'none', got %r" % (nms,))
+        return a
+
+    args = (predictions, layout, int(num_keypoints), float(score_threshold), nms, float(nms_threshold),
+            int(max_det), tuple(float(v) for v in box_scale), tuple(float(v) for v in keypoint_scale),
+            None if sigmas is None else np.asarray(sigmas, np.float64), float(keypoint_threshold))
+    if _fast():
+        return _call(_ext.select_onestage, args, validate)
+    a = validate()
+    C = a.shape[-2] if layout == "CN" else a.shape[-1]
+    if C != 5 + 3 * int(num_keypoints):
+        raise DecodeError("predictions %s in layout %s hold %d values per anchor, not 5 + 3 x %d"
+                          % (a.shape, layout, C, num_keypoints))
+    _finite(a, "predictions")
+    from . import reference
+
+    return reference.onestage_select(a, *args[1:])

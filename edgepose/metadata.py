@@ -6,7 +6,7 @@ same JSON. ``edgepose infer model.onnx img.jpg`` needs nothing else.
 
 Layout of the JSON (``format_version`` 1)::
 
-    family          "bottomup" | "topdown"
+    family          "bottomup" | "topdown" | "onestage" | "regression"
     arch            e.g. "lightweight-openpose", "hrnet", "tfpose-mobilenet-thin"
     input           {name, layout: NCHW|NHWC, height, width, channel_order: BGR|RGB,
                      mean: [3], std: [3]   (0-255 pixel units, model channel order),
@@ -29,11 +29,32 @@ Layout of the JSON (``format_version`` 1)::
     source_sha256   sha256 of the file the artifact was made from
     edgepose_version
     precision       "fp32" | "fp16" | "int8" | ...
+
+One-stage models (``family: "onestage"``, YOLO-pose: boxes, person score and keypoints regressed
+per anchor, then NMS) have no stride, heatmap offset or crop; instead::
+
+    outputs         {"predictions": {name, layout: "CN" | "NC"}}
+                    CN: [1, 5+3K, N] (YOLO export default), NC: [1, N, 5+3K]; per anchor
+                    cx, cy, w, h, person score, then K x (x, y, score)
+    onestage        {box_units, keypoint_units: "normalized" | "pixels" (model-input pixels),
+                     pixel_origin: "corner" (YOLO: a pixel's centre at +0.5) | "center"}
+    letterbox       {pad_value: 0-255, align: "center" | "top-left"}   (image → model input)
+
+Single-person regression models (``family: "regression"``, MoveNet: K keypoints regressed for
+the one person of the crop) have::
+
+    outputs         {"keypoints": {name, order: "yx" | "xy"}}
+                    K x (coordinate, coordinate, score), normalised 0-1 over the model input
+    crop            {"padding": 1.25}   (crops around a detector's boxes)
+
+Imported TFLite models also carry ``tflite.names`` (public tensor name → the name the
+interpreter shows) and ``source_io`` (dtype and quantization of the model's own tensors, which
+the TFLite backend quantizes and dequantizes).
 """
 import json
 from typing import Any, Dict, Optional
 
-from .errors import ModelError
+from .errors import ModelError, first_line
 
 FORMAT_VERSION = 1
 ONNX_KEY = "edgepose"
@@ -59,7 +80,28 @@ DECODE_DEFAULTS: Dict[str, Dict[str, Any]] = {
         "detector_score_threshold": 0.3,
         "min_keypoint_score": 0.2,
     },
+    "onestage": {
+        "score_threshold": 0.25,      # person score (Ultralytics' predict default)
+        "nms": "iou",                 # "iou" (box IoU, YOLO's) or "oks" (keypoint OKS)
+        "nms_threshold": 0.7,         # Ultralytics' iou default
+        "max_people": 100,
+    },
+    "regression": {
+        "crop": "follow",             # no boxes: "follow" (MoveNet: next crop from the last pose
+                                      # in a video) or "image" (the whole image every frame)
+        "min_keypoint_score": 0.2,    # keypoints the crop follows and the person score averages
+        "detector_score_threshold": 0.3,
+    },
 }
+
+HEATMAP_FAMILIES = ("bottomup", "topdown")
+FAMILIES = ("bottomup", "topdown", "onestage", "regression")
+# the outputs each family names in the metadata
+OUTPUT_ROLES = {"bottomup": ("heatmaps", "pafs"), "topdown": ("heatmaps",),
+                "onestage": ("predictions",), "regression": ("keypoints",)}
+OUTPUT_LAYOUTS = {"heatmaps": ("NCHW", "NHWC"), "pafs": ("NCHW", "NHWC"), "predictions": ("CN", "NC")}
+ONESTAGE_DEFAULTS = {"box_units": "normalized", "keypoint_units": "normalized", "pixel_origin": "corner"}
+LETTERBOX_DEFAULTS = {"pad_value": 114, "align": "center"}
 
 
 def _require(d: dict, key: str, where: str) -> Any:
@@ -137,18 +179,44 @@ def validate(data: Dict[str, Any]) -> None:
         for i, v in enumerate(inp[k]):
             _number(v, "input.%s[%d]" % (k, i), 0.0 if k == "std" else None, lo_open=(k == "std"))
     outs = data["outputs"]
-    for role in ("heatmaps", "pafs") if family == "bottomup" else ("heatmaps",):
+    for role in OUTPUT_ROLES[family]:
         o = _require(outs, role, "outputs.")
         if not isinstance(o, dict) or not isinstance(o.get("name"), str) or not o.get("name"):
             raise _bad("outputs.%s.name" % role, o.get("name") if isinstance(o, dict) else o,
                        "must be a tensor name")
-        _choice(o.get("layout", "NCHW"), "outputs.%s.layout" % role, ("NCHW", "NHWC"))
-    stride = _number(data["stride"], "stride", 1, MAX_STRIDE, integer=True)
-    if family == "bottomup":   # bottom-up inputs are padded to the stride; crops need not be
-        for k in ("height", "width"):
-            if int(inp[k]) % stride:
-                raise _bad("input." + k, inp[k], "is not a multiple of the stride %d" % stride)
-    _number(data["heatmap_offset"], "heatmap_offset", 0.0, 1.0)
+        if role in OUTPUT_LAYOUTS:
+            _choice(o.get("layout", OUTPUT_LAYOUTS[role][0]), "outputs.%s.layout" % role, OUTPUT_LAYOUTS[role])
+        if role == "keypoints":
+            _choice(o.get("order", "xy"), "outputs.keypoints.order", ("xy", "yx"))
+    if family in HEATMAP_FAMILIES:
+        stride = _number(data["stride"], "stride", 1, MAX_STRIDE, integer=True)
+        if family == "bottomup":   # bottom-up inputs are padded to the stride; crops need not be
+            for k in ("height", "width"):
+                if int(inp[k]) % stride:
+                    raise _bad("input." + k, inp[k], "is not a multiple of the stride %d" % stride)
+        _number(data["heatmap_offset"], "heatmap_offset", 0.0, 1.0)
+    if family == "onestage":
+        one = data["onestage"]
+        if not isinstance(one, dict):
+            raise _bad("onestage", one, "is not an object")
+        unknown = sorted(set(one) - set(ONESTAGE_DEFAULTS))
+        if unknown:
+            raise _bad("onestage." + unknown[0], one[unknown[0]], "is not a one-stage field (fields: %s)"
+                       % ", ".join(sorted(ONESTAGE_DEFAULTS)))
+        for k in ("box_units", "keypoint_units"):
+            _choice(one[k], "onestage." + k, ("normalized", "pixels"))
+        _choice(one["pixel_origin"], "onestage.pixel_origin", ("corner", "center"))
+    if "letterbox" in data:
+        lb = data["letterbox"]
+        if not isinstance(lb, dict):
+            raise _bad("letterbox", lb, "is not an object")
+        unknown = sorted(set(lb) - set(LETTERBOX_DEFAULTS))
+        if unknown:
+            raise _bad("letterbox." + unknown[0], lb[unknown[0]], "is not a letterbox field (fields: %s)"
+                       % ", ".join(sorted(LETTERBOX_DEFAULTS)))
+        _number(lb["pad_value"], "letterbox.pad_value", 0, 255, integer=True)
+        _choice(lb["align"], "letterbox.align", ("center", "top-left"))
+    _check_io_fields(data)
     kps = data["keypoints"]
     if not isinstance(kps, list) or not kps:
         raise _bad("keypoints", kps, "must be a non-empty list of names")
@@ -172,7 +240,7 @@ def validate(data: Dict[str, Any]) -> None:
                 raise _bad("limbs[%d]" % i, limbs[i], "names a keypoint beyond the %d keypoints" % K)
             if a == b or px == py:
                 raise _bad("limbs[%d]" % i, limbs[i], "must join two keypoints through two PAF channels")
-    else:
+    elif family in ("topdown", "regression"):
         crop = data.get("crop")
         if not isinstance(crop, dict):
             raise _bad("crop", crop, "is not an object")
@@ -182,12 +250,19 @@ def validate(data: Dict[str, Any]) -> None:
     unknown = sorted(set(dec) - known)
     if unknown:
         raise _bad("decode." + unknown[0], dec[unknown[0]], "is not a %s decode option" % family)
-    _choice(dec["refine"], "decode.refine", REFINES)
-    k = _number(dec["dark_kernel"], "decode.dark_kernel", 1, 31, integer=True)
-    if k % 2 == 0:
-        raise _bad("decode.dark_kernel", k, "must be odd")
+    if family in HEATMAP_FAMILIES:
+        _choice(dec["refine"], "decode.refine", REFINES)
+        k = _number(dec["dark_kernel"], "decode.dark_kernel", 1, 31, integer=True)
+        if k % 2 == 0:
+            raise _bad("decode.dark_kernel", k, "must be odd")
+    if "nms" in dec:
+        _choice(dec["nms"], "decode.nms", ("iou", "oks"))
+    if "max_people" in dec:
+        _number(dec["max_people"], "decode.max_people", 1, 10000, integer=True)
+    if "crop" in dec:
+        _choice(dec["crop"], "decode.crop", ("follow", "image"))
     for name in ("peak_threshold", "paf_score_threshold", "min_sample_fraction", "oks_nms_threshold",
-                 "detector_score_threshold", "min_keypoint_score"):
+                 "detector_score_threshold", "min_keypoint_score", "score_threshold", "nms_threshold"):
         if name in dec:
             _number(dec[name], "decode." + name, 0.0, 1.0)
     if "min_person_score" in dec:
@@ -213,6 +288,38 @@ def validate(data: Dict[str, Any]) -> None:
                 check_options(data[key], table, what)
             except InputError as e:
                 raise ModelError("metadata field %s: %s" % (key, e))
+
+
+_IO_DTYPES = ("float32", "float16", "int8", "uint8", "int16")
+
+
+def _check_io_entry(e: Any, field: str) -> None:
+    if not isinstance(e, dict):
+        raise _bad(field, e, "is not an object")
+    _choice(e.get("dtype"), field + ".dtype", _IO_DTYPES)
+    if "scale" in e or "zero_point" in e:
+        _number(e.get("scale"), field + ".scale", 0.0, lo_open=True)
+        _number(e.get("zero_point"), field + ".zero_point", -32768, 65535, integer=True)
+
+
+def _check_io_fields(data: Dict[str, Any]) -> None:
+    """``tflite.names`` (strings to strings) and ``source_io`` of imported models."""
+    t = data.get("tflite")
+    if t is not None:
+        if not isinstance(t, dict):
+            raise _bad("tflite", t, "is not an object")
+        names = t.get("names", {})
+        if not isinstance(names, dict) or not all(isinstance(k, str) and isinstance(v, str) and k and v
+                                                  for k, v in names.items()):
+            raise _bad("tflite.names", names, "must map tensor names to tensor names")
+    io = data.get("source_io")
+    if io is None or not isinstance(io, dict) or "tensors" not in io:
+        return   # ONNX imports record where outputs came from ({input, outputs}); no dtypes
+    tensors = io["tensors"]
+    if not isinstance(tensors, dict):
+        raise _bad("source_io.tensors", tensors, "is not an object")
+    for name, e in tensors.items():
+        _check_io_entry(e, "source_io.tensors[%s]" % name)
 
 
 def check_against_model(meta: "ModelMeta", inputs, outputs, where: str = "model") -> None:
@@ -243,12 +350,24 @@ def check_against_model(meta: "ModelMeta", inputs, outputs, where: str = "model"
             raise _bad("input." + k, inp[k], "but %s's input is %d" % (where, d_in[ax]))
     by_out = {t.name: t for t in outputs}
     for role, spec in meta.outputs.items():
-        if role not in ("heatmaps", "pafs"):
+        if role not in OUTPUT_ROLES[meta.family]:
             continue
         t = by_out.get(spec.get("name"))
         if t is None:
             raise _bad("outputs.%s.name" % role, spec.get("name"), "is not an output of %s (outputs: %s)"
                        % (where, ", ".join(by_out)))
+        d = dims(t)
+        if role == "predictions":
+            _check_predictions(meta, spec, t.name, d, where)
+            continue
+        if role == "keypoints":
+            n = 1
+            for v in d[1:]:
+                n = n * v if (n is not None and v is not None) else None
+            if len(d) < 2 or (d[-1] is not None and d[-1] != 3) or (n is not None and n != 3 * meta.num_keypoints):
+                raise _bad("keypoints", "%d names" % meta.num_keypoints, "but output %s has shape %s, not K x 3 = %d values"
+                           % (t.name, list(t.shape), 3 * meta.num_keypoints))
+            continue
         d = dims(t)
         if len(d) != 4:
             raise ModelError("%s: output %s has %d dimensions, expected 4" % (where, t.name, len(d)))
@@ -268,6 +387,22 @@ def check_against_model(meta: "ModelMeta", inputs, outputs, where: str = "model"
                            % (where, k, d_in[ai], k, d[ao]))
 
 
+def _check_predictions(meta: "ModelMeta", spec: Dict[str, Any], name: str, d, where: str) -> None:
+    """A one-stage output: [1, 5+3K, N] (CN) or [1, N, 5+3K] (NC)."""
+    C = 5 + 3 * meta.num_keypoints
+    if len(d) != 3:
+        raise ModelError("%s: output %s has %d dimensions, a one-stage output needs 3 ([1, 5+3K, N] or [1, N, 5+3K])"
+                         % (where, name, len(d)))
+    lay = spec.get("layout", "CN")
+    c, other = (d[1], d[2]) if lay == "CN" else (d[2], d[1])
+    if c is not None and c != C:
+        if other == C:
+            raise _bad("outputs.predictions.layout", lay, "but output %s %s has its 5+3K = %d values on the other axis"
+                       % (name, d, C))
+        raise _bad("keypoints", "%d names" % meta.num_keypoints, "but output %s %s has %d values per anchor, not 5+3K = %d"
+                   % (name, d, c, C))
+
+
 class ModelMeta:
     """Parsed, validated model metadata. ``meta.data`` is the JSON dict."""
 
@@ -279,8 +414,8 @@ class ModelMeta:
         except (TypeError, ValueError) as e:
             raise ModelError("model metadata is not JSON-serialisable: %s" % e)
         family = _require(data, "family", "")
-        if family not in ("bottomup", "topdown"):
-            raise ModelError("model metadata: family must be 'bottomup' or 'topdown', got %r" % (family,))
+        if family not in FAMILIES:
+            raise ModelError("model metadata: family must be one of %s, got %r" % (", ".join(FAMILIES), family))
         inp = _require(data, "input", "")
         for k in ("layout", "height", "width", "channel_order", "mean", "std"):
             _require(inp, k, "input.")
@@ -289,13 +424,21 @@ class ModelMeta:
         if inp["channel_order"] not in ("BGR", "RGB"):
             raise ModelError("model metadata: input.channel_order must be BGR or RGB")
         outs = _require(data, "outputs", "")
-        _require(outs, "heatmaps", "outputs.")
+        for role in OUTPUT_ROLES[family]:
+            _require(outs, role, "outputs.")
         if family == "bottomup":
-            _require(outs, "pafs", "outputs.")
             _require(data, "limbs", "")
-        _require(data, "stride", "")
         _require(data, "keypoints", "")
-        data.setdefault("heatmap_offset", 0.5 if family == "bottomup" else 0.0)
+        if family in HEATMAP_FAMILIES:
+            _require(data, "stride", "")
+            data.setdefault("heatmap_offset", 0.5 if family == "bottomup" else 0.0)
+        if family == "onestage":
+            one = dict(ONESTAGE_DEFAULTS)
+            one.update(data.get("onestage") or {})
+            data["onestage"] = one
+            lb = dict(LETTERBOX_DEFAULTS)
+            lb.update(data.get("letterbox") or {})
+            data["letterbox"] = lb
         data.setdefault("format_version", FORMAT_VERSION)
         dec = dict(DECODE_DEFAULTS[family])
         dec.update(data.get("decode") or {})
@@ -305,7 +448,7 @@ class ModelMeta:
         data.setdefault("flip_pairs", [])
         data.setdefault("to_coco17", None)
         data.setdefault("precision", "fp32")
-        if family == "topdown":
+        if family in ("topdown", "regression"):
             data.setdefault("crop", {"padding": 1.25})
         validate(data)
         self.data = data
@@ -325,7 +468,8 @@ class ModelMeta:
 
     @property
     def stride(self) -> int:
-        return int(self.data["stride"])
+        """Input pixels per heatmap pixel (1 for families without maps)."""
+        return int(self.data.get("stride", 1))
 
     @property
     def keypoints(self):
@@ -369,7 +513,7 @@ def flat_props(meta: "ModelMeta") -> Dict[str, str]:
         "edgepose.arch": str(d.get("arch", "")),
         "edgepose.input": "%s %dx%d %s" % (d["input"]["layout"], d["input"]["height"],
                                             d["input"]["width"], d["input"]["channel_order"]),
-        "edgepose.stride": str(d["stride"]),
+        "edgepose.stride": str(d.get("stride", "")),
         "edgepose.keypoints": ",".join(d["keypoints"]),
     }
     if d.get("source_sha256"):
@@ -404,5 +548,5 @@ def read_onnx_meta(path: str) -> "Optional[ModelMeta]":
     try:
         model = onnx.load(path, load_external_data=False)
     except Exception as e:  # onnx raises DecodeError and others
-        raise ModelError("%s is not a readable ONNX model: %s" % (path, str(e).splitlines()[0] if str(e) else type(e).__name__))
+        raise ModelError("%s is not a readable ONNX model: %s" % (path, first_line(e)))
     return from_props({p.key: p.value for p in model.metadata_props})

@@ -410,3 +410,63 @@ def template_people(centres_heights, template: np.ndarray = CMU18_TEMPLATE) -> n
         kp[:, 1] = y + template[:, 1] * h
         out.append(kp)
     return np.array(out, np.float64).reshape(-1, len(template), 3)
+
+
+# ----------------------------------------------------------------------------------------------
+# one-stage (YOLO-pose): score threshold + greedy NMS (box IoU or keypoint OKS)
+# ----------------------------------------------------------------------------------------------
+def onestage_select(pred: np.ndarray, layout: str, num_keypoints: int, score_threshold: float,
+                    nms: str, nms_threshold: float, max_det: int, box_scale=(1.0, 1.0),
+                    keypoint_scale=(1.0, 1.0), sigmas=None, keypoint_threshold: float = 0.0,
+                    max_candidates: int = 30000) -> np.ndarray:
+    """Kept anchor indices, best score first (ties: lower index first).
+
+    ``pred`` ``[5+3K, N]`` (``layout="CN"``) or ``[N, 5+3K]`` (``"NC"``), a leading batch of 1
+    allowed; per anchor cx, cy, w, h, score, K x (x, y, score). Candidates: score strictly above
+    ``score_threshold``, the best ``max_candidates``. Greedy NMS in score order: a candidate is
+    dropped when its similarity with an already kept one is strictly above ``nms_threshold``;
+    similarity = IoU of the boxes (``nms="iou"``) or OKS of the poses (``"oks"``: mean over
+    keypoints of ``exp(-d^2 / (2 s)^2 / ((a1 + a2) / 2 + eps) / 2)``, a = box area, only keypoints
+    scoring above ``keypoint_threshold`` in both poses when it is > 0; 0 when none). Boxes are
+    scaled by ``box_scale`` and keypoints by ``keypoint_scale`` (per axis) to common pixel units
+    first. At most ``max_det`` kept."""
+    p = np.asarray(pred, np.float64)
+    if p.ndim == 3:
+        p = p[0]
+    rows = p if layout == "CN" else p.T                    # [5+3K, N]
+    K = int(num_keypoints)
+    s = rows[4]
+    cand = np.nonzero(s > score_threshold)[0]
+    order = cand[np.lexsort((cand, -s[cand]))][:max_candidates]
+    bsx, bsy = box_scale
+    ksx, ksy = keypoint_scale
+    cx, cy, w, h = rows[0] * bsx, rows[1] * bsy, rows[2] * bsx, rows[3] * bsy
+    x1, y1, x2, y2 = cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
+    area = np.maximum(w, 0) * np.maximum(h, 0)
+    kx, ky, kv = rows[5::3] * ksx, rows[6::3] * ksy, rows[7::3]       # [K, N]
+    keep: List[int] = []
+    for i in order:
+        if len(keep) >= max_det:
+            break
+        ok = True
+        if nms != "none":
+            for j in keep:
+                if nms == "iou":
+                    iw = min(x2[i], x2[j]) - max(x1[i], x1[j])
+                    ih = min(y2[i], y2[j]) - max(y1[i], y1[j])
+                    inter = iw * ih if (iw > 0 and ih > 0) else 0.0
+                    uni = area[i] + area[j] - inter
+                    sim = inter / uni if uni > 0 else 0.0
+                else:
+                    a = 0.5 * (area[i] + area[j]) + np.spacing(1)
+                    d2 = (kx[:, i] - kx[:, j]) ** 2 + (ky[:, i] - ky[:, j]) ** 2
+                    e = np.exp(-d2 / (4.0 * np.asarray(sigmas, np.float64) ** 2) / a / 2.0)
+                    m = np.ones(K, bool) if keypoint_threshold <= 0 else \
+                        (kv[:, i] > keypoint_threshold) & (kv[:, j] > keypoint_threshold)
+                    sim = float(e[m].mean()) if m.any() else 0.0
+                if sim > nms_threshold:
+                    ok = False
+                    break
+        if ok:
+            keep.append(int(i))
+    return np.asarray(keep, np.int64)

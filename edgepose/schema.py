@@ -40,6 +40,20 @@ COCO17_SIGMAS = [
     0.087, 0.087, 0.089, 0.089,
 ]
 
+# --- MPII-16 -----------------------------------------------------------------------------------
+MPII16_KEYPOINTS = [
+    "right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis",
+    "thorax", "upper_neck", "head_top", "right_wrist", "right_elbow", "right_shoulder",
+    "left_shoulder", "left_elbow", "left_wrist",
+]
+MPII16_SKELETON = [
+    (0, 1), (1, 2), (2, 6), (6, 3), (3, 4), (4, 5), (6, 7), (7, 8), (8, 9), (7, 12), (12, 11),
+    (11, 10), (7, 13), (13, 14), (14, 15),
+]
+MPII16_FLIP_PAIRS = [(0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)]
+# COCO-17 index -> MPII-16 index (-1: no MPII joint for the face keypoints)
+MPII16_TO_COCO17 = [-1, -1, -1, -1, -1, 13, 12, 14, 11, 15, 10, 3, 2, 4, 1, 5, 0]
+
 SCHEMAS = {
     "cmu18": {
         "keypoints": CMU18_KEYPOINTS,
@@ -55,7 +69,34 @@ SCHEMAS = {
         "flip_pairs": COCO17_FLIP_PAIRS,
         "to_coco17": list(range(17)),
     },
+    "mpii16": {
+        "keypoints": MPII16_KEYPOINTS,
+        "skeleton": MPII16_SKELETON,
+        "limbs": [],
+        "flip_pairs": MPII16_FLIP_PAIRS,
+        "to_coco17": MPII16_TO_COCO17,
+    },
 }
+
+
+def reorder_schema(tables: dict, names) -> dict:
+    """The schema's tables for a model whose channels hold the same keypoints in another order
+    (``names``: a permutation of ``tables["keypoints"]``): every index re-pointed by name. The
+    limb table is kept only when the order is unchanged (its PAF channels are the model's)."""
+    old = list(tables["keypoints"])
+    if sorted(old) != sorted(names) or len(set(names)) != len(names):
+        raise ValueError("keypoints must be a permutation of the schema's %d names" % len(old))
+    pos = {n: i for i, n in enumerate(names)}
+    new = {o: pos[n] for o, n in enumerate(old)}
+    out = dict(tables)
+    out["keypoints"] = list(names)
+    out["skeleton"] = [(new[a], new[b]) for a, b in tables.get("skeleton") or []]
+    out["flip_pairs"] = [(new[a], new[b]) for a, b in tables.get("flip_pairs") or []]
+    t = tables.get("to_coco17")
+    out["to_coco17"] = None if t is None else [new[i] if i is not None and i >= 0 else -1 for i in t]
+    if list(names) != old:
+        out["limbs"] = [(new[a], new[b], px, py) for a, b, px, py in tables.get("limbs") or []]
+    return out
 
 
 # OKS sigma of a keypoint with no COCO-17 counterpart (CMU-18's neck, custom schemas): the

@@ -33,7 +33,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 from edgepose.errors import ExportError, ModelError, first_line
 
 TARGETS = ("onnx", "cpu-int8", "tflite-fp32", "tflite-fp16", "rpi-int8", "jetson-int8", "jetson-fp16",
-           "jetson-int8-dla")
+           "jetson-int8-dla", "tflite")
 INT8_TARGETS = ("cpu-int8", "rpi-int8", "jetson-int8", "jetson-int8-dla")
 CHECKPOINT_EXTS = (".pth", ".pt", ".pth.tar", ".tar", ".ckpt", ".bin")
 
@@ -54,9 +54,11 @@ def source_kind(path: str) -> str:
     low = os.path.basename(path).lower()
     if low.endswith(".onnx"):
         return "onnx"
+    if low.endswith(".tflite"):
+        return "tflite"
     if low.endswith(CHECKPOINT_EXTS):
         return "checkpoint"
-    raise ModelError("%s: unknown source type (expected a PyTorch checkpoint %s or an .onnx model)"
+    raise ModelError("%s: unknown source type (expected a PyTorch checkpoint %s, an .onnx or a .tflite model)"
                      % (path, "/".join(CHECKPOINT_EXTS)))
 
 
@@ -71,6 +73,8 @@ def _stem(path: str) -> str:
 def default_output(source: str, target: str) -> str:
     """``<source stem><suffix>`` in the current directory."""
     stem = _stem(source)
+    if target == "tflite":
+        return stem + ".edgepose.tflite"
     if target == "onnx":
         return stem + (".edgepose.onnx" if source_kind(source) == "onnx" else ".onnx")
     return stem + _DISPATCH[target][3]
@@ -165,6 +169,23 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
     if target in INT8_TARGETS and not calib:
         raise ExportError("target %s needs calibration data: pass calib= (--calib IMAGES_DIR | VIDEO | COCO.json)"
                           % target)
+    if kind == "tflite" or target == "tflite":   # a foreign TFLite model: metadata added, nothing converted
+        if kind != "tflite" or target != "tflite":
+            raise ExportError("a .tflite source is imported with --target tflite (and target tflite takes a .tflite "
+                              "source); to convert an ONNX model use tflite-fp32, tflite-fp16 or rpi-int8")
+        if spec is None:
+            raise ExportError("%s: pass --spec SPEC.json describing its input and outputs (example: "
+                              "examples/yolov8n_pose_224.spec.json)" % os.path.basename(source))
+        unused = sorted([k for k, v in (("arch", arch), ("input_size", input_size), ("calib", calib)) if v]
+                        + list(target_options) + (["dynamic"] if dynamic else []))
+        if unused:
+            raise ExportError("option(s) %s do not apply to importing a .tflite model" % ", ".join(unused))
+        out = os.fspath(out) if out else default_output(source, target)
+        if os.path.abspath(out) == os.path.abspath(source):
+            raise ExportError("output %s would overwrite the source" % out)
+        from .tflite_import import import_tflite
+
+        return import_tflite(source, spec, out, progress=progress)
     out = os.fspath(out) if out else default_output(source, target)
     if target == "onnx" and not out.lower().endswith(".onnx"):
         raise ExportError("output of target onnx must end in .onnx: %s" % out)
@@ -205,7 +226,7 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
         coco_pairs(target_options["coco"], target_options.get("images_dir"))
     from edgepose.io import scratch_dir
 
-    with scratch_dir("edgepose-export") as tmpdir:
+    with scratch_dir(SCRATCH_LABEL) as tmpdir:
         torch_model = None
         if meta is not None:
             onnx_path = source
@@ -244,6 +265,15 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
     report.setdefault("output", out)
     report["seconds"] = round(time.time() - t0, 2)
     return report
+
+
+SCRATCH_LABEL = "edgepose-export"
+
+
+def is_intermediate(path: str) -> bool:
+    """True for the FP32 ONNX that :func:`export` makes in its scratch folder for another target
+    (deleted afterwards: never announced as written)."""
+    return os.path.basename(os.path.dirname(os.path.abspath(path))).startswith("." + SCRATCH_LABEL + ".")
 
 
 def check_declared(what: str, given, declared) -> None:

@@ -80,7 +80,8 @@ from .onnx_export import (TOLERANCE, _log, _schema_fields, _version, atomic_outp
                           check_output_path, ort_session, sample_images, simplify)
 
 _TOP_KEYS = {"family", "arch", "input", "outputs", "schema", "keypoints", "limbs", "skeleton", "flip_pairs",
-             "to_coco17", "stride", "heatmap_offset", "decode", "crop", "description", "comment", "source"}
+             "to_coco17", "stride", "heatmap_offset", "decode", "crop", "description", "comment", "source",
+             "onestage", "letterbox", "tracking", "smoothing"}
 _INPUT_KEYS = {"name", "layout", "channel_order", "mean", "std", "height", "width", "dynamic_hw"}
 _OUTPUT_PARTS = ("heatmaps", "background", "pafs")
 
@@ -117,24 +118,53 @@ def load_spec(spec: Union[str, os.PathLike, Dict[str, Any]]) -> Dict[str, Any]:
     return data
 
 
+def schema_tables(s: Dict[str, Any]) -> Dict[str, Any]:
+    """The keypoint tables of a spec: its ``schema``'s (default cmu18 for bottom-up, else
+    coco17), re-indexed by name when ``keypoints`` lists the schema's names in the model's
+    channel order, or the spec's own tables for a custom schema; explicit ``skeleton``,
+    ``limbs``, ``flip_pairs``, ``to_coco17`` override."""
+    from edgepose.schema import reorder_schema
+
+    schema = s.get("schema", "cmu18" if s.get("family") == "bottomup" else "coco17")
+    if schema in SCHEMAS:
+        tables = _schema_fields(schema)
+        kps = s.get("keypoints")
+        if kps is not None and kps != tables["keypoints"]:
+            if not isinstance(kps, list) or sorted(map(str, kps)) != sorted(tables["keypoints"]):
+                raise _fail("keypoints must be the %d names of schema %s in the model's order (or give a custom "
+                            "schema name)" % (len(tables["keypoints"]), schema))
+            tables = reorder_schema(tables, kps)
+            tables = {k: [list(v) for v in tables[k]] if k in ("skeleton", "limbs", "flip_pairs") else tables[k]
+                      for k in tables}
+    elif "keypoints" in s:
+        tables = {"schema": schema, "keypoints": [], "skeleton": [], "limbs": [], "flip_pairs": [],
+                  "to_coco17": None}
+    else:
+        raise _fail("unknown schema %r (known: %s; or give keypoints/limbs explicitly)"
+                    % (schema, ", ".join(SCHEMAS)))
+    for k in ("keypoints", "skeleton", "limbs", "flip_pairs", "to_coco17"):
+        if k in s and not (k == "keypoints" and schema in SCHEMAS):
+            tables[k] = s[k]
+    tables["schema"] = schema
+    if not tables["keypoints"]:
+        raise _fail("no keypoints")
+    return tables
+
+
 def _int(v: Any, what: str, minimum: int = 0) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or int(v) != v or int(v) < minimum:
         raise _fail("%s must be an integer >= %d, got %r" % (what, minimum, v))
     return int(v)
 
 
-def _normalize_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
-    """Validate the spec on its own (no model yet) and fill defaults."""
-    s = copy.deepcopy(spec)
-    family = s.get("family")
-    if family not in ("bottomup", "topdown"):
-        raise _fail("family must be 'bottomup' or 'topdown', got %r" % (family,))
+def normalize_input(s: Dict[str, Any], keys=_INPUT_KEYS) -> Dict[str, Any]:
+    """The spec's ``input`` checked on its own and completed (mean/std floats, dynamic_hw)."""
     inp = s.get("input")
     if not isinstance(inp, dict):
         raise _fail("input must be an object with layout, channel_order, mean, std, height, width")
-    unknown = sorted(set(inp) - _INPUT_KEYS)
+    unknown = sorted(set(inp) - set(keys))
     if unknown:
-        raise _fail("unknown input field(s) %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(_INPUT_KEYS))))
+        raise _fail("unknown input field(s) %s (known: %s)" % (", ".join(unknown), ", ".join(sorted(keys))))
     if inp.get("layout") not in ("NHWC", "NCHW"):
         raise _fail("input.layout must be NHWC or NCHW, got %r" % (inp.get("layout"),))
     if inp.get("channel_order") not in ("BGR", "RGB"):
@@ -153,6 +183,19 @@ def _normalize_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
     inp["height"] = _int(inp.get("height"), "input.height", 1)
     inp["width"] = _int(inp.get("width"), "input.width", 1)
     inp["dynamic_hw"] = bool(inp.get("dynamic_hw", False))
+    return inp
+
+
+def _normalize_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """Validate the spec on its own (no model yet) and fill defaults."""
+    s = copy.deepcopy(spec)
+    family = s.get("family")
+    if family in ("onestage", "regression"):
+        raise _fail("family %r is imported from a .tflite model (edgepose export MODEL.tflite --spec ... "
+                    "--target tflite); ONNX import takes bottomup or topdown" % family)
+    if family not in ("bottomup", "topdown"):
+        raise _fail("family must be 'bottomup' or 'topdown', got %r" % (family,))
+    normalize_input(s)
     s["stride"] = _int(s.get("stride"), "stride", 1)
     s.setdefault("heatmap_offset", 0.5 if family == "bottomup" else 0.0)
     try:
@@ -160,22 +203,8 @@ def _normalize_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
     except (TypeError, ValueError):
         raise _fail("heatmap_offset must be a number")
 
-    schema = s.get("schema", "cmu18" if family == "bottomup" else "coco17")
-    if schema in SCHEMAS:
-        tables = _schema_fields(schema)
-    elif "keypoints" in s:
-        tables = {"schema": schema, "keypoints": [], "skeleton": [], "limbs": [], "flip_pairs": [],
-                  "to_coco17": None}
-    else:
-        raise _fail("unknown schema %r (known: %s; or give keypoints/limbs explicitly)"
-                    % (schema, ", ".join(SCHEMAS)))
-    for k in ("keypoints", "skeleton", "limbs", "flip_pairs", "to_coco17"):
-        if k in s:
-            tables[k] = s[k]
-    tables["schema"] = schema
+    tables = schema_tables(s)
     K = len(tables["keypoints"])
-    if K == 0:
-        raise _fail("no keypoints")
     limbs = tables["limbs"] or []
     if family == "bottomup" and not limbs:
         raise _fail("a bottom-up model needs a limb table (schema or limbs)")
@@ -615,7 +644,10 @@ def import_onnx(model_path: str, spec: Union[str, Dict[str, Any]], out: str, pro
         if worst > tolerance:
             raise ExportError("verification failed: wrapped model differs from the original by %.3g (> %.0e)"
                               % (worst, tolerance))
-    _log(progress, "wrote %s (%.1f MB) in %.1fs" % (out, os.path.getsize(out) / 1e6, time.time() - t0))
+    from .api import is_intermediate
+    _log(progress, ("FP32 ONNX made for the target (%.1f MB) in %.1fs" % (os.path.getsize(out) / 1e6, time.time() - t0))
+         if is_intermediate(out) else
+         ("wrote %s (%.1f MB) in %.1fs" % (out, os.path.getsize(out) / 1e6, time.time() - t0)))
     return {
         "target": "onnx",
         "output": out,

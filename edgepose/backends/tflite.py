@@ -239,6 +239,32 @@ class TfliteBackend(Backend):
         self._out_by_name = {t.name: t for t in self._out}
         self.inputs = [t.spec() for t in self._in]
         self.outputs = [t.spec() for t in self._out]
+        if self.meta is not None:
+            self._check_source_io()
+
+    def _check_source_io(self) -> None:
+        """The metadata's record of the model's own tensor types (``source_io.tensors``, written
+        by the TFLite import) against the real tensors: a model swapped under its metadata, or a
+        metadata that lies about the quantization, is refused."""
+        io = self.meta.get("source_io")
+        tensors = io.get("tensors") if isinstance(io, dict) else None
+        if not tensors:
+            return
+        by_name = dict(self._in_by_name, **self._out_by_name)
+        base = os.path.basename(self.path)
+        for name, rec in tensors.items():
+            t = by_name.get(name)
+            field = "source_io.tensors[%s]" % name
+            if t is None:
+                raise ModelError("%s: metadata %s names no tensor of the model" % (base, field))
+            if rec.get("dtype") != t.dtype.name:
+                raise ModelError("%s: metadata %s.dtype = %r but the tensor is %s"
+                                 % (base, field, rec.get("dtype"), t.dtype.name))
+            if t.quantized != ("scale" in rec) or (t.quantized and (
+                    abs(float(rec["scale"]) - t.scale) > 1e-6 * t.scale or int(rec["zero_point"]) != t.zero_point)):
+                raise ModelError("%s: metadata %s.scale/zero_point = %s/%s but the tensor has %s/%s"
+                                 % (base, field, rec.get("scale"), rec.get("zero_point"),
+                                    t.scale if t.quantized else None, t.zero_point if t.quantized else None))
 
     @property
     def quantized_io(self) -> Dict[str, str]:
@@ -267,8 +293,9 @@ class TfliteBackend(Backend):
             x = t.quantize(x)
         elif t.dtype.kind == "f":
             x = np.ascontiguousarray(x, dtype=t.dtype)
-        else:
-            x = np.ascontiguousarray(x).astype(t.dtype)
+        elif x.dtype != t.dtype:   # an unquantized integer input (MoveNet's uint8 pixels)
+            info = np.iinfo(t.dtype)
+            x = np.clip(np.rint(x), info.min, info.max).astype(t.dtype)
         self.interpreter.set_tensor(t.index, x)
 
     def run(self, feeds: Dict[str, np.ndarray],

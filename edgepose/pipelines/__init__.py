@@ -1,12 +1,14 @@
-"""Pipelines: ``load_estimator(path)`` builds the right one from the model's metadata.
+"""Pipelines: ``load_estimator(path)`` builds the right one from the model's metadata
+(``family``: bottom-up, top-down, one-stage, regression).
 
-One shape for all three (bottom-up and top-down estimators, the person detector):
+One shape for all of them (the estimators and the person detector):
 ``infer(img, ...)`` is preprocessing + inference (the raw maps or output, the transform back to
 the image, and the two stage times), ``decode(...)`` turns those into image-space results, and
 calling the object does both and records ``timings``."""
 from typing import Optional, Sequence
 
 from ..backends import load_backend
+from ..errors import InputError
 from .bottomup import BottomUpEstimator, require_meta
 
 __all__ = ["BottomUpEstimator", "load_estimator"]
@@ -24,6 +26,18 @@ def load_estimator(model: str, detector: Optional[str] = None, threads: Optional
     meta = require_meta(backend)
     if meta.family == "bottomup":
         return BottomUpEstimator(backend, **options)
+    if meta.family == "onestage":
+        from .onestage import OneStageEstimator
+
+        if detector is not None:
+            raise InputError("a one-stage model finds the people itself: --detector does not apply")
+        options.pop("detector_spec", None)
+        return OneStageEstimator(backend, **options)
+    if meta.family == "regression":
+        from .regression import RegressionEstimator
+
+        return RegressionEstimator(backend, detector=detector, threads=threads, providers=providers,
+                                   **options)
     from .topdown import TopDownEstimator
 
     return TopDownEstimator(backend, detector=detector, threads=threads, providers=providers,

@@ -185,23 +185,11 @@ def letterbox(img: np.ndarray, spec: Dict[str, Any]) -> Tuple[np.ndarray, Tuple[
     Input coordinates ``u = x * sx + ox`` (corner convention; ``sx``/``sy`` are the actual
     per-axis scales after rounding the resized size).
     """
-    H, W = spec["input"]["height"], spec["input"]["width"]
-    h, w = img.shape[:2]
-    r = min(H / float(h), W / float(w))
-    rw = min(W, max(1, int(round(w * r))))
-    rh = min(H, max(1, int(round(h * r))))
-    pad = spec["letterbox"]["pad_value"]
-    canvas = np.full((H, W, 3), int(round(pad)), np.uint8)
-    if spec["letterbox"]["align"] == "center":
-        ox, oy = (W - rw) // 2, (H - rh) // 2
-    else:
-        ox, oy = 0, 0
-    if (rw, rh) == (w, h):
-        resized = img
-    else:
-        resized = cv2.resize(img, (rw, rh), interpolation=cv2.INTER_LINEAR)
-    canvas[oy:oy + rh, ox:ox + rw] = resized
-    return canvas, (rw / float(w), rh / float(h), float(ox), float(oy))
+    from ..preprocess import letterbox as _letterbox   # THE letterbox (one-stage models use it too)
+
+    canvas, tr = _letterbox(img, (spec["input"]["height"], spec["input"]["width"]),
+                            int(round(spec["letterbox"]["pad_value"])), spec["letterbox"]["align"])
+    return canvas, (tr.sx, tr.sy, float(tr.left), float(tr.top))
 
 
 _GRID_CACHE: Dict[Tuple, Tuple[np.ndarray, np.ndarray]] = {}
