@@ -108,6 +108,10 @@ def _image_id(path: str, default: int) -> int:
 
 # ----------------------------------------------------------------------------------------------
 def cmd_export(args) -> int:
+    if sys.version_info < (3, 8):
+        from .errors import ExportError
+        raise ExportError("edgepose export needs Python >= 3.8 (torch, onnx); this is Python %d.%d: export "
+                          "on a workstation and copy the artifact here" % sys.version_info[:2])
     from .exporters import api
 
     opts = {}
@@ -116,7 +120,7 @@ def cmd_export(args) -> int:
     if args.bias_correction:
         opts["bias_correction"] = True
     for k in ("calib_method", "n_calib", "holdout", "max_ap_drop", "coco", "images", "workspace_mb",
-              "dla_core", "max_label_free_drop", "int8_format"):
+              "dla_core", "max_label_free_drop", "int8_format", "min_speedup"):
         v = getattr(args, k, None)
         if v is not None:
             opts[{"images": "images_dir", "calib_method": "method", "int8_format": "format"}.get(k, k)] = v
@@ -127,7 +131,11 @@ def cmd_export(args) -> int:
         from .io import write_json
 
         write_json(args.json, report)
-    print("wrote %s" % report.get("output", args.output))
+    written = report.get("written") or [report.get("output", args.output)]
+    print("wrote %s%s" % (written[0], " (+ %s)" % ", ".join(os.path.basename(p) for p in written[1:])
+                          if len(written) > 1 else ""))
+    if report.get("verdict"):      # the last line: what INT8 buys on this CPU
+        print(report["verdict"])
     return 0
 
 
@@ -380,12 +388,12 @@ def cmd_bench(args) -> int:
         if isinstance(v, dict):
             print("  %-16s %9.3f %9.3f" % (k, v["median"], v["p90"]))
     print("  people: %d" % res["people"])
-    if est.meta.family == "bottomup":
+    if est.meta.family in ("bottomup", "onestage"):
         pp = res["preprocess_ms"]["median"] + res["postprocess_ms"]["median"]
         share = pp / max(res["inference_ms"]["median"], 1e-9)
         res["pre_post_share_of_inference"] = share
         print("  pre+post = %.1f%% of inference" % (100 * share))
-    else:
+    elif est.meta.family == "topdown":
         from .bench import benchmark_people
 
         per = benchmark_people(est, img, counts=(1, 5, 20), runs=max(5, args.runs // 5))
@@ -446,7 +454,11 @@ def cmd_info(args) -> int:
     print("input:    %s %dx%d %s mean=%s std=%s%s" % (inp["layout"], inp["height"], inp["width"],
                                                       inp["channel_order"], inp["mean"], inp["std"],
                                                       " dynamic H/W" if inp.get("dynamic_hw") else ""))
-    print("stride:   %s (heatmap offset %s)" % (d["stride"], d.get("heatmap_offset")))
+    if "stride" in d:
+        print("stride:   %s (heatmap offset %s)" % (d["stride"], d.get("heatmap_offset")))
+    for k in ("onestage", "letterbox", "crop"):
+        if d.get(k):
+            print("%-9s %s" % (k + ":", json.dumps(d[k], sort_keys=True)))
     print("keypoints (%d): %s" % (len(d["keypoints"]), ", ".join(d["keypoints"])))
     if d.get("limbs"):
         print("limbs:    %d PAF pairs" % len(d["limbs"]))
@@ -526,12 +538,13 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--low-score", type=_nonneg_float, help="least person score tracked at all (0.1)")
 
     e = sub.add_parser("export", help="export a checkpoint or ONNX model to a deployment target")
-    e.add_argument("source", help="checkpoint (.pth) or ONNX model")
+    e.add_argument("source", help="checkpoint (.pth), ONNX model, or a foreign .tflite model (with --spec)")
     e.add_argument("-o", "--output", required=True, help="output file or bundle directory")
     e.add_argument("--target", default="onnx",
-                   help="onnx | cpu-int8 | tflite-fp32 | tflite-fp16 | rpi-int8 | jetson-int8 | jetson-fp16 | jetson-int8-dla")
+                   help="onnx | cpu-int8 | tflite-fp32 | tflite-fp16 | rpi-int8 | jetson-int8 | jetson-fp16 | jetson-int8-dla "
+                        "| tflite (a foreign .tflite model with --spec: metadata added, nothing converted)")
     e.add_argument("--arch", help="lightweight-openpose | hrnet (checkpoints)")
-    e.add_argument("--spec", help="JSON spec describing a foreign ONNX model")
+    e.add_argument("--spec", help="JSON spec describing a foreign ONNX or TFLite model (examples/*.spec.json)")
     e.add_argument("--input-size", type=_size, help="HxW")
     e.add_argument("--dynamic", action="store_true", help="dynamic input height/width")
     e.add_argument("--opset", type=_count(7), default=13)
@@ -547,12 +560,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-label-free-drop", type=float,
                    help="accuracy gate without annotations: the largest label-free AP drop (INT8 scored "
                         "against the float model's own detections), in points")
+    e.add_argument("--min-speedup", type=_positive_float, metavar="X",
+                   help="cpu-int8: also fail (nothing written) unless INT8 runs at least X times as fast "
+                        "as FP32 on this CPU (CPU time, 1 thread)")
     e.add_argument("--coco", action="append", help="COCO keypoints file for the accuracy report "
                                                    "(repeat to pool several, each with its --images)")
     e.add_argument("--images", action="append", help="images folder of the matching --coco")
-    from .exporters.cpu_kernels import FORMATS
-
-    e.add_argument("--int8-format", choices=["auto"] + list(FORMATS),
+    if sys.version_info >= (3, 8):     # the exporters' Python; export refuses older ones itself
+        from .exporters.cpu_kernels import FORMATS
+    else:
+        FORMATS = ()
+    e.add_argument("--int8-format", choices=["auto"] + list(FORMATS) if FORMATS else None,
                    help="cpu-int8: activation/weight types (auto: u8s8 where this CPU's int8 kernels are "
                         "exact, u8s7 then u8u8 where u8s8 saturates)")
     e.add_argument("--bias-correction", action="store_true",

@@ -254,22 +254,27 @@ def open_source(spec, **kw) -> "FrameSource":
 # ----------------------------------------------------------------------------------------------
 def frame_record(frame: int, time_s: float, result: PoseResult) -> dict:
     """One JSON-lines object: ``{"frame", "time_s", "people": [{"track_id", "score", "box",
-    "keypoints", ("coco17")}]}``; ``track_id`` is -1 for untracked people, keypoints are in the
-    model's schema (x, y, score; a missing keypoint is [-1, -1, 0])."""
+    "keypoints", ("coco17")}]}``; ``track_id`` is -1 for untracked people, ``keypoints`` are in
+    the model's schema, ``coco17`` in COCO-17 order (x, y, score each). A keypoint that was not
+    found is ``[0, 0, 0]`` in both, as in COCO's own files (v = 0) and the results.json that
+    ``infer`` writes: test its score, not its coordinates."""
     boxes = getattr(result, "track_boxes", None)
     if boxes is None:
         boxes = result.person_boxes()
     c17 = result.coco17() if result.to_coco17 is not None else None
+
+    def points(kp):
+        return [[round(float(x), 2), round(float(y), 2), round(float(s), 4)] if s > 0 else [0, 0, 0]
+                for x, y, s in kp]
+
     people = []
     for i in range(len(result)):
         p = {"track_id": int(result.track_ids[i]) if result.track_ids is not None else -1,
              "score": round(float(result.scores[i]), 4),
              "box": [round(float(v), 2) for v in boxes[i]],
-             "keypoints": [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
-                           for x, y, s in result.keypoints[i]]}
+             "keypoints": points(result.keypoints[i])}
         if c17 is not None:
-            p["coco17"] = [[round(float(x), 2), round(float(y), 2), round(float(s), 4)]
-                           for x, y, s in c17[i]]
+            p["coco17"] = points(c17[i])
         people.append(p)
     return {"frame": int(frame), "time_s": round(float(time_s), 4), "people": people}
 
@@ -353,13 +358,17 @@ class _Trajectories:
 
 
 def plot_trajectories(traj: "_Trajectories", names: Sequence[str], path: str,
-                      max_tracks: int = 4, size: Tuple[int, int] = (1200, 300)) -> None:
-    """A PNG with, per track (the longest ``max_tracks``), every keypoint's x and y against time."""
+                      max_tracks: int = 100, size: Tuple[int, int] = (1400, 180)) -> None:
+    """A PNG of every track's keypoints against time: one row per track (in order of ID, at
+    most ``max_tracks``, the rest counted in the title), its x on the left, its y on the right
+    drawn the way the image runs (y grows downwards), one colour per keypoint with a legend
+    on top."""
     from .draw import _palette
     from .io import write_image
 
-    tracks = sorted(traj.data.items(), key=lambda kv: -len(kv[1]))[:max_tracks]
     W, H = size
+    items = sorted(traj.data.items())
+    tracks = items[:max_tracks]
     if not tracks:
         img = np.full((H, W, 3), 255, np.uint8)
         cv2.putText(img, "no tracks", (20, H // 2), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 0), 2)
@@ -367,27 +376,57 @@ def plot_trajectories(traj: "_Trajectories", names: Sequence[str], path: str,
         return
     t_all = [t for _, v in tracks for t, _ in v]
     t0, t1 = min(t_all), max(max(t_all), min(t_all) + 1e-3)
-    cols = _palette(len(names))
-    panels = []
+    K = tracks[0][1][0][1].shape[0]
+    names = list(names) if len(names) == K else ["kp%d" % k for k in range(K)]
+    cols = _palette(K)
+    font, fs = cv2.FONT_HERSHEY_SIMPLEX, 0.42
+    # legend: the keypoint colours, wrapped over as many lines as needed
+    legend_rows, row, x = [], [], 10
+    for k, name in enumerate(names):
+        wdt = 22 + cv2.getTextSize(name, font, fs, 1)[0][0] + 14
+        if x + wdt > W - 10 and row:
+            legend_rows.append(row)
+            row, x = [], 10
+        row.append((k, name, x))
+        x += wdt
+    legend_rows.append(row)
+    title = "%d track(s)%s; time %.1f..%.1f s; left: x (px), right: y (px, downwards as in the image)" % (
+        len(items), "" if len(items) <= max_tracks else ", the first %d drawn" % max_tracks, t0, t1)
+    head = np.full((30 + 20 * len(legend_rows), W, 3), 255, np.uint8)
+    cv2.putText(head, title, (10, 18), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+    for r, row in enumerate(legend_rows):
+        y = 38 + 20 * r
+        for k, name, x in row:
+            cv2.line(head, (x, y - 4), (x + 16, y - 4), cols[k], 3, cv2.LINE_AA)
+            cv2.putText(head, name, (x + 20, y), font, fs, (0, 0, 0), 1, cv2.LINE_AA)
+    panels = [head]
+    half = W // 2
     for tid, rows in tracks:
         ts = np.array([t for t, _ in rows])
         kp = np.stack([k for _, k in rows])                      # [T,K,3]
-        for axis, label in ((0, "x"), (1, "y")):
-            img = np.full((H, W, 3), 255, np.uint8)
+        img = np.full((H, W, 3), 255, np.uint8)
+        for axis, x_off in ((0, 0), (1, half)):
             vals = kp[:, :, axis][kp[:, :, 2] > 0]
             lo, hi = (float(vals.min()), float(vals.max())) if vals.size else (0.0, 1.0)
             hi = max(hi, lo + 1.0)
-            px = lambda t: int(50 + (W - 70) * (t - t0) / (t1 - t0))              # noqa: E731
-            py = lambda v: int(H - 30 - (H - 50) * (v - lo) / (hi - lo))           # noqa: E731
-            cv2.rectangle(img, (50, 20), (W - 20, H - 30), (200, 200, 200), 1)
-            for k in range(kp.shape[1]):
+            left, right, top, bottom = x_off + 55, x_off + half - 10, 22, H - 12
+            px = lambda t: int(left + (right - left) * (t - t0) / (t1 - t0))               # noqa: E731
+            if axis == 0:    # x: larger values higher up
+                py = lambda v: int(bottom - (bottom - top) * (v - lo) / (hi - lo))        # noqa: E731
+            else:            # y: as in the image, larger values lower down
+                py = lambda v: int(top + (bottom - top) * (v - lo) / (hi - lo))           # noqa: E731
+            cv2.rectangle(img, (left, top), (right, bottom), (200, 200, 200), 1)
+            for k in range(K):
                 pts = [(t, px(t), py(v)) for t, v, s in zip(ts, kp[:, k, axis], kp[:, k, 2]) if s > 0]
                 for a, b in zip(pts[:-1], pts[1:]):
                     if b[0] - a[0] <= 0.25:          # a gap (keypoint or person missing) stays a gap
                         cv2.line(img, a[1:], b[1:], cols[k], 1, cv2.LINE_AA)
-            cv2.putText(img, "track %d  %s (px %.0f..%.0f)   time %.1f..%.1f s" % (tid, label, lo, hi, t0, t1),
-                        (55, 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-            panels.append(img)
+            lab_top, lab_bot = ("%.0f" % hi, "%.0f" % lo) if axis == 0 else ("%.0f" % lo, "%.0f" % hi)
+            cv2.putText(img, lab_top, (x_off + 5, top + 8), font, 0.38, (80, 80, 80), 1, cv2.LINE_AA)
+            cv2.putText(img, lab_bot, (x_off + 5, bottom), font, 0.38, (80, 80, 80), 1, cv2.LINE_AA)
+            cv2.putText(img, "track %d  %s" % (tid, "x" if axis == 0 else "y"), (left + 5, 16), font, 0.45,
+                        (0, 0, 0), 1, cv2.LINE_AA)
+        panels.append(img)
     write_image(path, np.vstack(panels))
 
 
@@ -478,6 +517,8 @@ def run_video(source, estimator, tracker=None, out_video: Optional[str] = None,
     if traj is not None:
         sinks.append(traj)
     infer, finish = _stages(estimator)
+    if hasattr(estimator, "start_sequence"):   # frames in order: MoveNet-style crops follow the last pose
+        estimator.start_sequence()
     stats = VideoStats(source=str(src.name), kind=src.kind, live=src.live, frames_read=0,
                        frames_processed=0, frames_dropped=0, frames_skipped=0, interrupted=False,
                        pipelined=bool(pipelined))
@@ -505,7 +546,7 @@ def run_video(source, estimator, tracker=None, out_video: Optional[str] = None,
         t0 = time.perf_counter()
         res = finish(mid) if finish is not None else mid
         if tracker is not None:
-            res = tracker.update(res, t)
+            res = tracker.update(res, t, img)
         times["postprocess_ms"].append((time.perf_counter() - t0) * 1e3)
         return i, t, img, res
 
