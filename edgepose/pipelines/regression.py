@@ -14,7 +14,8 @@ Where the crop comes from
       Google's MoveNet tutorial (``determine_crop_region``): centred on the hips, half-size
       ``max(1.9 x torso extent, 1.2 x body extent)`` from that centre, capped by the image; the
       whole image again when the torso is not visible (hips and shoulders scoring <= 0.2) or
-      the crop would exceed the image. Single images always use the whole image.
+      the crop would exceed the image. A single image (no previous frame) runs twice: the whole
+      image, then the crop that logic sets from that first pose (when the torso is visible).
       ``crop="image"``: the whole image every frame.
 
 Coordinates: a normalised ``v`` is ``v x size`` in the crop's corner convention (pixel centre
@@ -24,14 +25,13 @@ import os
 import time
 from typing import Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 
 from ..backends import Backend, load_backend
 from ..errors import InputError
 from ..metadata import DECODE_DEFAULTS, ModelMeta, check_against_model
 from ..preprocess import (apply_affine, box_to_center_size, check_image, crop_matrix, invert_affine,
-                          normalize)
+                          normalize, warp_exact)
 from ..results import PoseResult
 
 __all__ = ["RegressionEstimator", "follow_crop", "whole_image_crop"]
@@ -132,8 +132,7 @@ class RegressionEstimator:
         mats = []
         for i, (c, s) in enumerate(centers_sizes):
             m = crop_matrix(c, s, (self.in_w, self.in_h))
-            crops[i] = cv2.warpAffine(img, m, (self.in_w, self.in_h), flags=cv2.INTER_LINEAR,
-                                      borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+            crops[i] = warp_exact(img, m, (self.in_w, self.in_h))
             mats.append(m)
         return normalize(crops, self.meta), mats
 
@@ -147,6 +146,15 @@ class RegressionEstimator:
         kp = np.stack(outs) if outs else np.zeros((0, K, 3))
         if self._yx:
             kp = kp[:, :, [1, 0, 2]]
+        return kp
+
+    def _keypoints(self, norm: np.ndarray, mats) -> np.ndarray:
+        """Normalised crop keypoints ``[B,K,3]`` (x, y, score) → image pixels."""
+        kp = np.zeros((len(mats), self.meta.num_keypoints, 3), np.float32)
+        for i, m in enumerate(mats):
+            xy = norm[i, :, :2] * np.array([self.in_w, self.in_h]) - 0.5
+            kp[i, :, :2] = apply_affine(invert_affine(m), xy)
+            kp[i, :, 2] = norm[i, :, 2]
         return kp
 
     def __call__(self, img: np.ndarray, boxes=None, box_scores=None) -> PoseResult:
@@ -170,16 +178,22 @@ class RegressionEstimator:
                 regions = [follow_crop(last[1], self.meta.keypoints, img.shape[:2], self.min_keypoint_score)]
             else:
                 regions = [whole_image_crop(img.shape[:2])]
-        x, mats = self._crops(img, regions)
-        t2 = time.perf_counter()
-        norm = self._run(x)
+        pre_ms, inf_ms = (time.perf_counter() - t1) * 1e3, 0.0
+        for attempt in (0, 1):
+            t2 = time.perf_counter()
+            x, mats = self._crops(img, regions)
+            t3 = time.perf_counter()
+            kp = self._keypoints(self._run(x), mats)
+            pre_ms += (t3 - t2) * 1e3
+            inf_ms += (time.perf_counter() - t3) * 1e3
+            # a still image (no previous frame): MoveNet's crop from this first pose, run once more
+            if attempt or boxes is not None or self.crop != "follow" or (self._sequence and self._last is not None):
+                break
+            c, sz = follow_crop(kp[0], self.meta.keypoints, img.shape[:2], self.min_keypoint_score)
+            if np.allclose(sz, whole_image_crop(img.shape[:2])[1]):
+                break
+            regions = [(c, sz)]
         t3 = time.perf_counter()
-        K = self.meta.num_keypoints
-        kp = np.zeros((len(mats), K, 3), np.float32)
-        for i, m in enumerate(mats):
-            xy = norm[i, :, :2] * np.array([self.in_w, self.in_h]) - 0.5
-            kp[i, :, :2] = apply_affine(invert_affine(m), xy)
-            kp[i, :, 2] = norm[i, :, 2]
         ks = kp[:, :, 2]
         valid = ks > self.min_keypoint_score
         mean_k = np.where(valid.any(1), (ks * valid).sum(1) / np.maximum(valid.sum(1), 1), 0.0)
@@ -189,8 +203,8 @@ class RegressionEstimator:
         m = self.meta
         return PoseResult(kp, scores, m.keypoints, m.get("skeleton", []), m.get("to_coco17"),
                           boxes=None if b is None else b.astype(np.float32),
-                          timings={"detect_ms": det_ms, "preprocess_ms": (t2 - t1) * 1e3,
-                                   "inference_ms": (t3 - t2) * 1e3,
+                          timings={"detect_ms": det_ms, "preprocess_ms": pre_ms,
+                                   "inference_ms": inf_ms,
                                    "postprocess_ms": (time.perf_counter() - t3) * 1e3})
 
     def describe(self) -> str:
