@@ -46,7 +46,8 @@ import numpy as np
 from edgepose.errors import ExportError
 
 __all__ = ["accuracy_report", "gated_quantize", "prepare", "LABEL_FREE_GATE", "match_people",
-           "save_report", "format_report", "relative_speed", "coco_pairs"]
+           "save_report", "format_report", "relative_speed", "coco_pairs", "host_speed", "speed_verdict", "final_line",
+           "MIN_USEFUL_SPEEDUP"]
 
 # label-free gate: the largest 100 x (1 - agreement AP) a model may show on the held-out frames
 # without annotations (see benchmarks/int8_gate.py for how it tracks the true AP drop)
@@ -260,6 +261,7 @@ def accuracy_report(float_model_path: str, quant_model_path: str, holdout_images
         half = (hi - lo) / 2.0
         rep["resolves_budget"] = bool(half <= max_ap_drop)
         if not rep["resolves_budget"]:
+            rep["frames_to_resolve"] = _frames_to_resolve(len(img_ids), half, max_ap_drop, 1)
             rep["resolution_note"] = (
                 "the annotated set (%d images, %d people) is too small to resolve a %.1f-point budget: "
                 "the 95%% interval of the AP drop is [%.1f, %.1f] points" % (
@@ -274,6 +276,8 @@ def accuracy_report(float_model_path: str, quant_model_path: str, holdout_images
             lo, hi = rep["label_free_drop_ci95"]
             rep["resolves_budget"] = bool(len(images) >= MIN_RESOLVING_FRAMES and (hi - lo) / 2.0 <= max_label_free_drop)
             if not rep["resolves_budget"]:
+                rep["frames_to_resolve"] = _frames_to_resolve(len(images), (hi - lo) / 2.0, max_label_free_drop,
+                                                              MIN_RESOLVING_FRAMES)
                 rep["resolution_note"] = (
                     "%d held-out frames (95%% interval of the label-free drop [%.1f, %.1f]) cannot resolve "
                     "the %.1f-point budget: give --calib more frames from more sources (>= %d held out)"
@@ -285,6 +289,54 @@ def accuracy_report(float_model_path: str, quant_model_path: str, holdout_images
     rep["most_different_frames"] = [{"frame": str(ids[k]), "oks_agreement": round(per_img[k], 3)} for k in worst]
     rep["seconds"] = round(time.time() - t0, 2)
     return rep
+
+
+def _frames_to_resolve(n: int, half: float, budget: float, floor: int) -> int:
+    """Held-out frames whose 95 % interval would be about as narrow as ``budget`` (a bootstrap
+    interval narrows as 1/sqrt(frames)), at least ``floor``."""
+    need = n * (half / budget) ** 2 if budget > 0 and half > 0 else 0.0
+    return int(max(floor, n + 1 if half > budget else n, int(np.ceil(need))))
+
+
+def _gate_word(rep: Dict[str, Any]) -> str:
+    if not rep.get("passed"):
+        return "FAILED"
+    if rep.get("resolves_budget") is False:
+        return "UNRESOLVED (passes on these %d frames, too few to tell; about %d would resolve it)" % (
+            rep.get("coco_images", rep.get("holdout_frames", 0)), rep.get("frames_to_resolve", MIN_RESOLVING_FRAMES))
+    hs = rep.get("host_speed")
+    if hs and hs["speedup"] < hs.get("min_useful_speedup", MIN_USEFUL_SPEEDUP):
+        return "PASSED on accuracy; %.2fx FP32 on this CPU: no speed-up here" % hs["speedup"]
+    return "PASSED"
+
+
+def final_line(rep: Dict[str, Any], target: str = "cpu-int8") -> str:
+    """The export's last line: what INT8 buys on this host (cpu-int8) and whether the accuracy
+    verdict is resolved, in one line."""
+    parts = []
+    if rep.get("host_speed"):
+        parts.append(speed_verdict(rep["host_speed"]))
+    elif target != "cpu-int8":
+        parts.append("%s: INT8 speed is the device's (%s), not measured on this CPU" % (
+            target, "TensorRT on Jetson" if target.startswith("jetson") else "TFLite on ARM"))
+    if not rep.get("passed"):
+        parts.append("accuracy budget MISSED (%s; gate off): not fit for deployment" % _why(rep))
+    elif rep.get("resolves_budget") is False:
+        n = rep.get("coco_images", rep.get("holdout_frames", 0))
+        parts.append("accuracy UNRESOLVED: %d %s cannot tell the %.1f-point budget (drop %s); about %d would: "
+                     "give --calib %s" % (
+                         n, "annotated images" if "coco_images" in rep else "held-out frames",
+                         rep["max_ap_drop"] if "ap_drop" in rep else rep["max_label_free_drop"],
+                         ("%.1f [%.1f, %.1f]" % ((rep["ap_drop"],) + tuple(rep["ap_drop_ci95"]))) if "ap_drop" in rep
+                         else ("%.1f [%.1f, %.1f]" % ((rep.get("label_free_drop", 0.0),) + tuple(rep.get("label_free_drop_ci95", (0, 0))))),
+                         rep.get("frames_to_resolve", MIN_RESOLVING_FRAMES),
+                         "more images or videos" if "coco_images" not in rep else "/ --coco more annotated images"))
+    else:
+        parts.append("accuracy PASSED (%s)" % (
+            ("AP drop %.2f <= %.2f" % (rep["ap_drop"], rep["max_ap_drop"])) if "ap_drop" in rep else
+            ("label-free drop %.1f <= %.1f on %d frames" % (rep.get("label_free_drop", 0.0), rep["max_label_free_drop"],
+                                                           rep.get("holdout_frames", 0)))))
+    return "; ".join(p for p in parts if p)
 
 
 def format_report(rep: Dict[str, Any]) -> str:
@@ -301,7 +353,8 @@ def format_report(rep: Dict[str, Any]) -> str:
         lines.append("on this host's int8 kernels (%s): label-free AP drop %s%s" % (
             h.get("kernels", {}).get("name", "?"), h.get("label_free_drop", "n/a"),
             (", AP %.3f" % h["ap_quant"]) if "ap_quant" in h else ""))
-    lines.append("gate: %s -> %s" % (rep.get("gate"), "PASSED" if rep.get("passed") else "FAILED"))
+    verdict = _gate_word(rep)
+    lines.append("gate: %s -> %s" % (rep.get("gate"), verdict))
     if rep.get("resolution_note"):
         lines.append("note: " + rep["resolution_note"])
     if rep.get("keep_float"):
@@ -311,9 +364,12 @@ def format_report(rep: Dict[str, Any]) -> str:
         lines.append("compute in int8: %.1f%% of conv MACs" % (100 * rep["int8_mac_fraction"]))
     if rep.get("speed"):
         for s in (rep["speed"] if isinstance(rep["speed"], list) else [rep["speed"]]):
-            lines.append("speed (onnxruntime, %s thread(s), %s runs, back to back): float %.1f ms, int8 %.1f ms, %.2fx"
-                         % (s.get("threads", "?"), s.get("runs", "?"), s.get("float_ms", float("nan")),
-                            s.get("int8_ms", float("nan")), s.get("speedup", float("nan"))))
+            line = ("speed (onnxruntime, %s thread(s), %s runs, back to back): float %.1f ms, int8 %.1f ms, %.2fx wall"
+                    % (s.get("threads", "?"), s.get("runs", "?"), s.get("float_ms", float("nan")),
+                       s.get("int8_ms", float("nan")), s.get("speedup", float("nan"))))
+            if "cpu_speedup" in s:
+                line += "; CPU time %.1f -> %.1f ms, %.2fx" % (s["float_cpu_ms"], s["int8_cpu_ms"], s["cpu_speedup"])
+            lines.append(line)
     if rep.get("warning"):
         lines.append("WARNING: " + rep["warning"])
     return "\n".join(lines)
@@ -464,7 +520,11 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
                                              "people_quant", "passed") if k in h}
             rep["host"]["kernels"] = int8_kernel_class()
         if measure_speed and str(out_path).endswith(".onnx"):
-            rep["speed"] = [relative_speed(fp32_path, out_path, cs.calib[0], threads=t) for t in (1, 2)]
+            log("measuring INT8 against FP32 on this CPU (1 and all threads, back to back)")
+            hs = host_speed(fp32_path, out_path, cs.calib[0])
+            rep["speed"] = hs["per_threads"]
+            rep["host_speed"] = hs
+            rep["verdict"] = final_line(rep)
         rep["quantize_seconds"] = round(time.time() - t0, 1)
         return info, rep
 
@@ -573,12 +633,15 @@ def _short(rep: Dict[str, Any]) -> str:
 
 
 def relative_speed(float_path: str, quant_path: str, x: np.ndarray, threads: int = 1,
-                   runs: int = 15) -> Dict[str, Any]:
-    """Median inference time of both models (onnxruntime, this CPU's kernels), measured back to
-    back in one run, runs interleaved (robust to load drift). Thread-pool spinning is off in
-    both sessions: with it on, the idle session's spinning threads steal the cores the other
-    one runs on (measured: LW OpenPose at 2 threads reads 1.7x with spinning, 2.9x without,
-    against 2.9-3.6x for each session timed alone)."""
+                   runs: int = 15, min_seconds: float = 0.0) -> Dict[str, Any]:
+    """Both models on this CPU (onnxruntime, its own int8 kernels), measured back to back in one
+    run, runs interleaved (robust to load drift): the median **wall** time and the median
+    **CPU** time (process time of all threads: unlike wall time it does not grow when other
+    processes take the cores) of each, and their ratios (``speedup``: wall, ``cpu_speedup``).
+    Thread-pool spinning is off in both sessions: with it on, the idle session's spinning threads
+    steal the cores the other one runs on (measured: LW OpenPose at 2 threads reads 1.7x with
+    spinning, 2.9x without, against 2.9-3.6x for each session timed alone) and spinning burns CPU
+    time that is not work. ``min_seconds``: keep going past ``runs`` until this much time."""
     import onnxruntime as ort
 
     def sess(p):
@@ -595,19 +658,58 @@ def relative_speed(float_path: str, quant_path: str, x: np.ndarray, threads: int
     for _ in range(2):
         sf.run(None, feed_f)
         sq.run(None, feed_q)
-    tf, tq = [], []
-    for _ in range(runs):
-        a = time.perf_counter()
+    tf, tq, cf, cq = [], [], [], []
+    t_start = time.perf_counter()
+    while len(tf) < runs or time.perf_counter() - t_start < min_seconds:
+        a, ca = time.perf_counter(), time.process_time()
         sf.run(None, feed_f)
-        b = time.perf_counter()
+        b, cb = time.perf_counter(), time.process_time()
         sq.run(None, feed_q)
-        c = time.perf_counter()
+        c, cc = time.perf_counter(), time.process_time()
         tf.append(b - a)
         tq.append(c - b)
+        cf.append(cb - ca)
+        cq.append(cc - cb)
     mf, mq = 1e3 * float(np.median(tf)), 1e3 * float(np.median(tq))
+    pf, pq = 1e3 * float(np.median(cf)), 1e3 * float(np.median(cq))
     return {"threads": threads, "float_ms": round(mf, 2), "int8_ms": round(mq, 2),
-            "speedup": round(mf / mq, 2) if mq > 0 else None, "runs": runs,
+            "speedup": round(mf / mq, 2) if mq > 0 else None,
+            "float_cpu_ms": round(pf, 2), "int8_cpu_ms": round(pq, 2),
+            "cpu_speedup": round(pf / pq, 2) if pq > 0 else None, "runs": len(tf),
             "input": "x".join(str(d) for d in x.shape)}
+
+
+# INT8 that buys less than this over FP32 on this CPU is reported as no speed-up
+MIN_USEFUL_SPEEDUP = 1.2
+
+
+def host_speed(float_path: str, quant_path: str, x: np.ndarray, runs: int = 10) -> Dict[str, Any]:
+    """INT8 against FP32 on this host, 1 thread and all threads (:func:`relative_speed`), with
+    the kernel class and the figure that sums it up: ``speedup`` = the CPU-time ratio at 1
+    thread (the compute INT8 saves, whatever else runs on the machine)."""
+    from edgepose.exporters.cpu_kernels import int8_kernel_class
+    n = max(1, os.cpu_count() or 1)
+    rows = [relative_speed(float_path, quant_path, x, threads=t, runs=runs) for t in sorted({1, n})]
+    return {"kernels": int8_kernel_class(), "per_threads": rows, "speedup": rows[0]["cpu_speedup"],
+            "wall_speedup_all_threads": rows[-1]["speedup"], "all_threads": n,
+            "min_useful_speedup": MIN_USEFUL_SPEEDUP}
+
+
+def speed_verdict(hs: Optional[Dict[str, Any]]) -> str:
+    """The one line that says what INT8 buys on this host, e.g. "INT8 on this CPU (x86-avx2
+    (no VNNI)): 0.96x FP32 -- no speed-up here; built for jetson/arm/VNNI CPUs"."""
+    if not hs:
+        return ""
+    k = hs["kernels"]
+    name = k["name"] + (", u8s8 saturates" if k.get("saturates_u8s8") else "") + (
+        ", class forced by " + k["source"] if str(k.get("source", "")).startswith("EDGEPOSE_INT8_KERNELS") else "")
+    sp, wall, n = hs["speedup"], hs.get("wall_speedup_all_threads"), hs.get("all_threads", 1)
+    s = "INT8 on this CPU (%s): %.2fx FP32 (CPU time, 1 thread; wall %.2fx at %d threads)" % (
+        name, sp, wall if wall is not None else float("nan"), n)
+    if sp < hs.get("min_useful_speedup", MIN_USEFUL_SPEEDUP):
+        s += " -- no speed-up here: use the FP32 model on this CPU; the INT8 model is built for " \
+             "jetson/arm/VNNI CPUs"
+    return s
 
 
 def _why(rep: Dict[str, Any]) -> str:

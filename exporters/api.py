@@ -264,6 +264,9 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
     report["target"] = target
     report.setdefault("output", out)
     report["seconds"] = round(time.time() - t0, 2)
+    if target in INT8_TARGETS and "verdict" not in report and isinstance(report.get("accuracy"), dict):
+        from .accuracy import final_line
+        report["verdict"] = final_line(report["accuracy"], target)   # the CLI's last line
     return report
 
 

@@ -404,7 +404,10 @@ def export_checkpoint_onnx(checkpoint: str, out: str, arch: Optional[str] = None
         onnx.save(model, tmp)
         verify = verify_against_torch(tmp, wrapper, meta, _verify_cases(arch, size, dyn_hw), output_names,
                                       tolerance, progress)
-    _log(progress, "wrote %s (%.1f MB) in %.1fs" % (out, os.path.getsize(out) / 1e6, time.time() - t0))
+    from .api import is_intermediate
+    _log(progress, ("FP32 ONNX made for the target (%.1f MB) in %.1fs" % (os.path.getsize(out) / 1e6, time.time() - t0))
+         if is_intermediate(out) else
+         ("wrote %s (%.1f MB) in %.1fs" % (out, os.path.getsize(out) / 1e6, time.time() - t0)))
     report = {
         "target": "onnx",
         "output": out,

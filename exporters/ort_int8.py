@@ -32,7 +32,7 @@ OPTIONS = frozenset({"holdout", "seed", "every", "height", "calib_images_dir", "
                      "symmetric_activations", "per_channel", "reduce_range", "equalize", "fold", "alpha",
                      "percentile", "keep_float", "activation_type", "weight_type", "max_memory_mb",
                      "float_concat_inputs", "bias_correction", "equalize_concat", "search", "gate",
-                     "max_label_free_drop", "threads", "measure_speed", "log", "quiet"})
+                     "max_label_free_drop", "threads", "measure_speed", "min_speedup", "log", "quiet"})
 
 
 def report_path(out: str) -> str:
@@ -94,6 +94,15 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     max_lf = float(opts.pop("max_label_free_drop", acc.LABEL_FREE_GATE))
     threads = opts.pop("threads", None)
     measure_speed = bool(opts.pop("measure_speed", True))
+    min_speedup = opts.pop("min_speedup", None)
+    if min_speedup is not None:
+        try:
+            min_speedup = float(min_speedup)
+        except (TypeError, ValueError):
+            raise ExportError("min_speedup must be a number, got %r" % (min_speedup,))
+        if not min_speedup > 0:
+            raise ExportError("min_speedup must be > 0, got %g" % min_speedup)
+        measure_speed = True
     if opts:
         raise ExportError("cpu-int8: unknown option(s): %s" % ", ".join(sorted(opts)))
     pairs = acc.coco_pairs(coco, images_dir)       # checked before the calibration work
@@ -110,9 +119,14 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
         formats = cpu_int8_candidates(requested)
     if not enforce:
         formats = formats[:1]       # --no-gate: measure the host's first choice and report it
+    elif kernels["saturates_u8s8"] and requested in (None, "auto"):
+        # no candidate that fits this CPU pays: the device format (u8s8, exact on jetson/arm/VNNI)
+        formats = formats + [dict(cpu_int8_format("u8s8"), why="no format that fits this CPU's saturating "
+                                  "kernels pays here: the device format (exact on jetson/arm/VNNI CPUs)")]
     # the exact float rewrites and their statistics do not depend on the format: once
     prepared = acc.prepare(onnx_path, cs.calib, qkw) if len(formats) > 1 else None
     tried_formats = []
+    fallback = chosen = None
     with atomic_path(out) as tmp:
         for fi, fmt in enumerate(formats):
             fkw = dict(qkw)
@@ -126,11 +140,33 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
                                                threads=threads, measure_speed=measure_speed,
                                                enforce=enforce, host_kernels=True, prepared=prepared)
             except ExportError as e:    # a format before the last missed the budget: the next one
-                if last:
+                if last and fallback is None:
                     raise
-                tried_formats.append({"format": fmt["format"], "result": str(e)})
+                tried_formats.append({"format": fmt["format"], "result": _one_line(e)})
+                log("  %s: %s" % (fmt["format"], _one_line(e)))
                 continue
-            break
+            hs = rep.get("host_speed")
+            if last or not (kernels["saturates_u8s8"] and hs) or hs["speedup"] >= acc.MIN_USEFUL_SPEEDUP:
+                chosen = (fmt, info, rep)
+                break
+            # a saturating CPU: a format that passes but does not pay here is kept only if nothing
+            # better passes (speed weighs as well as accuracy)
+            tried_formats.append({"format": fmt["format"], "result": "passed, %.2fx FP32 on this CPU: no speed-up"
+                                  % hs["speedup"]})
+            log("  %s passes but gives %.2fx FP32 on this CPU: trying the next format" % (fmt["format"], hs["speedup"]))
+            if fallback is None:
+                with open(tmp, "rb") as f:
+                    fallback = (fmt, info, rep, f.read())
+        if chosen is None:
+            fmt, info, rep, blob = fallback
+            with open(tmp, "wb") as f:
+                f.write(blob)
+        else:
+            fmt, info, rep = chosen
+        hs = rep.get("host_speed")
+        if min_speedup is not None and hs and hs["speedup"] < min_speedup:
+            raise ExportError("INT8 gives %.2fx FP32 on this CPU (%s, CPU time at 1 thread), below --min-speedup "
+                              "%.2f: nothing written" % (hs["speedup"], hs["kernels"]["name"], min_speedup))
         # metadata: the float model's, precision int8
         m = onnx.load(tmp)
         data = dict(meta.data)
@@ -155,7 +191,14 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     report["report_json"] = rp
     if "png" in written:
         report["report_png"] = written["png"]
+    report["written"] = [out] + list(written.values())
+    if rep.get("verdict"):
+        report["verdict"] = rep["verdict"]
     log(acc.format_report(rep))
-    log("wrote %s (+ %s)" % (out, ", ".join(os.path.basename(p) for p in written.values())))
     return report
+
+
+def _one_line(e: Exception) -> str:
+    t = str(e).strip()
+    return t.splitlines()[0] if t else type(e).__name__
 

@@ -449,3 +449,61 @@ def test_dead_channel_gets_its_siblings_zero_point(tiny, tmp_path):
             i.CopyFrom(numpy_helper.from_array(zp_bad, dq.input[2]))
     with pytest.raises(ExportError, match="its own zero point"):
         Q.uniform_weight_zero_points(q)
+
+
+@pytest.fixture(scope="module")
+def tiny_bottomup(tmp_path_factory):
+    """A tiny bottom-up model with edgepose metadata and a folder of 12 calibration images."""
+    import sys
+
+    import cv2
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from test_tensorrt import _tiny_bottomup
+    d = tmp_path_factory.mktemp("tiny_bu")
+    _tiny_bottomup(str(d / "tiny.onnx"))
+    (d / "calib").mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(12):
+        img = cv2.GaussianBlur(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8), (7, 7), 2)
+        cv2.circle(img, (40, 24), 10 + i, (255, 200, 50), -1)
+        cv2.imwrite(str(d / "calib" / ("%02d.png" % i)), img)
+    return d
+
+
+def test_cpu_int8_measures_speed_and_says_what_int8_buys(tiny_bottomup, tmp_path, capsys):
+    """Every cpu-int8 export times INT8 against FP32 on this CPU (CPU and wall time, 1 and all
+    threads) and its last line names the kernel class; PASSED is never printed alone when the
+    speed-up is below 1.2x or the held-out set cannot resolve the budget; --min-speedup fails in
+    one line with nothing written."""
+    from edgepose.cli import main
+    from edgepose.exporters import accuracy as acc
+    src, calib = str(tiny_bottomup / "tiny.onnx"), str(tiny_bottomup / "calib")
+    out = str(tmp_path / "a" / "t.int8.onnx")
+    rc = main(["export", src, "--target", "cpu-int8", "--calib", calib, "--n-calib", "4",
+               "--max-label-free-drop", "100", "-o", out])
+    printed = capsys.readouterr()
+    lines = printed.out.strip().splitlines()
+    assert rc == 0 and lines[-2].startswith("wrote %s (+ " % out) and sum(l.startswith("wrote") for l in lines) == 1
+    rep = json.load(open(out[:-5] + ".report.json"))["accuracy"]
+    hs = rep["host_speed"]
+    assert [r["threads"] for r in hs["per_threads"]] == sorted({1, os.cpu_count()})
+    assert all(r["float_cpu_ms"] > 0 and r["int8_cpu_ms"] > 0 and r["float_ms"] > 0 for r in hs["per_threads"])
+    assert hs["speedup"] == hs["per_threads"][0]["cpu_speedup"]
+    assert lines[-1].startswith("INT8 on this CPU (%s" % hs["kernels"]["name"])
+    # 8 held-out frames cannot resolve a budget: the last line says so, and how many would
+    assert "UNRESOLVED" in lines[-1] and "about %d would" % rep["frames_to_resolve"] in lines[-1]
+    assert "-> PASSED" not in printed.err
+    # a resolved pass with no speed-up: PASSED is qualified
+    r2 = dict(rep, resolves_budget=True, host_speed=dict(hs, speedup=0.96))
+    gate = [l for l in acc.format_report(r2).splitlines() if l.startswith("gate:")][0]
+    assert gate.endswith("PASSED on accuracy; 0.96x FP32 on this CPU: no speed-up here")
+    assert "0.96x FP32" in acc.final_line(r2) and "no speed-up here" in acc.final_line(r2)
+    r3 = dict(r2, host_speed=dict(hs, speedup=3.1))
+    assert acc.format_report(r3).count("-> PASSED\n") == 1 and "no speed-up" not in acc.final_line(r3)
+    # --min-speedup: one line, nothing written
+    d2 = tmp_path / "b"
+    rc = main(["export", src, "--target", "cpu-int8", "--calib", calib, "--n-calib", "4",
+               "--max-label-free-drop", "100", "--min-speedup", "1000", "-o", str(d2 / "t.int8.onnx")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc != 0 and "below --min-speedup 1000" in err[-1] and "nothing written" in err[-1]
+    assert not d2.exists() or os.listdir(str(d2)) == []
