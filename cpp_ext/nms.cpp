@@ -49,11 +49,11 @@ int64_t select_onestage(const float* p, long C, long N, std::ptrdiff_t cs, std::
     keep.clear();
     auto at = [&](long c, long n) { return p[(std::ptrdiff_t)c * cs + (std::ptrdiff_t)n * ns]; };
     std::vector<Cand> cands;
-    const float thr = (float)o.score_threshold;
-    for (long n = 0; n < N; ++n) {
+    const double thr = o.score_threshold;   // compared in double: a float32 score equal to the
+    for (long n = 0; n < N; ++n) {           // rounded threshold (0.3f > 0.3) counts as above
         const float s = at(4, n);
         if (!std::isfinite(s)) return -2 - (int64_t)n;
-        if (s > thr) cands.push_back({s, (int64_t)n, 0, 0, 0, 0, 0});
+        if ((double)s > thr) cands.push_back({s, (int64_t)n, 0, 0, 0, 0, 0});
     }
     auto better = [](const Cand& a, const Cand& b) {
         return a.score > b.score || (a.score == b.score && a.idx < b.idx);
