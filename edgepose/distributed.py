@@ -10,11 +10,7 @@ the same files, with the same bytes, as the commands without ``--ray``.
   (``chunk_frames`` of them).
 - Tracking (``--track``): the workers record every frame's people, the driver tracks them in
   frame order while it replays the video (below): the very tracker run of ``edgepose infer
-  --track``, at ~0.3 ms a frame. ``track_mode="chunks"`` tracks in the workers instead: a
-  chunk also runs the ``overlap`` frames before ``start`` to warm its tracker up, and
-  :class:`TrackStitcher` carries the ids over from chunk to chunk by matching the people of
-  those frames; a track whose person scores under the tracker's ``high_score`` all through a
-  chunk's overlap is not started there, so that mode can differ at chunk starts.
+  --track``, at ~0.3 ms a frame.
 - Records: each finished item's results are written atomically (``edgepose.io``) to the job's
   work folder, ``OUT/.edgepose-ray/<job>/items/<item>.json``; ``<job>`` hashes the model's
   bytes, the sources and every option that changes results. The outputs are merged from the
@@ -53,9 +49,8 @@ from . import __version__
 from .errors import EdgeposeError, InputError, ModelError, first_line
 from .log import logger
 
-__all__ = ["infer", "evaluate", "ray_infer", "ray_eval", "FrameRange", "TrackStitcher",
-           "stitch_track_ids", "check_address", "DEFAULT_WORKERS", "DEFAULT_CHUNK_FRAMES",
-           "IMAGES_PER_ITEM", "TRACK_OVERLAP"]
+__all__ = ["infer", "evaluate", "ray_infer", "ray_eval", "FrameRange", "check_address",
+           "DEFAULT_WORKERS", "DEFAULT_CHUNK_FRAMES", "IMAGES_PER_ITEM"]
 
 DEFAULT_WORKERS = 2
 DEFAULT_CHUNK_FRAMES = 200
@@ -65,14 +60,12 @@ DEFAULT_CHUNK_FRAMES = 200
 # two in flight per worker (QUEUE_DEPTH); 1 image per item loses ~1.6 %, 4 lose ~0.4 % and write
 # a quarter of the records, while a lost item still costs little and the last ones spread.
 IMAGES_PER_ITEM = 4
-TRACK_OVERLAP = 16        # track_mode="chunks": frames a chunk runs before its start
 QUEUE_DEPTH = 2           # items queued per worker: the next one is there when one finishes
 MAX_RESTARTS = 3          # restarts of one worker (Ray restarts a dead actor; the model reloads)
 MAX_ATTEMPTS = 4          # runs of one item whose worker died under it before the job gives up
 START_TIMEOUT_S = 300.0   # the workers must be up by then (a cluster without free CPUs)
 WORK_DIR = ".edgepose-ray"
 RECORD_VERSION = 1
-STITCH_MIN_OKS = 0.5      # overlap poses matched across chunks need at least this OKS
 
 _ESTIMATOR_KEYS = ("detector", "detector_spec", "height", "refine", "flip_test", "max_peaks",
                    "providers", "exact_int8")
@@ -319,111 +312,6 @@ def frame_checksum(img: np.ndarray) -> int:
 
 
 # ----------------------------------------------------------------------------------------------
-# track ids across chunks
-# ----------------------------------------------------------------------------------------------
-class TrackStitcher:
-    """Track ids of consecutive video chunks made one numbering, chunk by chunk, in place.
-
-    :meth:`add` takes the chunks in frame order, each ``{"frames": [...], "overlap": [...]}``;
-    a frame is ``{"frame": n, "kp": [P][K][3], "ids": [P] or None}`` with the chunk's own
-    tracker ids. ``overlap``: the frames the chunk ran before its start (the previous chunks'
-    last frames) to warm its tracker up. The first chunk keeps its ids. For each next chunk, the
-    people of its overlap frames are matched one to one to the already numbered people of the
-    same frames (greedy by OKS, :func:`edgepose.evaluate.oks_matrix`, at least ``min_oks``);
-    each of its ids takes the id it matched in most frames (most votes first, one to one) and an
-    id without a match a new number (never reused; an id seen in the overlap frames only gets
-    None: those frames are not output). ``keep``: frames remembered for the next overlaps (None:
-    all). ``ids``: the number of ids given so far."""
-
-    def __init__(self, min_oks: float = STITCH_MIN_OKS, sigmas: Optional[np.ndarray] = None,
-                 keep: Optional[int] = None):
-        self.min_oks, self.sigmas, self.keep = float(min_oks), sigmas, keep
-        self.stitched: Dict[int, Tuple[list, list]] = {}     # frame -> (kp, final ids)
-        self.next_id = 1
-        self.chunks = 0
-
-    @property
-    def ids(self) -> int:
-        return self.next_id - 1
-
-    def _votes(self, overlap: List[dict]) -> Dict[Tuple[Any, int], int]:
-        from .evaluate import oks_matrix
-
-        votes: Dict[Tuple[Any, int], int] = {}
-        for f in overlap:
-            prev = self.stitched.get(f["frame"])
-            if prev is None or not f.get("ids") or not prev[0] or not f["kp"]:
-                continue
-            a, b = np.asarray(prev[0], np.float64), np.asarray(f["kp"], np.float64)
-            sig = self.sigmas if self.sigmas is not None else _sigmas_for(a.shape[1])
-            oks = oks_matrix(a, b, sig)                  # [previous people, this chunk's]
-            pairs = sorted((-oks[g, j], g, j) for g in range(oks.shape[0])
-                           for j in range(oks.shape[1]) if oks[g, j] >= self.min_oks)
-            used_g, used_j = set(), set()
-            for _, g, j in pairs:
-                if g in used_g or j in used_j or prev[1][g] is None or f["ids"][j] is None:
-                    continue
-                used_g.add(g)
-                used_j.add(j)
-                key = (f["ids"][j], prev[1][g])
-                votes[key] = votes.get(key, 0) + 1
-        return votes
-
-    def undo(self) -> None:
-        """Forget the last chunk added (it is added again, corrected)."""
-        self.stitched, self.next_id, self.chunks = self._before
-
-    def add(self, chunk: dict) -> None:
-        self._before = (dict(self.stitched), self.next_id, self.chunks)
-        frames, overlap = chunk.get("frames") or [], chunk.get("overlap") or []
-        local = []                        # ids of the kept frames, in order of appearance
-        for f in frames:
-            for i in f.get("ids") or []:
-                if i is not None and i not in local:
-                    local.append(i)
-        mapping: Dict[Any, int] = {}
-        if self.chunks == 0:
-            mapping = {i: int(i) for i in local}          # the first chunk keeps its ids
-        else:
-            order = {lid: n for n, lid in enumerate(local)}
-            taken = set()
-            for (lid, gid), _ in sorted(self._votes(overlap).items(),
-                                        key=lambda kv: (-kv[1], order.get(kv[0][0], len(order)), kv[0][1])):
-                if lid not in mapping and gid not in taken:
-                    mapping[lid] = gid
-                    taken.add(gid)
-        self.next_id = max([self.next_id] + [v + 1 for v in mapping.values()])
-        for lid in local:                  # in order of first appearance: deterministic
-            if lid not in mapping:
-                mapping[lid] = self.next_id
-                self.next_id += 1
-        for f in overlap + frames:
-            if f.get("ids") is not None:
-                f["ids"] = [mapping.get(i) for i in f["ids"]]
-        for f in frames:
-            self.stitched[f["frame"]] = (f["kp"], f.get("ids") or [None] * len(f["kp"]))
-        if self.keep is not None and len(self.stitched) > self.keep:
-            for n in sorted(self.stitched)[:len(self.stitched) - self.keep]:
-                del self.stitched[n]
-        self.chunks += 1
-
-
-def stitch_track_ids(chunks: Sequence[dict], min_oks: float = STITCH_MIN_OKS,
-                     sigmas: Optional[np.ndarray] = None) -> int:
-    """:class:`TrackStitcher` over ``chunks`` (in place); returns the number of ids given."""
-    st = TrackStitcher(min_oks, sigmas)
-    for c in chunks:
-        st.add(c)
-    return st.ids
-
-
-def _sigmas_for(k: int) -> np.ndarray:
-    from .schema import oks_sigmas
-
-    return np.asarray(oks_sigmas(k), np.float64)
-
-
-# ----------------------------------------------------------------------------------------------
 # recorded results
 # ----------------------------------------------------------------------------------------------
 def _record_result(res) -> dict:
@@ -477,10 +365,9 @@ class PoseWorker:
     """A Ray actor (the driver wraps it with ``ray.remote``; this module does not import ray):
     loads the estimator once, then runs work items and returns their results."""
 
-    def __init__(self, estimator: dict, tracker=None, model_digest: Optional[str] = None):
+    def __init__(self, estimator: dict, model_digest: Optional[str] = None):
         self.error: Optional[BaseException] = None
         self.est = None
-        self.tracker_spec = tracker
         try:
             if model_digest is not None and _model_digest(estimator["model"]) != model_digest:
                 raise ModelError("%s on %s is not the driver's model (other bytes)"
@@ -551,26 +438,17 @@ class PoseWorker:
 
     def _frames(self, item: dict, seek: bool) -> dict:
         start, boxes = item["start"], item.get("boxes") or {}
-        frames = FrameRange(item["path"], item["first"], item["end"], seek=seek)
-        tracker = None
-        if item.get("track"):
-            from .cli import _make_tracker
-            tracker = _make_tracker(self.tracker_spec, self.est.meta)
-        kept, overlap, schema = [], [], None
+        frames = FrameRange(item["path"], start, item["end"], seek=seek)
+        kept, schema = [], None
         for i, t, img in frames:
             res = self._estimate(img, item, boxes.get(str(i)))
-            if tracker is not None:
-                res = tracker.update(res, t)
             schema = schema or dict(_schema(res), **self._meta_tracking())
             f = {"frame": i, **_record_result(res)}
-            if i < start:
-                overlap.append(f)
-                continue
             f["crc"] = frame_checksum(img)
             kept.append(f)
-        return {"frames_out": kept, "overlap": overlap, "schema": schema, "mode": frames.mode,
+        return {"frames_out": kept, "schema": schema, "mode": frames.mode,
                 "pts_ok": frames.pts_ok, "eof": frames.eof, "frames": len(kept),
-                "processed": len(kept) + len(overlap)}
+                "processed": len(kept)}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -683,7 +561,7 @@ class Scheduler:
     worker died runs again (on the restarted worker or another); ``on_result(item, out, slot)``
     gets each item's results once."""
 
-    def __init__(self, ray, workers: int, threads: int, estimator: dict, tracker, jobdir: "JobDir",
+    def __init__(self, ray, workers: int, threads: int, estimator: dict, jobdir: "JobDir",
                  model_digest: Optional[str], queue_depth: int = QUEUE_DEPTH):
         ex = ray.exceptions
         self.ray, self.jobdir, self.depth = ray, jobdir, max(1, int(queue_depth))
@@ -693,7 +571,7 @@ class Scheduler:
         self.died = getattr(ex, "ActorDiedError", ())
         cls = ray.remote(PoseWorker).options(num_cpus=threads, max_restarts=MAX_RESTARTS,
                                              max_task_retries=0, scheduling_strategy="SPREAD")
-        self.slots = [_Slot(i, cls.remote(estimator, tracker, model_digest)) for i in range(workers)]
+        self.slots = [_Slot(i, cls.remote(estimator, model_digest)) for i in range(workers)]
         self.hellos: "Dict[Any, _Slot]" = {s.actor.hello.remote(): s for s in self.slots}
         self.attempts: Dict[str, int] = {}
         self.rerun = 0
@@ -842,10 +720,10 @@ class _Job:
     """Within: Ray connected; :meth:`run` runs items on the workers (started on first use) and
     records each one's results (``make_record(item, out)``); :meth:`stats` says how it went."""
 
-    def __init__(self, items: List[dict], jobdir: "JobDir", spec: dict, tracker, digest: str,
+    def __init__(self, items: List[dict], jobdir: "JobDir", spec: dict, digest: str,
                  address: str, workers: int, threads: int, progress, on_item, queue_depth: int,
                  make_record: Callable[[dict, dict], dict]):
-        self.items, self.jobdir, self.spec, self.tracker, self.digest = items, jobdir, spec, tracker, digest
+        self.items, self.jobdir, self.spec, self.digest = items, jobdir, spec, digest
         self.workers, self.threads, self.progress, self.on_item = workers, threads, progress, on_item
         self.queue_depth, self.make_record = queue_depth, make_record
         self.session = RaySession(address, num_cpus=max(os.cpu_count() or 1, workers * threads))
@@ -888,7 +766,7 @@ class _Job:
             self.total += len(todo)
         if self.sched is None:
             self.sched = Scheduler(self.session.ray, self.workers, self.threads, self.spec,
-                                   self.tracker, self.jobdir, self.digest, self.queue_depth)
+                                   self.jobdir, self.digest, self.queue_depth)
             self.bar = _progress_bar(self.total, self.done, self.progress)
         elif self.bar is not None and again:
             self.bar.total = self.total
@@ -993,8 +871,8 @@ def _boxes_of(boxes_by_image, iid):
     return (np.asarray(b).tolist(), None if s is None else np.asarray(s).tolist())
 
 
-def _plan_infer(sources: Sequence[str], images_per_item: int, chunk_frames: int, overlap: int,
-                draw: bool, boxes_by_image, track: bool, max_frames: Optional[int]):
+def _plan_infer(sources: Sequence[str], images_per_item: int, chunk_frames: int,
+                draw: bool, boxes_by_image, max_frames: Optional[int]):
     """The sources (kind, images / frame count, fingerprint) and their work items, in merge
     order; every source checked here, in one line, before any work."""
     from .cli import _image_id, _source_kind, _source_name
@@ -1039,13 +917,12 @@ def _plan_infer(sources: Sequence[str], images_per_item: int, chunk_frames: int,
             starts = list(range(0, n, chunk_frames)) if n > 0 else [0]
             for ci, a in enumerate(starts):
                 b = a + chunk_frames if ci < len(starts) - 1 else (int(max_frames) if max_frames else None)
-                first = max(0, a - overlap) if track else a
                 it = {"id": "s%03d-vid-%06d-%s" % (si, a, "end" if b is None else "%06d" % b),
                       "kind": "frames", "source": si, "path": ab, "start": a, "end": b,
-                      "first": first, "track": bool(track), "seek": True, "use_boxes": use_boxes}
+                      "seek": True, "use_boxes": use_boxes}
                 if use_boxes:
                     it["boxes"] = {str(f): _boxes_of(boxes_by_image, f) for f in boxes_by_image
-                                   if f >= first and (b is None or f < b)}
+                                   if f >= a and (b is None or f < b)}
                 items.append(it)
         if draw:
             for nm in names:
@@ -1083,13 +960,10 @@ class _Replay:
     time. Each frame is checked against the checksum its worker recorded: a seeked chunk whose
     frame differs is run again without seeking (``rerun(item)`` -> its new record) and the
     replay goes on with it. The frame numbers are checked against the chunk's range and against
-    what run_video reports (:meth:`check`). With ``stitch``, the workers' track ids are joined
-    (TrackStitcher)."""
+    what run_video reports (:meth:`check`)."""
 
-    def __init__(self, name: str, chunks: List[dict], jobdir: "JobDir", stitch: bool, overlap: int,
-                 rerun: Callable[[dict], dict]):
+    def __init__(self, name: str, chunks: List[dict], jobdir: "JobDir", rerun: Callable[[dict], dict]):
         self.name, self.chunks, self.jobdir, self.rerun = name, list(chunks), jobdir, rerun
-        self.stitcher = TrackStitcher(keep=max(overlap, 1)) if stitch else None
         self.pending: deque = deque()
         self.issued: deque = deque()
         self.position = 0
@@ -1111,8 +985,6 @@ class _Replay:
             raise EdgeposeError("%s: chunk %s has frames %d..%d, expected %d..%s"
                                 % (self.name, it["id"], got[0], got[-1], it["start"], it["end"]))
         self.schema = self.schema or rec["schema"]
-        if self.stitcher is not None:
-            self.stitcher.add({"frames": rec["frames_out"], "overlap": rec["overlap"]})
         self.pending.extend((it, f) for f in rec["frames_out"][self.served:])
 
     def _load(self) -> bool:
@@ -1144,8 +1016,6 @@ class _Replay:
             self.reruns += 1
             rec = self.rerun(it)
             self.pending.clear()
-            if self.stitcher is not None:
-                self.stitcher.undo()
             self._take(it, rec)
             return self(img)
         self.pending.popleft()
@@ -1181,48 +1051,6 @@ class _ReplayMeta:
         return default if v is None else v
 
 
-class _ListWriter:
-    """io.JsonArrayWriter's interface over write_json (an edgepose without that writer)."""
-
-    def __init__(self, path: str):
-        self.path, self.items, self.count = path, [], 0
-
-    def append(self, obj) -> None:
-        self.items.append(obj)
-        self.count += 1
-
-    def extend(self, objs) -> None:
-        for o in objs:
-            self.append(o)
-
-    def close(self) -> None:
-        from .io import write_json
-
-        write_json(self.path, self.items)
-
-    def abort(self) -> None:
-        self.items = []
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, *exc):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-        return False
-
-
-def _json_array(path: str):
-    """The writer edgepose infer writes its results and summary with."""
-    try:
-        from .io import JsonArrayWriter
-    except ImportError:
-        return _ListWriter(path)
-    return JsonArrayWriter(path)
-
-
 class _Entries:
     """Merged entries on their way to a writer (None: counted, not written): each one checked
     (``check``) and, with several sources, naming its ``source`` (results: last key, summary:
@@ -1254,18 +1082,18 @@ def _people_counts(ppf) -> np.ndarray:
     return np.asarray(list(ppf or []), np.int64)
 
 
-def _merge_video(p: dict, si: int, items, jobdir, out_dir: str, ns, jsonl, tracker, stitch: bool,
-                 overlap: int, results, summary, rerun):
+def _merge_video(p: dict, si: int, items, jobdir, out_dir: str, ns, jsonl, tracker,
+                 results, summary, rerun):
     """One video's outputs from its chunks' records, through edgepose.cli._run_video (the code
-    of ``edgepose infer VIDEO``): tracked there with ``tracker`` (a cli._tracker spec), or, with
-    ``stitch``, with the ids of the workers' trackers joined. Returns the pipeline's stats."""
+    of ``edgepose infer VIDEO``): tracked there with ``tracker`` (a cli._tracker spec), in frame
+    order. Returns the pipeline's stats."""
     from .cli import _run_video
 
     chunks = [it for it in items if it["kind"] == "frames" and it["source"] == si]
-    replay = _Replay(p["source"], chunks, jobdir, stitch, overlap, rerun)
+    replay = _Replay(p["source"], chunks, jobdir, rerun)
     summary.check = replay.check
     stats = _run_video(ns, replay, p["source"], out_dir, results, summary,
-                       tracker=None if stitch else tracker, jsonl=jsonl)
+                       tracker=tracker, jsonl=jsonl)
     if not stats["interrupted"] and not replay.finished() and not ns.max_frames:
         raise EdgeposeError("%s: %d frames decoded here, more recorded by the workers"
                             % (p["source"], replay.position))
@@ -1276,7 +1104,7 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
           summary_json: Optional[str] = None, draw: bool = True, address: Optional[str] = "local",
           workers: Optional[int] = None, threads: Optional[int] = None,
           chunk_frames: Optional[int] = None, images_per_item: int = IMAGES_PER_ITEM,
-          track=None, track_mode: str = "driver", overlap: Optional[int] = None,
+          track=None,
           jsonl: Optional[str] = None, csv: Optional[str] = None, plot: Optional[str] = None,
           max_frames: Optional[int] = None, pipelined: bool = True, boxes: Optional[str] = None,
           boxes_threshold: float = 0.0, estimator_options: Optional[dict] = None,
@@ -1291,10 +1119,8 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
     ``jsonl`` / ``csv`` / ``plot`` files; ``echo`` gets the lines it prints. Several sources:
     one after the other in that order, every results and summary entry naming its ``source``.
     The outputs are written as they are merged (memory does not grow with the frames).
-    ``track``: people IDs through videos (see :func:`_tracker_spec`); ``track_mode``
-    "driver" (the tracker runs here, in frame order: the result of ``edgepose infer --track``)
-    or "chunks" (each chunk's worker tracks, starting ``overlap`` frames early, default
-    ``TRACK_OVERLAP``; :class:`TrackStitcher` joins their ids).
+    ``track``: people IDs through videos (see :func:`_tracker_spec`): the tracker runs here, in
+    frame order, so the IDs are those of ``edgepose infer --track``.
     ``on_item(info)``: called on this process after each item's record is written.
     Returns ``{"json", "summary_json", "results", "stats"}``: the paths written, the number of
     results entries, the job's statistics (per worker too)."""
@@ -1311,12 +1137,6 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
     if not sources:
         raise InputError("no source given")
     tracker = _tracker_spec(track)
-    if track_mode not in ("driver", "chunks"):
-        raise InputError("track_mode must be 'driver' or 'chunks', got %r" % (track_mode,))
-    chunk_track = bool(tracker) and track_mode == "chunks"
-    overlap = int(TRACK_OVERLAP if overlap is None else overlap) if chunk_track else 0
-    if overlap < 0:
-        raise InputError("overlap must be >= 0, got %d" % overlap)
     address = check_address(address)
     _import_ray()
     out_dir = out or "edgepose_out"
@@ -1326,8 +1146,7 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
     if boxes:
         from .io import load_coco_boxes
         boxes_by_image = load_coco_boxes(boxes, score_threshold=boxes_threshold)
-    plan, items = _plan_infer(sources, images_per_item, chunk_frames, overlap, draw,
-                              boxes_by_image, chunk_track, max_frames)
+    plan, items = _plan_infer(sources, images_per_item, chunk_frames, draw, boxes_by_image, max_frames)
     videos = [p for p in plan if p["kind"] == "video"]
     if (tracker or jsonl or csv or plot) and not videos:
         raise InputError("--track, --jsonl, --csv and --plot need a video or camera source, got %s"
@@ -1340,7 +1159,6 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
                 "estimator": _estimator_identity(spec, digest),
                 "sources": [[p["kind"], p["fingerprint"]] for p in plan],
                 "options": {"images_per_item": images_per_item, "chunk_frames": chunk_frames,
-                            "overlap": overlap, "tracker": tracker if chunk_track else None,
                             "draw": draw, "max_frames": max_frames,
                             "boxes": sha256_file(boxes) if boxes else None,
                             "boxes_threshold": boxes_threshold if boxes else None}}
@@ -1363,11 +1181,11 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
                     write_atomic(os.path.join(out_dir, name), data)
                 return {"entries": res["entries"]}
             item.update(mode=res["mode"], pts_ok=res["pts_ok"])
-            rec = {k: res[k] for k in ("frames_out", "overlap", "schema", "mode", "pts_ok", "eof")}
+            rec = {k: res[k] for k in ("frames_out", "schema", "mode", "pts_ok", "eof")}
             rec["seek"] = item["seek"]
             return rec
 
-        with _Job(items, jobdir, spec, tracker if chunk_track else None, digest, address, workers,
+        with _Job(items, jobdir, spec, digest, address, workers,
                   threads, progress, on_item, queue_depth, make_record) as job:
 
             def rerun(it):           # a seeked chunk whose frames are not the decoded ones
@@ -1394,9 +1212,11 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
                                     max_fps=None, max_frames=max_frames, boxes=None)
             several = len(plan) > 1
             n_img = n_fr = n_res = 0
+            from .io import JsonArrayWriter
+
             with contextlib.ExitStack() as outputs:   # streamed, as edgepose infer writes them
-                res_w = outputs.enter_context(_json_array(json_out))
-                sum_w = outputs.enter_context(_json_array(summary_json)) if summary_json else None
+                res_w = outputs.enter_context(JsonArrayWriter(json_out))
+                sum_w = outputs.enter_context(JsonArrayWriter(summary_json)) if summary_json else None
                 for si, p in enumerate(plan):
                     src = p["source"] if several else None
                     results = _Entries(res_w, src)
@@ -1417,7 +1237,7 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
                         n_res += results.count
                         continue
                     stats = _merge_video(p, si, items, jobdir, out_dir, ns, jsonl, tracker,
-                                         chunk_track, overlap, results, summary, rerun)
+                                         results, summary, rerun)
                     if stats["interrupted"]:
                         raise KeyboardInterrupt
                     c = _people_counts(stats["people_per_frame"])
@@ -1515,7 +1335,7 @@ def evaluate(model: str, coco: Sequence[str], images: Sequence[str], address: Op
     try:
         for it in items:
             it["_done"] = jobdir.load(it["id"]) is not None
-        with _Job(items, jobdir, spec, None, digest, address, workers, threads, progress, on_item,
+        with _Job(items, jobdir, spec, digest, address, workers, threads, progress, on_item,
                   queue_depth, lambda item, res: {"entries": res["entries"]}) as job:
             if job.done_before:
                 logger.info("ray: resuming: %d of %d items were done before"

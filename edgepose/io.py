@@ -103,17 +103,6 @@ class VideoReader:
         return self.frame_count
 
 
-def read_video_frames(path: str, every: int = 1, limit: Optional[int] = None) -> List[Tuple[int, np.ndarray]]:
-    """(index, frame) of every ``every``-th frame, at most ``limit`` of them."""
-    out = []
-    for i, f in enumerate(VideoReader(path)):
-        if i % every == 0:
-            out.append((i, f))
-            if limit is not None and len(out) >= limit:
-                break
-    return out
-
-
 # ----------------------------------------------------------------------------------------------
 # atomic writes, and the temporaries of killed writers
 # ----------------------------------------------------------------------------------------------

@@ -90,11 +90,6 @@ def onnx_to_torch(model, input_shapes: Optional[Dict[str, Sequence[int]]] = None
     return OnnxModule(model)
 
 
-def _torch_module_base():
-    import torch
-    return torch.nn.Module
-
-
 class _Step:
     __slots__ = ("op", "inputs", "outputs", "attrs", "mod", "name")
 

@@ -196,29 +196,6 @@ def test_a_frame_range_is_the_frames_decoding_from_the_start_gives(media):
         assert fr.eof == (end is None)
 
 
-def test_track_ids_are_stitched_across_chunks():
-    from edgepose.distributed import stitch_track_ids
-
-    def pose(x):           # an 18-keypoint person standing at x
-        return [[x + 3.0 * (k % 3), 40.0 + 10.0 * k, 0.9] for k in range(18)]
-
-    A, B, C = 100.0, 300.0, 500.0
-    # chunk 0: frames 0-9, people A (id 1) and B (id 2); chunk 1: frames 10-19, run from frame 6:
-    # its own tracker calls B 1, A 2, and C (new at frame 12) 3; chunk 2: a cut, nobody matches
-    c0 = {"frames": [{"frame": i, "kp": [pose(A), pose(B)], "ids": [1, 2]} for i in range(10)]}
-    c1 = {"overlap": [{"frame": i, "kp": [pose(B), pose(A)] + ([pose(700.0)] if i == 6 else []),
-                       "ids": [1, 2] + ([7] if i == 6 else [])} for i in range(6, 10)],
-          "frames": [{"frame": i, "kp": [pose(B), pose(A)] + ([pose(C)] if i >= 12 else []),
-                      "ids": [1, 2] + ([3] if i >= 12 else [])} for i in range(10, 20)]}
-    c2 = {"overlap": [{"frame": 19, "kp": [pose(900.0)], "ids": [1]}],
-          "frames": [{"frame": i, "kp": [pose(900.0)], "ids": [1]} for i in range(20, 25)]}
-    n = stitch_track_ids([c0, c1, c2])
-    assert [f["ids"] for f in c0["frames"]] == [[1, 2]] * 10
-    assert c1["frames"][0]["ids"] == [2, 1] and c1["frames"][-1]["ids"] == [2, 1, 3]
-    assert c1["overlap"][0]["ids"] == [2, 1, None]        # a track of the overlap frames only
-    assert [f["ids"] for f in c2["frames"]] == [[4]] * 5 and n == 4
-
-
 # ----------------------------------------------------------------------------------------------
 # on a local Ray instance in this process
 # ----------------------------------------------------------------------------------------------
@@ -308,9 +285,8 @@ def test_chunks_whose_seeking_cannot_be_trusted_run_again_decoding_from_the_star
 
 def test_tracking_through_ray_is_the_tracking_of_one_sequential_run(local_ray, tfpose_model, media,
                                                                      tmp_path, capsys):
-    """Default: the driver tracks the workers' results in frame order, exactly edgepose infer
-    --track. track_mode="chunks": each chunk's worker tracks from 16 frames before its start and
-    the ids are stitched: the same ids, keypoints within a pixel (the One Euro filters warm up)."""
+    """The driver tracks the workers' results in frame order: exactly edgepose infer --track,
+    across chunk boundaries (chunks of 20 frames)."""
     pytest.importorskip("scipy")
     from edgepose.distributed import infer
 
@@ -330,17 +306,12 @@ def test_tracking_through_ray_is_the_tracking_of_one_sequential_run(local_ray, t
     a, b = seq("seq"), par("ray", track=True)
     for f in ("s.json", "t.jsonl", "results.json", "clip.mp4"):
         assert _bytes(a / f) == _bytes(b / f), f
-    # chunks: at height 128 people score near the tracker's high_score (0.3); a track must be
-    # able to start within a chunk's overlap, so high_score 0.1 here
-    a, b = seq("seq01", "--high-score", "0.1"), par("chunks", track={"tracker": {"high_score": 0.1}},
-                                                   track_mode="chunks")
-    s, c = _read(a / "s.json"), _read(b / "s.json")
-    assert [f["frame"] for f in c] == [f["frame"] for f in s] == list(range(60))
-    ids = [[p["track_id"] for p in f["people"]] for f in s]
-    assert [[p["track_id"] for p in f["people"]] for f in c] == ids and len({i for f in ids for i in f}) > 1
-    worst = max(abs(x - y) for fs, fc in zip(s, c) for ps, pc in zip(fs["people"], fc["people"])
-                for ks, kc in zip(ps["keypoints"], pc["keypoints"]) for x, y in zip(ks[:2], kc[:2]))
-    assert worst < 1.0
+    # at height 128 people score near the tracker's high_score (0.3): with 0.1 several are tracked
+    a, b = seq("seq01", "--high-score", "0.1"), par("ray01", track={"tracker": {"high_score": 0.1}})
+    for f in ("s.json", "t.jsonl"):
+        assert _bytes(a / f) == _bytes(b / f), f
+    ids = [[p["track_id"] for p in f["people"]] for f in _read(b / "s.json")]
+    assert len({i for f in ids for i in f}) > 1
 
 
 # ----------------------------------------------------------------------------------------------
