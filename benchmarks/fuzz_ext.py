@@ -3,11 +3,11 @@
     python benchmarks/fuzz_ext.py [--inputs 100000] [--seed N] [--build-dir DIR] [--jobs 2]
                                   [--json FILE] [--keep-going]
 
-1. Build: ``cpp_ext`` with the CMake option ``EDGEPOSE_SANITIZE=ON`` (``-fsanitize=address,
+1. Build: ``cpp_ext`` by setup.py with ``EDGEPOSE_SANITIZE=1`` (``-fsanitize=address,
    undefined,float-cast-overflow -fno-sanitize-recover=all -fno-omit-frame-pointer -O1 -g
    -D_GLIBCXX_ASSERTIONS``) into its own directory, ``build/sanitize/<key>`` (``--build-dir`` or
    ``EDGEPOSE_FUZZ_BUILD`` to change the root), never over the installed ``edgepose._ext``. The
-   key hashes the C++ sources, CMakeLists.txt, the compiler, Python and pybind11: an up-to-date
+   key hashes the C++ sources, setup.py, the compiler, Python and pybind11: an up-to-date
    build is reused.
 2. Run: this file's driver in a subprocess, the sanitized module imported directly by path, with
    ``LD_PRELOAD`` = libasan (``c++ -print-file-name=libasan.so``: Python is not instrumented,
@@ -93,16 +93,15 @@ def preload() -> str:
 
 def missing_tools() -> str:
     """Why the sanitized build cannot be made here ('' when it can)."""
-    if not shutil.which("cmake"):
-        return "cmake not found"
     if not compiler():
         return "no C++ compiler"
     if not libasan():
         return "no libasan for %s" % compiler()
     import importlib.util
 
-    if importlib.util.find_spec("pybind11") is None:
-        return "pybind11 not installed"
+    for mod in ("pybind11", "setuptools"):
+        if importlib.util.find_spec(mod) is None:
+            return "%s not installed" % mod
     return ""
 
 
@@ -111,7 +110,7 @@ def build_key() -> str:
 
     h = hashlib.sha256()
     for p in sorted(glob.glob(os.path.join(REPO, "cpp_ext", "*"))) + [
-            os.path.join(REPO, "CMakeLists.txt")]:
+            os.path.join(REPO, "setup.py")]:
         h.update(os.path.relpath(p, REPO).encode())
         with open(p, "rb") as f:
             h.update(f.read())
@@ -127,8 +126,6 @@ def build_key() -> str:
 
 def build(root: str = None, jobs: int = 2, log=print) -> str:
     """The sanitized ``_ext`` shared object, built unless an up-to-date one exists."""
-    import pybind11
-
     root = root or os.environ.get("EDGEPOSE_FUZZ_BUILD") or os.path.join(REPO, "build",
                                                                          "sanitize")
     os.makedirs(root, exist_ok=True)
@@ -139,18 +136,18 @@ def build(root: str = None, jobs: int = 2, log=print) -> str:
         return found[0]
     tmp = tempfile.mkdtemp(prefix=key + ".tmp-", dir=root)
     try:
-        gen = ["-G", "Ninja"] if shutil.which("ninja") else []
-        cfg = ["cmake", "-S", REPO, "-B", tmp] + gen + [
-            "-DCMAKE_BUILD_TYPE=Debug", "-DEDGEPOSE_SANITIZE=ON",
-            "-DCMAKE_CXX_COMPILER=" + compiler(), "-DPython_EXECUTABLE=" + sys.executable,
-            "-Dpybind11_DIR=" + pybind11.get_cmake_dir()]
+        # setup.py is THE definition of the extension's build; EDGEPOSE_SANITIZE=1 selects its
+        # sanitizer flags. The C++ compiler compiles and links (CC/CXX override CPython's).
+        env = dict(os.environ, EDGEPOSE_SANITIZE="1", NPY_NUM_BUILD_JOBS=str(jobs), CC=compiler(),
+                   CXX=compiler())
         t0 = time.perf_counter()
-        for cmd in (cfg, ["cmake", "--build", tmp, "-j", str(jobs)]):
-            r = subprocess.run(cmd, capture_output=True, text=True)
+        for cmd in ([sys.executable, "setup.py", "-q", "build_ext", "--build-lib", tmp,
+                     "--build-temp", os.path.join(tmp, "obj"), "--force"],):
+            r = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env)
             if r.returncode:
                 raise RuntimeError("sanitized build failed: %s\n%s%s"
                                    % (" ".join(cmd), r.stdout[-4000:], r.stderr[-4000:]))
-        so = glob.glob(os.path.join(tmp, "_ext*.so"))
+        so = glob.glob(os.path.join(tmp, "edgepose", "_ext*.so"))
         if len(so) != 1:
             raise RuntimeError("sanitized build made no _ext module in %s" % tmp)
         with open(so[0], "rb") as f:

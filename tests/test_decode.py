@@ -1,7 +1,5 @@
 """edgepose.decode on constructed inputs: tie rule, ordering, sub-pixel accuracy, exact grouping,
 person score, filters and bad-input errors."""
-from __future__ import annotations
-
 import numpy as np
 import pytest
 

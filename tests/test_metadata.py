@@ -101,17 +101,6 @@ def _lying_copy(src, tmp_path, name, **changes):
     return out
 
 
-@pytest.fixture(scope="module")
-def lwop_onnx(assets, tmp_path_factory):
-    ckpt = os.path.join(assets, "models", "lwop_hpe0001.pth")
-    if not os.path.exists(ckpt):
-        pytest.skip("lwop checkpoint missing")
-    from edgepose.exporters.api import export
-    src = str(tmp_path_factory.mktemp("lwop") / "lwop.onnx")
-    export(ckpt, target="onnx", out=src, progress=False)
-    return src
-
-
 @pytest.mark.parametrize("changes,words", [
     ({"stride": 4}, ["stride = 4", "gives output"]),
     ({"keypoints": list(CMU18_KEYPOINTS) + ["extra"]}, ["keypoints = '19 names'", "18 channels"]),

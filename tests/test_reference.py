@@ -1,6 +1,4 @@
 """Property tests: the C++ extension agrees with the numpy reference (edgepose.reference)."""
-from __future__ import annotations
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings

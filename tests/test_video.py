@@ -182,12 +182,12 @@ def test_cli_track_writes_jsonl_and_video_and_refuses_bad_input(clip, tfpose_mod
     out = tmp_path / "o"
     r = subprocess.run(exe + ["track", tfpose_model, clip, "--height", "128", "--out", str(out),
                               "--json", str(out / "t.jsonl"), "--threads", "1"],
-                       capture_output=True, text=True)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     assert r.returncode == 0, r.stderr
     assert len(_lines(out / "t.jsonl")) == 24 and (out / "clip.mp4").exists()
     for args, msg in ((["track", tfpose_model, str(tmp_path / "nope.mp4")], "not found"),
                       (["track", tfpose_model, clip, "--beta", "-1"], "beta"),
                       (["track", tfpose_model, clip, "--max-fps", "0"], "max-fps"),
                       (["track", tfpose_model, clip, "--min-hits", "0"], "min-hits")):
-        r = subprocess.run(exe + args, capture_output=True, text=True)
+        r = subprocess.run(exe + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)
