@@ -63,6 +63,33 @@ N_BOOT = 1000
 PNG_FRAMES = 4
 
 
+# search trials are scored on this many held-out frames (spread over the sources); the chosen
+# configuration is then confirmed on all of them
+TRIAL_FRAMES = 32
+
+
+class HoldoutSubset:
+    """Some of a calibration set's held-out frames (``holdout_index``: their positions in the
+    full set, so cached float results are shared)."""
+
+    def __init__(self, cs, index: Sequence[int]):
+        self.holdout_index = [int(i) for i in index]
+        self.holdout_images = [cs.holdout_images[i] for i in self.holdout_index]
+        boxes = getattr(cs, "holdout_boxes", None)
+        self.holdout_boxes = [boxes[i] for i in self.holdout_index] if boxes else None
+        ids = list(getattr(cs, "holdout_ids", None) or range(len(cs.holdout_images)))
+        self.holdout_ids = [ids[i] for i in self.holdout_index]
+
+
+def trial_subset(cs, n: int = TRIAL_FRAMES):
+    """``n`` held-out frames evenly spread over the set (and so over its sources), or the set
+    itself when it is not larger."""
+    total = len(getattr(cs, "holdout_images", []) or [])
+    if total <= n or n <= 0:
+        return cs
+    return HoldoutSubset(cs, np.linspace(0, total - 1, n).round().astype(int).tolist())
+
+
 def _holdout(holdout) -> Tuple[List[np.ndarray], Optional[List[List[float]]]]:
     """Images (and top-down boxes) from a CalibrationSet or a plain list of images."""
     if hasattr(holdout, "holdout_images"):
@@ -193,12 +220,14 @@ def accuracy_report(float_model_path: str, quant_model_path: str, holdout_images
     pf_all, pq_all = [], []
     disp: List[float] = []
     per_img: List[float] = []
+    change: List[float] = []
     oks_sum, denom, nf, nq, lost = 0.0, 0, 0, 0, 0
+    index = list(getattr(holdout_images, "holdout_index", None) or range(len(images)))
     for i, img in enumerate(images):
         box = boxes[i] if boxes else None
-        if ("pf", i) not in cache:
-            cache[("pf", i)] = _run(ef, img, box)
-        rf = cache[("pf", i)]
+        if ("pf", index[i]) not in cache:     # the float side: once per frame
+            cache[("pf", index[i])] = _run(ef, img, box)
+        rf = cache[("pf", index[i])]
         rq = _run(eq, img, box)
         pf_all.append(rf)
         pq_all.append(rq)
@@ -210,6 +239,12 @@ def accuracy_report(float_model_path: str, quant_model_path: str, holdout_images
         oks_sum += s
         denom += most
         per_img.append(float(s / most) if most else 1.0)
+        # how much the float model's confident people change (what the picture shows): 1 - OKS
+        # of each confident float person to its match (1 when lost), summed
+        conf = [a for a in range(len(pf)) if float(np.asarray(rf.scores)[a]) >= LABEL_FREE_MIN_SCORE
+                and int(np.sum(pf[a][:, 2] > 0)) >= 3] if len(pf) else []
+        got = {a: o for a, _, o in matches}
+        change.append(float(sum(1.0 - got.get(a, 0.0) for a in conf)))
         for a, b, _ in matches:
             both = (pf[a][:, 2] > 0) & (pq[b][:, 2] > 0)
             lost += int(np.sum((pf[a][:, 2] > 0) & ~(pq[b][:, 2] > 0)))
@@ -283,10 +318,13 @@ def accuracy_report(float_model_path: str, quant_model_path: str, holdout_images
                     "the %.1f-point budget: give --calib more frames from more sources (>= %d held out)"
                     % (len(images), lo, hi, max_label_free_drop, MIN_RESOLVING_FRAMES))
     # the frames where the two differ most, for the comparison picture
-    worst = sorted(range(len(images)), key=lambda k: per_img[k])[:PNG_FRAMES]
+    # the frames where the float model's confident people change most, for the comparison
+    # picture (not frames where float finds only unsure fragments)
+    worst = sorted(range(len(images)), key=lambda k: (-change[k], per_img[k]))[:PNG_FRAMES]
     ids = list(getattr(holdout_images, "holdout_ids", None) or range(len(images)))
     rep["_examples"] = [(images[k], pf_all[k], pq_all[k], per_img[k], ids[k]) for k in worst]
-    rep["most_different_frames"] = [{"frame": str(ids[k]), "oks_agreement": round(per_img[k], 3)} for k in worst]
+    rep["most_different_frames"] = [{"frame": str(ids[k]), "oks_agreement": round(per_img[k], 3),
+                                     "confident_people_change": round(change[k], 3)} for k in worst]
     rep["seconds"] = round(time.time() - t0, 2)
     return rep
 
@@ -294,6 +332,8 @@ def accuracy_report(float_model_path: str, quant_model_path: str, holdout_images
 def _frames_to_resolve(n: int, half: float, budget: float, floor: int) -> int:
     """Held-out frames whose 95 % interval would be about as narrow as ``budget`` (a bootstrap
     interval narrows as 1/sqrt(frames)), at least ``floor``."""
+    if not np.isfinite(half):
+        return int(max(floor, n + 1))
     need = n * (half / budget) ** 2 if budget > 0 and half > 0 else 0.0
     return int(max(floor, n + 1 if half > budget else n, int(np.ceil(need))))
 
@@ -465,6 +505,7 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
                    host_kernels: bool = False,
                    quantize_fn: Optional[Callable[[Any, str, List[str]], Dict[str, Any]]] = None,
                    prepared=None, reference_path: Optional[str] = None,
+                   cache: Optional[Dict[Any, Any]] = None, trial_frames: int = TRIAL_FRAMES,
                    ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Quantize ``fp32_path`` to ``out_path`` and gate it; returns (quant info, report).
 
@@ -481,7 +522,13 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
     fail. ``host_kernels``: the final report also scores this CPU's int8 kernels.
     ``prepared``: the float model already prepared (:func:`quantize.prepare_model`) on
     ``cs.calib``; ``reference_path``: the float model the quantized one is scored against
-    (default ``fp32_path``; TFLite compares with its own float graph).
+    (default ``fp32_path``; TFLite compares with its own float graph). ``cache``: a dict shared
+    by calls with the same float model and held-out frames (its outputs are computed once).
+
+    Speed: every configuration is first scored on ``trial_frames`` held-out frames spread over
+    the sources (no bootstrap); only one that passes there is scored on all of them, and the
+    search's choice is confirmed on all frames (when the subset was optimistic, the search goes
+    on with every frame from there). One progress line per step, with the time left.
     """
     from edgepose.exporters import quantize as q
     log = log or (lambda m: None)
@@ -491,18 +538,31 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
     qkw = {k: v for k, v in (quantize_kwargs or {}).items() if k not in PREPARE_KEYS}
     user_keep = list(qkw.pop("keep_float", []) or [])
     ref_path = reference_path or fp32_path
-    cache: Dict[str, Any] = {}
+    cache = {} if cache is None else cache
     macs = q.conv_macs(prepared.model, cs.calib[0])
+    sub = trial_subset(cs, trial_frames) if enforce else cs
+    n_all = len(getattr(cs, "holdout_images", []) or [])
+    n_sub = len(getattr(sub, "holdout_images", []) or [])
+    has_coco = bool(coco_pairs(coco, images_dir))
+    state = {"written": None, "trial_s": []}
     total = sum(macs.values()) or 1.0
     if quantize_fn is None:
         def quantize_fn(prep, path, keep):
             return q.quantize_qdq(fp32_path, path, cs.calib, prepared=prep, keep_float=keep, **qkw)
 
-    def attempt(keep: List[str]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    def attempt(keep: List[str], frames=None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+        frames = cs if frames is None else frames
+        ta = time.time()
         info = quantize_fn(prepared, out_path, sorted(set(user_keep + keep)))
-        rep = accuracy_report(ref_path, out_path, cs, meta, coco=coco, images_dir=images_dir,
+        state["written"] = sorted(set(user_keep + keep))
+        rep = accuracy_report(ref_path, out_path, frames, meta, coco=coco, images_dir=images_dir,
                               max_ap_drop=max_ap_drop, max_label_free_drop=max_label_free_drop,
-                              threads=threads, cache=cache)
+                              threads=threads, cache=cache,
+                              n_boot=N_BOOT if (frames is cs or has_coco) else 0)
+        if frames is sub:
+            state["trial_s"].append(time.time() - ta)
+        if frames is not cs:
+            rep["scored_on"] = "%d of %d held-out frames" % (n_sub, n_all)
         rep["keep_float"] = list(info.get("keep_float", sorted(set(user_keep + keep))))
         ff = sum(macs.get(n, 0.0) for n in rep["keep_float"]) / total
         rep["float_mac_fraction"] = round(ff, 4)
@@ -511,6 +571,7 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
 
     def finish(info, rep):
         if host_kernels:
+            log("scoring this CPU's own int8 kernels on the %d held-out frames (%.0f s so far)" % (n_all, time.time() - t0))
             h = accuracy_report(ref_path, out_path, cs, meta, coco=coco, images_dir=images_dir,
                                 max_ap_drop=max_ap_drop, max_label_free_drop=max_label_free_drop,
                                 threads=threads, cache=cache, exact=False)
@@ -528,17 +589,28 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         rep["quantize_seconds"] = round(time.time() - t0, 1)
         return info, rep
 
-    info, rep = attempt([])
     if not enforce:
+        info, rep = attempt([])
         rep["gate_enforced"] = False
         if not rep["passed"]:
             rep["warning"] = ("the INT8 accuracy budget is missed (%s) and the gate is off: not fit "
                               "for deployment" % _why(rep))
             log("WARNING: " + rep["warning"])
         return finish(info, rep)
+    screened = sub is not cs
+    if screened:
+        log("scoring full INT8 on %d of the %d held-out frames first" % (n_sub, n_all))
+        info, rep = attempt([], sub)
+        if rep["passed"]:
+            log("  passes there (%s): scoring on all %d held-out frames" % (_short(rep), n_all))
+            info, rep = attempt([])
+    else:
+        log("scoring full INT8 on the %d held-out frames" % n_all)
+        info, rep = attempt([])
     tried = [_trial(0, [], rep)]
     if not rep["passed"] and search:
         log("INT8 accuracy gate missed (%s): searching mixed precision" % _why(rep))
+        ts = time.time()
         units = q.conv_units(prepared.model)
         already = set(rep["keep_float"])
         units = [u for u in units if not set(u) <= already]
@@ -548,43 +620,65 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         sens = q.unit_sensitivity(prepared.model, units, ranges, frames, threads=threads)
         order = [units[i] for i in np.argsort(-np.asarray(sens), kind="stable")]
         ranked = [(u, float(sens[units.index(u)])) for u in order]
-        lo, hi = 0, len(order)          # lo fails; find the smallest passing k in (lo, hi]
-        best = None
+        log("  %d conv units ranked by sensitivity (once, on %d frames) in %.0f s" % (len(order), n_sens, time.time() - ts))
+        steps = [0]
 
         def keep_k(k: int) -> List[str]:
             return sorted({n for u in order[:k] for n in u})
 
-        # probe geometrically first (cheap configurations first), then bisect
-        k = 1
-        while k < hi:
-            inf_k, rep_k = attempt(keep_k(k))
+        def step(k: int, frames, lo: int, hi: Optional[int]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+            inf_k, rep_k = attempt(keep_k(k), frames)
+            steps[0] += 1
             tried.append(_trial(k, keep_k(k), rep_k))
-            log("  %d most sensitive units in float: %s" % (k, _short(rep_k)))
-            if rep_k["passed"]:
-                hi, best = k, (inf_k, rep_k)
-                break
-            lo = k
-            k *= 2
-        if best is None:
-            inf_k, rep_k = attempt(keep_k(hi))
-            tried.append(_trial(hi, keep_k(hi), rep_k))
+            left = _search_time_left(state["trial_s"], lo, hi if hi is not None else len(order), k,
+                                     rep_k["passed"], n_all / max(1, n_sub) if screened else 1.0)
+            log("  search step %d: %d most sensitive units in float: %s (%s; %s, %.0f s so far)" % (
+                steps[0], k, _short(rep_k), rep_k.get("scored_on", "all %d held-out frames" % n_all),
+                left, time.time() - ts))
+            return inf_k, rep_k
+
+        def smallest_passing(lo: int, frames):
+            """The smallest k > lo whose configuration passes on ``frames``: probe geometrically
+            (cheap configurations first), then bisect. (k, info, rep) or None."""
+            k, hi, best = (lo * 2 if lo else 1), None, None
+            while best is None:
+                k = min(k, len(order))
+                inf_k, rep_k = step(k, frames, lo, None)
+                if rep_k["passed"]:
+                    hi, best = k, (inf_k, rep_k)
+                elif k >= len(order):
+                    return None
+                else:
+                    lo, k = k, k * 2
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                inf_k, rep_k = step(mid, frames, lo, hi)
+                if rep_k["passed"]:
+                    hi, best = mid, (inf_k, rep_k)
+                else:
+                    lo = mid
+            return hi, best[0], best[1]
+
+        found = smallest_passing(0, sub)
+        best = None
+        if found is not None and screened:
+            k = found[0]
+            inf_k, rep_k = attempt(keep_k(k))          # the choice, on every held-out frame
+            tried.append(_trial(k, keep_k(k), rep_k))
+            log("  confirming %d units in float on all %d held-out frames: %s" % (k, n_all, _short(rep_k)))
             if rep_k["passed"]:
                 best = (inf_k, rep_k)
-        while best is not None and hi - lo > 1:
-            mid = (lo + hi) // 2
-            inf_k, rep_k = attempt(keep_k(mid))
-            tried.append(_trial(mid, keep_k(mid), rep_k))
-            log("  %d most sensitive units in float: %s" % (mid, _short(rep_k)))
-            if rep_k["passed"]:
-                hi, best = mid, (inf_k, rep_k)
-            else:
-                lo = mid
+            else:                                       # the subset was optimistic: go on with every frame
+                found = smallest_passing(k, cs)
+                best = (found[1], found[2]) if found is not None else None
+        elif found is not None:
+            best = (found[1], found[2])
         if best is not None:
-            if sorted(keep_k(hi)) != tried[-1]["keep_float"]:
-                info, rep = attempt(keep_k(hi))     # rewrite the chosen configuration
-            else:
-                info, rep = best
+            info, rep = best
+            if state["written"] != sorted(set(user_keep + rep["keep_float"])):
+                quantize_fn(prepared, out_path, sorted(set(user_keep + rep["keep_float"])))   # the chosen one, on disk
         rep["sensitivity_ranking"] = [{"nodes": u, "noise_db": round(sv, 2)} for u, sv in ranked]
+        rep["search_seconds"] = round(time.time() - ts, 1)
     rep["search"] = tried
     if not rep["passed"]:
         _remove(out_path)
@@ -606,8 +700,22 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
     return finish(info, rep)
 
 
+def _search_time_left(trial_s: List[float], lo: int, hi: int, k: int, passed: bool, confirm_factor: float) -> str:
+    """'about N s left': the bisection steps still to go (log2 of the open interval) times the
+    mean trial time, plus the confirmation on all frames."""
+    if not trial_s:
+        return "time left unknown"
+    lo2, hi2 = (lo, k) if passed else (k, hi)
+    n = int(np.ceil(np.log2(max(1, hi2 - lo2)))) if hi2 - lo2 > 1 else 0
+    if not passed and k < hi:
+        n += 1
+    mean = float(np.mean(trial_s))
+    return "about %.0f s left" % (n * mean + confirm_factor * mean)
+
+
 def _trial(k: int, keep: List[str], rep: Dict[str, Any]) -> Dict[str, Any]:
     t = {"units_float": k, "keep_float": sorted(keep), "passed": rep["passed"],
+         "scored_on": rep.get("scored_on", "all"),
          "oks_agreement": round(rep["oks_agreement"], 4),
          "float_mac_fraction": rep.get("float_mac_fraction", 0.0)}
     for key in ("agreement_ap", "label_free_drop", "ap_quant", "ap_drop"):

@@ -127,6 +127,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     prepared = acc.prepare(onnx_path, cs.calib, qkw) if len(formats) > 1 else None
     tried_formats = []
     fallback = chosen = None
+    shared_cache: Dict[Any, Any] = {}      # the float model's results on the held-out frames: once
     with atomic_path(out) as tmp:
         for fi, fmt in enumerate(formats):
             fkw = dict(qkw)
@@ -138,7 +139,8 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
                                                max_ap_drop=max_ap_drop, coco=pairs, log=log,
                                                search=search and last, max_label_free_drop=max_lf,
                                                threads=threads, measure_speed=measure_speed,
-                                               enforce=enforce, host_kernels=True, prepared=prepared)
+                                               enforce=enforce, host_kernels=True, prepared=prepared,
+                                               cache=shared_cache)
             except ExportError as e:    # a format before the last missed the budget: the next one
                 if last and fallback is None:
                     raise

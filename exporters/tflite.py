@@ -145,13 +145,14 @@ def _named_torch_outputs(torch_model, output_names: Sequence[str]):
 def _convert_float(module, sample) -> bytes:
     import torch
     try:
-        import litert_torch
+        with _third_party_output("litert-torch"):
+            import litert_torch
     except ImportError:
         raise ExportError("TFLite export needs litert-torch: pip install 'edgepose[tflite-export]'")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _third_party_output("litert-torch"):
             em = litert_torch.convert(module, (torch.from_numpy(sample),))
-        return bytes(em.model_content())
+            return bytes(em.model_content())
     except EdgeposeError:
         raise
     except Exception as e:
@@ -161,6 +162,60 @@ def _convert_float(module, sample) -> bytes:
 def _quiet():
     """Silence the progress chatter of litert-torch / ai-edge-quantizer."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+class _third_party_output:
+    """Within: what the converter libraries print -- litert-torch's progress lines, torchao's
+    library-load errors, TensorFlow/absl C++ log lines, TFLite's delegate notice (file
+    descriptors 1 and 2, so C++ output too) and Python warnings (FutureWarning, UserWarning) --
+    goes to edgepose's log at DEBUG (``-v``) instead of the terminal."""
+
+    def __init__(self, what: str):
+        self.what = what
+
+    def __enter__(self):
+        import sys
+        import tempfile
+        import warnings
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except Exception:
+                pass
+        self.tmp = tempfile.TemporaryFile()
+        try:
+            self.saved = [os.dup(1), os.dup(2)]
+            os.dup2(self.tmp.fileno(), 1)
+            os.dup2(self.tmp.fileno(), 2)
+        except OSError:          # no file descriptors to redirect (embedded interpreter)
+            self.saved = None
+        self.cw = warnings.catch_warnings(record=True)
+        self.caught = self.cw.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        import sys
+        for f in (sys.stdout, sys.stderr):
+            try:
+                f.flush()
+            except Exception:
+                pass
+        if self.saved is not None:
+            os.dup2(self.saved[0], 1)
+            os.dup2(self.saved[1], 2)
+            for fd in self.saved:
+                os.close(fd)
+        self.cw.__exit__(*exc)
+        self.tmp.seek(0)
+        text = self.tmp.read().decode("utf-8", "replace")
+        self.tmp.close()
+        for line in text.splitlines():
+            if line.strip():
+                logger.debug("%s: %s", self.what, line.rstrip())
+        for w in self.caught:
+            logger.debug("%s: %s: %s", self.what, w.category.__name__, first_line(w.message))
+        return False
 
 
 def _fp16(float_bytes: bytes) -> bytes:
@@ -173,8 +228,9 @@ def _fp16(float_bytes: bytes) -> bytes:
                              "compute_precision": "FLOAT", "explicit_dequantize": True,
                              "skip_checks": False, "min_weight_elements": 0}}]
     try:
-        q = quantizer.Quantizer(bytearray(float_bytes), recipe)
-        r = q.quantize(enable_progress_report=False)
+        with _third_party_output("ai-edge-quantizer"):
+            q = quantizer.Quantizer(bytearray(float_bytes), recipe)
+            r = q.quantize(enable_progress_report=False)
         return bytes(r.quantized_model)
     except Exception as e:
         raise ExportError("float16 weight conversion failed: %s" % first_line(e))
@@ -199,7 +255,7 @@ def _int8(float_bytes: bytes, calib_inputs: List[np.ndarray], input_key: str,
                                    algorithm_key="no_quantize")
     recipe = rm.get_quantization_recipe()
     try:
-        with _no_progress_bars():
+        with _no_progress_bars(), _third_party_output("ai-edge-quantizer"):
             q = quantizer.Quantizer(bytearray(float_bytes), recipe)
             cr = q.calibrate({"serving_default": [{input_key: x} for x in calib_inputs]},
                              num_threads=max(1, int(threads)))
@@ -242,7 +298,8 @@ class _no_progress_bars:
 def _signature_names(tflite_bytes: bytes):
     """(input names, output names) of the model's serving_default signature."""
     from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_content=tflite_bytes)
+    with _third_party_output("litert"):      # the first interpreter prints the XNNPACK notice
+        it = Interpreter(model_content=tflite_bytes)
     sigs = it._get_full_signature_list()
     if not sigs:
         raise ExportError("the converted TFLite model has no signature")

@@ -1,0 +1,182 @@
+"""ONNX Runtime vs OpenVINO, FP32 and INT8 (the same Q/DQ models), on this CPU.
+
+Two steps, because OpenVINO is not an edgepose dependency (measure it in a separate venv):
+
+    # 1. in edgepose's environment: the FP32 ONNX of each real model and its cpu-int8 formats
+    python benchmarks/openvino_speed.py make DIR [--models lwop,tfpose] [--n-calib 16]
+    # 2. in any environment with onnxruntime (and openvino, for its rows): the table + JSON
+    python benchmarks/openvino_speed.py measure DIR [--threads 1,2] [--rounds 12] [--json OUT.json]
+
+``make`` quantizes each model as ``cpu-int8`` does (:data:`edgepose.exporters.ort_int8.DEFAULTS`,
+calibration on the assets' people/ photos and arm-wrestling video) into u8s8, u8s7 and u8u8
+(:data:`edgepose.exporters.cpu_kernels.FORMATS`), and writes one fixed input per model.
+
+``measure`` runs every engine x model back to back in interleaved rounds (each round runs each
+configuration once, so load drift hits all alike) and reports the median **CPU time** (process
+time of all threads: what the inference costs, whatever else the machine runs) and median
+**wall time** per inference, each as a ratio to ONNX Runtime FP32 at the same thread count
+(> 1: faster). Thread-pool spinning is off in ONNX Runtime (a spinning idle pool burns CPU time
+that is not work); OpenVINO runs with ``PERFORMANCE_HINT=LATENCY`` and
+``INFERENCE_NUM_THREADS``. The host's int8 kernel class is printed with the table
+(:func:`edgepose.exporters.cpu_kernels.int8_kernel_class` when importable, else the CPU flags).
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+FORMATS = ("u8s8", "u8s7", "u8u8")
+
+
+def make(args):
+    sys.path.insert(0, os.path.dirname(HERE))
+    from edgepose.assets import assets_dir
+    from edgepose.calibration import load_samples
+    from edgepose.exporters import quantize as Q
+    from edgepose.exporters.api import export
+    from edgepose.exporters.cpu_kernels import FORMATS as FMT
+    from edgepose.exporters.ort_int8 import DEFAULTS
+    from edgepose.metadata import read_onnx_meta
+
+    a = assets_dir()
+    if a is None:
+        sys.exit("assets not found (EDGEPOSE_ASSETS)")
+    os.makedirs(args.dir, exist_ok=True)
+    sources = {"lwop": (os.path.join(a, "models", "lwop_hpe0001.pth"), None),
+               "tfpose": (os.path.join(a, "models", "tfpose_mobilenet_thin.onnx"),
+                          os.path.join(os.path.dirname(HERE), "examples", "tfpose_mobilenet_thin.spec.json"))}
+    calib = [os.path.join(a, "people"), os.path.join(a, "videos", "arm_wrestling.mp4")]
+    for name in args.models.split(","):
+        src, spec = sources[name]
+        fp32 = os.path.join(args.dir, name + ".fp32.onnx")
+        if not os.path.exists(fp32):
+            export(src, target="onnx", out=fp32, spec=spec, progress=False)
+        meta = read_onnx_meta(fp32)
+        cs = load_samples(calib, meta, n=args.n_calib, holdout=1, seed=0)
+        np.save(os.path.join(args.dir, name + ".input.npy"), cs.holdout_inputs[0])
+        prep = Q.prepare_model(fp32, cs.calib, **{k: DEFAULTS[k] for k in ("fold", "equalize", "equalize_concat")})
+        qkw = {k: v for k, v in DEFAULTS.items() if k not in ("fold", "equalize", "equalize_concat")}
+        for fmt in FORMATS:
+            Q.quantize_qdq(fp32, os.path.join(args.dir, "%s.%s.onnx" % (name, fmt)), cs.calib, prepared=prep,
+                           **dict(qkw, **FMT[fmt]))
+        print("made %s: fp32 + %s" % (name, ", ".join(FORMATS)))
+
+
+def _kernel_class():
+    try:
+        from edgepose.exporters.cpu_kernels import int8_kernel_class
+        return int8_kernel_class()
+    except Exception:
+        flags = set()
+        try:
+            for line in open("/proc/cpuinfo"):
+                if line.startswith("flags"):
+                    flags.update(line.split(":", 1)[1].split())
+        except OSError:
+            pass
+        return {"name": "x86 %s" % ("VNNI" if {"avx512_vnni", "avx_vnni"} & flags else "no VNNI"),
+                "source": "CPU flags"}
+
+
+def _ort(path, threads):
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    return lambda x: s.run(None, {name: x})
+
+
+def _ov(path, threads):
+    import openvino as ov
+    core = ov.Core()
+    cm = core.compile_model(core.read_model(path), "CPU",
+                            {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
+    req = cm.create_infer_request()
+    return lambda x: req.infer({0: x})
+
+
+def measure(args):
+    threads = [int(t) for t in args.threads.split(",")]
+    try:
+        import openvino as ov
+        ov_version = ov.__version__ if hasattr(ov, "__version__") else ov.get_version()
+    except ImportError:
+        ov_version = None
+    import onnxruntime as ort
+    models = sorted({f.split(".")[0] for f in os.listdir(args.dir) if f.endswith(".fp32.onnx")})
+    kc = _kernel_class()
+    rows = []
+    for name in models:
+        x = np.load(os.path.join(args.dir, name + ".input.npy"))
+        for t in threads:
+            configs = [("onnxruntime", "fp32", _ort, name + ".fp32.onnx")]
+            configs += [("onnxruntime", f, _ort, "%s.%s.onnx" % (name, f)) for f in FORMATS]
+            if ov_version:
+                configs += [("openvino", "fp32", _ov, name + ".fp32.onnx")]
+                configs += [("openvino", f, _ov, "%s.%s.onnx" % (name, f)) for f in FORMATS]
+            runs = []
+            for eng, fmt, mk, f in configs:
+                p = os.path.join(args.dir, f)
+                if not os.path.exists(p):
+                    continue
+                fn = mk(p, t)
+                for _ in range(2):
+                    fn(x)
+                runs.append({"engine": eng, "format": fmt, "fn": fn, "cpu": [], "wall": []})
+            for _ in range(args.rounds):
+                for r in runs:
+                    w, c = time.perf_counter(), time.process_time()
+                    r["fn"](x)
+                    r["cpu"].append(time.process_time() - c)
+                    r["wall"].append(time.perf_counter() - w)
+            base = runs[0]
+            bc, bw = np.median(base["cpu"]), np.median(base["wall"])
+            for r in runs:
+                c, w = float(np.median(r["cpu"])), float(np.median(r["wall"]))
+                rows.append({"model": name, "threads": t, "engine": r["engine"], "format": r["format"],
+                             "cpu_ms": round(1e3 * c, 1), "wall_ms": round(1e3 * w, 1),
+                             "cpu_ratio": round(bc / c, 2), "wall_ratio": round(bw / w, 2),
+                             "input": "x".join(map(str, x.shape))})
+            print("  %s, %d thread(s): done" % (name, t), file=sys.stderr)
+    head = ("CPU: %s (%s); onnxruntime %s; openvino %s; %d rounds, medians; ratio = ONNX Runtime FP32 time / "
+            "this time (> 1 faster)" % (kc.get("name"), platform.processor() or platform.machine(), ort.__version__,
+                                        ov_version or "not installed", args.rounds))
+    print(head)
+    print("%-7s %3s %-12s %-5s %9s %9s %9s %9s" % ("model", "thr", "engine", "fmt", "CPU ms", "CPU x", "wall ms", "wall x"))
+    for r in rows:
+        print("%-7s %3d %-12s %-5s %9.1f %8.2fx %9.1f %8.2fx" % (r["model"], r["threads"], r["engine"], r["format"],
+                                                                 r["cpu_ms"], r["cpu_ratio"], r["wall_ms"], r["wall_ratio"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"header": head, "kernels": kc, "onnxruntime": ort.__version__, "openvino": ov_version,
+                       "env": {k: v for k, v in os.environ.items() if k.startswith(("ONEDNN", "DNNL", "EDGEPOSE"))},
+                       "rows": rows}, f, indent=1, default=str)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("make")
+    m.add_argument("dir")
+    m.add_argument("--models", default="lwop,tfpose")
+    m.add_argument("--n-calib", type=int, default=16)
+    s = sub.add_parser("measure")
+    s.add_argument("dir")
+    s.add_argument("--threads", default="1,2")
+    s.add_argument("--rounds", type=int, default=12)
+    s.add_argument("--json")
+    args = ap.parse_args()
+    make(args) if args.cmd == "make" else measure(args)
+
+
+if __name__ == "__main__":
+    main()
