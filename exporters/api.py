@@ -4,7 +4,9 @@ Sources
     - a PyTorch checkpoint (``.pth``, ``.pt``, ``.pth.tar``, ``.tar``, ``.ckpt``): ``arch`` or
       auto-detection from the state-dict keys;
     - an ONNX model carrying edgepose metadata (made by edgepose);
-    - a foreign ONNX model plus a ``spec`` (see :mod:`edgepose.exporters.onnx_import`).
+    - a foreign ONNX model plus a ``spec`` (see :mod:`edgepose.exporters.onnx_import`);
+    - a foreign TFLite model plus a ``spec``, target ``tflite`` only: the metadata is added to
+      the flatbuffer, nothing is converted (see :mod:`edgepose.exporters.tflite_import`).
 
 Targets (``TARGETS``)
     ``onnx`` writes the verified FP32 ONNX with metadata. Every other target first makes that
