@@ -7,7 +7,7 @@ import argparse
 import json
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import numpy as np
 
@@ -66,30 +66,10 @@ def _holdout_arg(text: str):
     return v
 
 
-def _progress(it, total=None, desc=""):
-    from .log import progress_bar
-
-    return progress_bar(it, total=total, desc=desc, unit="frame") or it
-
-
 def _estimator(args):
-    from .pipelines import load_estimator
+    from .runner import EstimatorOptions
 
-    opts = {}
-    if getattr(args, "height", None):
-        opts["height"] = args.height
-    if getattr(args, "refine", None):
-        opts["refine"] = args.refine
-    if getattr(args, "flip_test", False):
-        opts["flip_test"] = True
-    if getattr(args, "detector_spec", None):
-        opts["detector_spec"] = args.detector_spec
-    if getattr(args, "max_peaks", None) is not None:
-        opts["max_peaks"] = args.max_peaks
-    return load_estimator(args.model, detector=getattr(args, "detector", None),
-                          threads=getattr(args, "threads", None),
-                          providers=getattr(args, "providers", None),
-                          exact_int8=bool(getattr(args, "exact_int8", False)), **opts)
+    return EstimatorOptions.from_args(args).load()
 
 
 def _boxes_arg(args):
@@ -101,9 +81,11 @@ def _boxes_arg(args):
     return load_coco_boxes(args.boxes, score_threshold=args.boxes_threshold)
 
 
-def _image_id(path: str, default: int) -> int:
-    stem = os.path.splitext(os.path.basename(path))[0]
-    return int(stem) if stem.isdigit() else default
+def _tracker(args):
+    """The tracking flags, checked before the model loads (None without tracking)."""
+    from .runner import tracker_options_from_args
+
+    return tracker_options_from_args(args)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -150,19 +132,25 @@ def _ray_opts(sp):
 
 def cmd_infer(args) -> int:
     if getattr(args, "ray", None) is not None:
-        from .distributed import ray_infer
-
-        return ray_infer(args)
+        return _ray_infer(args)
     import contextlib
 
-    from .io import JsonArrayWriter
+    from .io import JsonArrayWriter, list_images
+    from .runner import infer_images
+    from .sources import source_kind
 
     if len(args.input) > 1:
         raise InputError("%d sources given: infer takes one (several with --ray)" % len(args.input))
     source = args.input[0]
-    kind = _source_kind(source)
+    kind = source_kind(source)
     if kind != "video" and (args.track or args.jsonl or args.csv or args.plot):
         raise InputError("--track, --jsonl, --csv and --plot need a video or camera source, got %s" % source)
+    track = _tracker(args) if kind == "video" and args.track else None
+    paths = None
+    if kind != "video":
+        paths = [source] if kind == "image" else list_images(source)
+        if not paths:
+            raise InputError("no images found in %s" % source)
     est = _estimator(args)
     boxes_by_image = _boxes_arg(args)
     out_dir = args.out or "edgepose_out"
@@ -170,129 +158,47 @@ def cmd_infer(args) -> int:
     with contextlib.ExitStack() as outputs:   # streamed: memory does not grow with the frames
         results = outputs.enter_context(JsonArrayWriter(json_path))
         summary = outputs.enter_context(JsonArrayWriter(args.summary_json)) if args.summary_json else None
-        _infer_into(args, est, source, kind, out_dir, boxes_by_image, results, summary)
+        if paths is not None:
+            infer_images(est, paths, None if args.no_draw else out_dir, boxes_by_image, results, summary,
+                         echo=print, progress=sys.stderr.isatty())
+        else:
+            stats = _video(args, est, source, out_dir, results, summary, track, args.jsonl, boxes_by_image)
+            from .runner import video_summary_line
+
+            print(video_summary_line(source, stats))
     print("wrote %s" % json_path)
     return 0
 
 
-def _infer_into(args, est, source, kind, out_dir, boxes_by_image, results, summary) -> None:
-    from .draw import draw_poses
-    from .io import list_images, read_image, write_image
+def _video(args, est, source, out_dir, results, summary, track, jsonl, boxes_by_image=None):
+    from .runner import infer_video
 
-    def run(img, iid):
-        if boxes_by_image is not None:
-            b, s = boxes_by_image.get(iid, (np.zeros((0, 4), np.float32), None))
-            return est(img, boxes=b, box_scores=s)
-        return est(img)
-
-    if kind in ("image", "folder"):
-        paths = [source] if kind == "image" else list_images(source)
-        if not paths:
-            raise InputError("no images found in %s" % source)
-        for i, p in enumerate(_progress(paths, len(paths), "infer")):
-            img = read_image(p)
-            iid = _image_id(p, i)
-            res = run(img, iid)
-            if res.to_coco17 is not None:
-                results.extend(res.to_coco_results(iid))
-            if summary is not None:
-                summary.append({"file": os.path.basename(p), "image_id": iid, **res.to_dict()})
-            if not args.no_draw:
-                name = os.path.splitext(os.path.basename(p))[0] + ".jpg"
-                write_image(os.path.join(out_dir, name), draw_poses(img, res))
-            print("%s: %d people" % (os.path.basename(p), len(res)))
-    else:
-        spec = _tracker(args) if args.track else None
-        stats = _run_video(args, est, source, out_dir, results, summary, tracker=spec, jsonl=args.jsonl)
-        hist = stats["people_per_frame"] or {0: 1}
-        c = np.repeat(np.array(list(hist), np.int64), np.array(list(hist.values()), np.int64))
-        print("%s: %d frames, people per frame: median %d, min %d, max %d%s"
-              % (_source_name(source), stats["frames_processed"], int(np.median(c)), c.min(), c.max(),
-                 "".join("; wrote %s" % p for p in stats["outputs"])))
-
-
-def _source_kind(source: str) -> str:
-    """image | folder | video (a file, a camera index or device, a GStreamer pipeline, a URL)."""
-    from .io import input_kind
-
-    if source.isdigit() or source.startswith("/dev/") or "!" in source or "://" in source:
-        return "video"
-    return input_kind(source)
-
-
-def _source_name(source: str) -> str:
-    if source.isdigit() or "!" in source or "://" in source:
-        return "camera" if source.isdigit() else "stream"
-    return os.path.splitext(os.path.basename(source.rstrip("/")))[0] or "stream"
-
-
-def _tracker(args):
-    """The tracker options given on the command line (checked before the model loads)."""
-    from .track import SMOOTH_DEFAULTS, TRACK_DEFAULTS, check_options
-
-    topts = {k: getattr(args, k, None) for k in TRACK_DEFAULTS}
-    sopts = {k: getattr(args, k, None) for k in SMOOTH_DEFAULTS}
-    check_options(topts, TRACK_DEFAULTS, "tracker")
-    check_options(sopts, SMOOTH_DEFAULTS, "smoothing")
-    return topts, sopts, bool(getattr(args, "no_smooth", False))
-
-
-def _make_tracker(spec, meta):
-    """A Tracker: edgepose's defaults, then the model's metadata, then the command line."""
-    from .track import Tracker
-
-    topts, sopts, no_smooth = spec
-    base_t = dict(meta.get("tracking") or {}) if meta is not None else {}
-    base_s = dict(meta.get("smoothing") or {}) if meta is not None else {}
-    base_t.update({k: v for k, v in topts.items() if v is not None})
-    base_s.update({k: v for k, v in sopts.items() if v is not None})
-    return Tracker(smoothing=False if no_smooth else base_s, **base_t)
-
-
-def _run_video(args, est, source, out_dir, results, summary, tracker=None, jsonl=None):
-    """A video source through the overlapped pipeline; fills ``results`` (COCO results, frame
-    number as image id) and ``summary``; returns the pipeline's stats (+ people per frame)."""
-    from .video import run_video
-
-    if tracker is not None:
-        tracker = _make_tracker(tracker, est.meta)
-    boxes_by_image = _boxes_arg(args)
-    if boxes_by_image is not None:       # --boxes per frame number: frames run in order, one thread
-        whole, frame_no = est, iter(range(1 << 62))
-
-        def est(img):
-            b, s = boxes_by_image.get(next(frame_no), (np.zeros((0, 4), np.float32), None))
-            return whole(img, boxes=b, box_scores=s)
-        est.meta = whole.meta
-    counts: Dict[int, int] = {}        # people per frame -> frames (bounded memory)
-
-    def on_result(i, t, img, res):
-        counts[len(res)] = counts.get(len(res), 0) + 1
-        if results is not None and res.to_coco17 is not None:
-            results.extend(res.to_coco_results(i))
-        if summary is not None:
-            summary.append({"frame": i, "time_s": round(t, 4), **res.to_dict()})
-
-    name = _source_name(source)
-    out_video = None if args.no_draw else os.path.join(out_dir, name + ".mp4")
-    stats = run_video(source, est, tracker=tracker, out_video=out_video, jsonl=jsonl,
-                      csv=getattr(args, "csv", None), plot=getattr(args, "plot", None),
-                      pipelined=not args.no_pipeline, max_fps=args.max_fps,
-                      max_frames=args.max_frames or 0, progress=sys.stderr.isatty(),
-                      on_result=on_result)
-    stats["people_per_frame"] = counts
-    if stats["frames_skipped"] or stats.get("ended_early"):
-        from .log import logger
-
-        logger.warning("%s: %d frame(s) could not be decoded and were skipped%s"
-                       % (name, stats["frames_skipped"],
-                          "; the file ended after %d of its %d frames" % (stats["frames_read"], stats["frame_count"])
-                          if stats.get("ended_early") else ""))
+    stats = infer_video(est, source, None if args.no_draw else out_dir, results, summary, tracker=track,
+                        jsonl=jsonl, csv=getattr(args, "csv", None), plot=getattr(args, "plot", None),
+                        pipelined=not args.no_pipeline, max_fps=args.max_fps,
+                        max_frames=args.max_frames or 0, boxes_by_image=boxes_by_image,
+                        progress=sys.stderr.isatty())
     if stats["interrupted"]:
         print("interrupted after %d frames: outputs finalised" % stats["frames_processed"])
-    if stats["frames_processed"] == 0:
-        raise InputError("no frame of %s could be decoded" % source)
     return stats
+
+
+def _ray_infer(args) -> int:
+    """``edgepose infer MODEL SOURCE... --ray [ADDRESS]``: what ``edgepose infer`` prints and
+    writes, from Ray's workers (every frame of a file is processed: no --max-fps)."""
+    from .distributed import infer
+    from .runner import EstimatorOptions
+
+    opts = EstimatorOptions.from_args(args).to_dict()
+    model, threads = opts.pop("model"), opts.pop("threads")
+    infer(model, args.input, out=args.out, json_path=args.json, summary_json=args.summary_json,
+          draw=not args.no_draw, address=args.ray, workers=args.workers, threads=threads,
+          chunk_frames=args.chunk_frames, track=_tracker(args) if getattr(args, "track", False) else None,
+          jsonl=getattr(args, "jsonl", None), csv=getattr(args, "csv", None),
+          plot=getattr(args, "plot", None), max_frames=getattr(args, "max_frames", None),
+          pipelined=not getattr(args, "no_pipeline", False), boxes=getattr(args, "boxes", None),
+          boxes_threshold=getattr(args, "boxes_threshold", 0.0), estimator_options=opts)
+    return 0
 
 
 def cmd_track(args) -> int:
@@ -300,18 +206,19 @@ def cmd_track(args) -> int:
     import contextlib
 
     from .io import JsonArrayWriter
+    from .sources import source_kind, source_name
 
     source = args.source
-    if not os.path.isdir(source) and _source_kind(source) != "video":
+    if not os.path.isdir(source) and source_kind(source) != "video":
         raise InputError("track needs a video, a folder of frames, a camera or a stream, got %s" % source)
     spec = _tracker(args)
     est = _estimator(args)
     out_dir = args.out or "edgepose_out"
     with contextlib.ExitStack() as outputs:
         summary = outputs.enter_context(JsonArrayWriter(args.summary_json)) if args.summary_json else None
-        stats = _run_video(args, est, source, out_dir, None, summary, tracker=spec, jsonl=args.json)
+        stats = _video(args, est, source, out_dir, None, summary, spec, args.json)
     print("%s: %d frames in %.1f s (%.1f fps, %s), %d dropped, %d skipped%s"
-          % (_source_name(source), stats["frames_processed"], stats["wall_s"], stats["fps"],
+          % (source_name(source), stats["frames_processed"], stats["wall_s"], stats["fps"],
              "pipelined" if stats["pipelined"] else "sequential", stats["frames_dropped"],
              stats["frames_skipped"], "".join("; wrote %s" % p for p in stats["outputs"])))
     return 0
@@ -319,9 +226,7 @@ def cmd_track(args) -> int:
 
 def cmd_eval(args) -> int:
     if getattr(args, "ray", None) is not None:
-        from .distributed import ray_eval
-
-        return ray_eval(args)
+        return _ray_eval(args)
     from .evaluate import evaluate_coco
 
     if len(args.coco) != len(args.images):
@@ -357,6 +262,28 @@ def report_eval(args, r) -> None:
                                "exact_int8": bool(args.exact_int8)})
     if args.results:
         write_json(args.results, r["results"])
+
+
+def _ray_eval(args) -> int:
+    """``edgepose eval ... --ray [ADDRESS]``: what ``edgepose eval`` prints and writes; the job's
+    folder goes beside --results (or --json)."""
+    from .distributed import evaluate, log_summary, work_root
+    from .runner import EstimatorOptions
+
+    work = None
+    for p in (args.results, args.json):
+        if p:
+            work = work_root(os.path.dirname(os.path.abspath(p)))
+            break
+    opts = EstimatorOptions.from_args(args).to_dict()
+    model, threads = opts.pop("model"), opts.pop("threads")
+    r = evaluate(model, args.coco, args.images, address=args.ray, workers=args.workers,
+                 threads=threads, boxes=getattr(args, "boxes", None),
+                 boxes_threshold=getattr(args, "boxes_threshold", 0.0),
+                 estimator_options=opts, work_dir=work)
+    report_eval(args, r)
+    log_summary(r["ray"])
+    return 0
 
 
 def cmd_bench(args) -> int:

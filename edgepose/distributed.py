@@ -30,7 +30,6 @@ the same files, with the same bytes, as the commands without ``--ray``.
 ``ray`` is optional (``pip install 'edgepose[ray]'``): imported inside the functions here only,
 and never by the rest of edgepose.
 """
-import argparse
 import contextlib
 import hashlib
 import json
@@ -49,7 +48,7 @@ from . import __version__
 from .errors import EdgeposeError, InputError, ModelError, first_line
 from .log import logger
 
-__all__ = ["infer", "evaluate", "ray_infer", "ray_eval", "FrameRange", "check_address",
+__all__ = ["infer", "evaluate", "FrameRange", "check_address", "log_summary", "work_root",
            "DEFAULT_WORKERS", "DEFAULT_CHUNK_FRAMES", "IMAGES_PER_ITEM"]
 
 DEFAULT_WORKERS = 2
@@ -67,8 +66,6 @@ START_TIMEOUT_S = 300.0   # the workers must be up by then (a cluster without fr
 WORK_DIR = ".edgepose-ray"
 RECORD_VERSION = 1
 
-_ESTIMATOR_KEYS = ("detector", "detector_spec", "height", "refine", "flip_test", "max_peaks",
-                   "providers", "exact_int8")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -372,9 +369,9 @@ class PoseWorker:
             if model_digest is not None and _model_digest(estimator["model"]) != model_digest:
                 raise ModelError("%s on %s is not the driver's model (other bytes)"
                                  % (estimator["model"], socket.gethostname()))
-            from .cli import _estimator
+            from .runner import EstimatorOptions
 
-            self.est = _estimator(argparse.Namespace(**estimator))
+            self.est = EstimatorOptions.from_dict(estimator).load()
         except Exception as e:      # raised by hello() and run(): one line on the driver
             self.error = e
 
@@ -416,6 +413,7 @@ class PoseWorker:
 
         from .draw import draw_poses
         from .io import read_image
+        from .runner import image_entry
 
         entries, drawn = [], []
         for e in item["images"]:
@@ -427,8 +425,7 @@ class PoseWorker:
                 continue
             entries.append({"image_id": iid, "people": len(res),       # cmd_infer's
                             "coco": res.to_coco_results(iid) if res.to_coco17 is not None else [],
-                            "summary": {"file": os.path.basename(e["path"]), "image_id": iid,
-                                        **res.to_dict()}})
+                            "summary": image_entry(res, e["path"], iid)})
             if item.get("draw"):
                 ok, buf = cv2.imencode(".jpg", draw_poses(img, res))    # io.write_image's bytes
                 if not ok:
@@ -670,19 +667,16 @@ class Scheduler:
 # a job on the driver
 # ----------------------------------------------------------------------------------------------
 def _estimator_spec(model: str, threads: int, options: Optional[dict]) -> dict:
+    """The workers' :class:`edgepose.runner.EstimatorOptions`, as the plain dict they receive
+    (paths absolute); an unknown option is a one-line error."""
+    from .runner import EstimatorOptions
+
     options = dict(options or {})
-    unknown = set(options) - set(_ESTIMATOR_KEYS)
-    if unknown:
-        raise InputError("unknown estimator option(s): %s" % ", ".join(sorted(unknown)))
-    spec = {k: options.get(k) for k in _ESTIMATOR_KEYS}
-    spec["exact_int8"] = bool(spec["exact_int8"])
-    spec["flip_test"] = bool(spec["flip_test"])
-    for k in ("detector", "detector_spec"):
-        if isinstance(spec[k], str) and os.path.exists(spec[k]):
-            spec[k] = os.path.abspath(spec[k])
-    spec["model"] = os.path.abspath(model)
-    spec["threads"] = int(threads)
-    return spec
+    for k in ("model", "threads"):
+        if k in options:
+            raise InputError("unknown estimator option(s): %s" % k)
+    spec = EstimatorOptions.from_dict(dict(options, model=model, threads=int(threads)))
+    return spec.absolute().to_dict()
 
 
 def _check_model(spec: dict) -> Tuple[str, Any]:
@@ -695,9 +689,9 @@ def _check_model(spec: dict) -> Tuple[str, Any]:
         raise ModelError("model file not found: %s" % spec["model"])
     meta = None
     if backend_kind(spec["model"]) != "tensorrt":
-        from .cli import _estimator
+        from .runner import EstimatorOptions
 
-        meta = _estimator(argparse.Namespace(**dict(spec, threads=1))).meta
+        meta = EstimatorOptions.from_dict(spec).load(threads=1).meta
     return _model_digest(spec["model"]), meta
 
 
@@ -818,7 +812,7 @@ class _Job:
                 "workers": workers}
 
 
-def _log_summary(st: dict) -> None:
+def log_summary(st: dict) -> None:
     what = " + ".join(w for w in ("%d images" % st["images"] if st["images"] else "",
                                   "%d frames" % st["frames"] if st["frames"] else "") if w)
     logger.info("ray: %d items (%d done before, %d run, %d run again), %s, in %.1f s on %d workers: "
@@ -837,7 +831,7 @@ def _log_summary(st: dict) -> None:
                     % (100 * st["utilization"], st["overhead_ms_per_item"]))
 
 
-def _work_root(out_dir: str) -> str:
+def work_root(out_dir: str) -> str:
     return os.path.join(out_dir, WORK_DIR)
 
 
@@ -875,14 +869,15 @@ def _plan_infer(sources: Sequence[str], images_per_item: int, chunk_frames: int,
                 draw: bool, boxes_by_image, max_frames: Optional[int]):
     """The sources (kind, images / frame count, fingerprint) and their work items, in merge
     order; every source checked here, in one line, before any work."""
-    from .cli import _image_id, _source_kind, _source_name
     from .io import list_images
+    from .runner import drawn_name
+    from .sources import image_id, source_kind, source_name
     from .video import open_source
 
     plan, items, outputs, seen = [], [], {}, set()
     use_boxes = boxes_by_image is not None
     for si, src in enumerate(sources):
-        kind = _source_kind(src)
+        kind = source_kind(src)
         if kind == "video" and not os.path.isfile(src):
             raise InputError("--ray takes image and video files and folders; %s is a camera or "
                              "stream: run it without --ray" % src)
@@ -895,8 +890,8 @@ def _plan_infer(sources: Sequence[str], images_per_item: int, chunk_frames: int,
             paths = [src] if kind == "image" else list_images(src)
             if not paths:
                 raise InputError("no images found in %s" % src)
-            ids = [_image_id(p, i) for i, p in enumerate(paths)]
-            names = [os.path.splitext(os.path.basename(p))[0] + ".jpg" for p in paths]
+            ids = [image_id(p, i) for i, p in enumerate(paths)]
+            names = [drawn_name(p) for p in paths]
             entry["images"] = len(paths)
             entry["fingerprint"] = [_file_id(p) for p in paths]
             for a in range(0, len(paths), images_per_item):
@@ -910,7 +905,7 @@ def _plan_infer(sources: Sequence[str], images_per_item: int, chunk_frames: int,
             fs = open_source(src)              # the one-line checks of a video file
             n = int(fs.frame_count)
             fs.release()
-            names = [_source_name(src) + ".mp4"]
+            names = [source_name(src) + ".mp4"]
             entry["fingerprint"] = _file_id(src)
             if max_frames:
                 n = min(n, int(max_frames)) if n > 0 else int(max_frames)
@@ -1075,26 +1070,17 @@ class _Entries:
             self.append(o)
 
 
-def _people_counts(ppf) -> np.ndarray:
-    """People per frame from run_video's stats: a list, or a {people: frames} histogram."""
-    if isinstance(ppf, dict):
-        return np.repeat(np.array(list(ppf), np.int64), np.array(list(ppf.values()), np.int64))
-    return np.asarray(list(ppf or []), np.int64)
-
-
-def _merge_video(p: dict, si: int, items, jobdir, out_dir: str, ns, jsonl, tracker,
-                 results, summary, rerun):
-    """One video's outputs from its chunks' records, through edgepose.cli._run_video (the code
-    of ``edgepose infer VIDEO``): tracked there with ``tracker`` (a cli._tracker spec), in frame
+def _merge_video(p: dict, si: int, items, jobdir, results, summary, rerun, **video) -> dict:
+    """One video's outputs from its chunks' records, through :func:`edgepose.runner.infer_video`
+    (the code of ``edgepose infer VIDEO``; ``video``: its keywords), tracked there in frame
     order. Returns the pipeline's stats."""
-    from .cli import _run_video
+    from .runner import infer_video
 
     chunks = [it for it in items if it["kind"] == "frames" and it["source"] == si]
     replay = _Replay(p["source"], chunks, jobdir, rerun)
     summary.check = replay.check
-    stats = _run_video(ns, replay, p["source"], out_dir, results, summary,
-                       tracker=tracker, jsonl=jsonl)
-    if not stats["interrupted"] and not replay.finished() and not ns.max_frames:
+    stats = infer_video(replay, p["source"], results=results, summary=summary, **video)
+    if not stats["interrupted"] and not replay.finished() and not video.get("max_frames"):
         raise EdgeposeError("%s: %d frames decoded here, more recorded by the workers"
                             % (p["source"], replay.position))
     return stats
@@ -1124,8 +1110,8 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
     ``on_item(info)``: called on this process after each item's record is written.
     Returns ``{"json", "summary_json", "results", "stats"}``: the paths written, the number of
     results entries, the job's statistics (per worker too)."""
-    from .cli import _source_name
     from .io import sha256_file, write_atomic
+    from .runner import video_summary_line
 
     workers = int(workers or DEFAULT_WORKERS)
     threads = int(threads or 1)
@@ -1163,7 +1149,7 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
                             "boxes": sha256_file(boxes) if boxes else None,
                             "boxes_threshold": boxes_threshold if boxes else None}}
     manifest["job"] = _job_hash(manifest)
-    jobdir = JobDir(os.path.join(_work_root(out_dir), manifest["job"]), manifest)
+    jobdir = JobDir(os.path.join(work_root(out_dir), manifest["job"]), manifest)
     ok = False
     try:
         for it in items:
@@ -1208,8 +1194,8 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
                 job.run(redo, again=True)
             t_merge = time.perf_counter()
             json_out = json_path or os.path.join(out_dir, "results.json")
-            ns = argparse.Namespace(no_draw=not draw, csv=csv, plot=plot, no_pipeline=not pipelined,
-                                    max_fps=None, max_frames=max_frames, boxes=None)
+            video = {"out_dir": out_dir if draw else None, "tracker": tracker, "jsonl": jsonl, "csv": csv,
+                     "plot": plot, "pipelined": pipelined, "max_frames": max_frames or 0}
             several = len(plan) > 1
             n_img = n_fr = n_res = 0
             from .io import JsonArrayWriter
@@ -1236,22 +1222,17 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
                         n_img += summary.count
                         n_res += results.count
                         continue
-                    stats = _merge_video(p, si, items, jobdir, out_dir, ns, jsonl, tracker,
-                                         results, summary, rerun)
+                    stats = _merge_video(p, si, items, jobdir, results, summary, rerun, **video)
                     if stats["interrupted"]:
                         raise KeyboardInterrupt
-                    c = _people_counts(stats["people_per_frame"])
-                    c = c if len(c) else np.zeros(1, np.int64)
                     if echo is not None:
-                        echo("%s: %d frames, people per frame: median %d, min %d, max %d%s"
-                             % (_source_name(p["source"]), stats["frames_processed"], int(np.median(c)),
-                                c.min(), c.max(), "".join("; wrote %s" % o for o in stats["outputs"])))
+                        echo(video_summary_line(p["source"], stats))
                     n_fr += summary.count
                     n_res += results.count
             if echo is not None:
                 echo("wrote %s" % json_out)
             st = job.stats(n_img, n_fr, time.perf_counter() - t_merge)
-        _log_summary(st)
+        log_summary(st)
         ok = True
         return {"json": json_out, "summary_json": summary_json, "results": n_res, "stats": st}
     finally:
@@ -1356,49 +1337,3 @@ def evaluate(model: str, coco: Sequence[str], images: Sequence[str], address: Op
         return out
     finally:
         jobdir.close(remove=ok and not keep_work)
-
-
-# ----------------------------------------------------------------------------------------------
-# the command line (edgepose.cli calls these with its argparse namespace)
-# ----------------------------------------------------------------------------------------------
-def _estimator_options(args) -> dict:
-    return {k: getattr(args, k, None) for k in _ESTIMATOR_KEYS}
-
-
-def ray_infer(args) -> int:
-    """``edgepose infer MODEL SOURCE... --ray [ADDRESS] [--workers N] [--chunk-frames N]``:
-    prints and writes what ``edgepose infer`` does (``--max-fps`` does not apply: every frame of
-    a file is processed, as without --ray)."""
-    track = None
-    if getattr(args, "track", False):
-        from .cli import _tracker
-        track = _tracker(args)
-    infer(args.model, args.input, out=args.out, json_path=args.json, summary_json=args.summary_json,
-          draw=not args.no_draw, address=args.ray, workers=args.workers, threads=args.threads,
-          chunk_frames=args.chunk_frames, track=track, jsonl=getattr(args, "jsonl", None),
-          csv=getattr(args, "csv", None), plot=getattr(args, "plot", None),
-          max_frames=getattr(args, "max_frames", None),
-          pipelined=not getattr(args, "no_pipeline", False), boxes=getattr(args, "boxes", None),
-          boxes_threshold=getattr(args, "boxes_threshold", 0.0),
-          estimator_options=_estimator_options(args))
-    return 0
-
-
-def ray_eval(args) -> int:
-    """``edgepose eval MODEL --coco A --images D [...] --ray [ADDRESS] [--workers N]``: prints
-    and writes what ``edgepose eval`` does; the job's folder goes beside --results (or --json)."""
-
-    work = None
-    for p in (args.results, args.json):
-        if p:
-            work = _work_root(os.path.dirname(os.path.abspath(p)))
-            break
-    r = evaluate(args.model, args.coco, args.images, address=args.ray, workers=args.workers,
-                 threads=args.threads, boxes=getattr(args, "boxes", None),
-                 boxes_threshold=getattr(args, "boxes_threshold", 0.0),
-                 estimator_options=_estimator_options(args), work_dir=work)
-    from .cli import report_eval
-
-    report_eval(args, r)
-    _log_summary(r["ray"])
-    return 0

@@ -33,8 +33,6 @@ from .results import PoseResult
 __all__ = ["FrameSource", "open_source", "gstreamer_csi", "run_video", "frame_record",
            "VideoStats"]
 
-_URL_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
-
 
 def gstreamer_csi(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30,
                   flip: int = 0, out_width: Optional[int] = None, out_height: Optional[int] = None) -> str:
@@ -104,21 +102,24 @@ class FrameSource:
             return
         text = str(spec)
         self.name = text
-        if text.isdigit():
+        from .sources import stream_kind
+
+        stream = stream_kind(text)
+        if stream == "camera":
             self.kind, self.live = "camera", True
             self.cap = cv2.VideoCapture(int(text), cv2.CAP_V4L2)
             if not self.cap.isOpened():
                 self.cap = cv2.VideoCapture(int(text))
             if not self.cap.isOpened():
                 raise InputError("cannot open camera %s (ls /dev/video*; v4l2-ctl --list-devices)" % text)
-        elif text.startswith("/dev/"):
+        elif stream == "v4l2":
             self.kind, self.live = "v4l2", True
             if not os.path.exists(text):
                 raise InputError("camera device not found: %s (ls /dev/video*)" % text)
             self.cap = cv2.VideoCapture(text, cv2.CAP_V4L2)
             if not self.cap.isOpened():
                 raise InputError("cannot open camera device %s (busy, or not a capture device)" % text)
-        elif "!" in text:
+        elif stream == "gstreamer":
             self.kind, self.live = "gstreamer", True
             if not _has_gstreamer():
                 raise InputError("this OpenCV has no GStreamer support, needed for the pipeline %r "
@@ -126,7 +127,7 @@ class FrameSource:
             self.cap = cv2.VideoCapture(text, cv2.CAP_GSTREAMER)
             if not self.cap.isOpened():
                 raise InputError("cannot open the GStreamer pipeline %r" % text[:80])
-        elif text.lower().startswith(_URL_PREFIXES):
+        elif stream == "url":
             self.kind, self.live = "url", True
             self.cap = cv2.VideoCapture(text, cv2.CAP_FFMPEG)
             if not self.cap.isOpened():

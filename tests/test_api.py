@@ -102,3 +102,29 @@ def test_readme_three_lines_on_the_real_model(lwop_onnx, assets):
     assert len(result.people) == 4 and result.draw().shape == result.image.shape
     assert all(p.score > 0.3 for p in result.people)
     assert len(result.to_coco(1)) == 4
+
+
+def test_no_module_imports_the_cli():
+    """The CLI parses and prints; the library (runner, sources, Ray, exporters) never imports it,
+    so there is no import circle through it (edgepose/__main__.py is the CLI's own entry)."""
+    import ast
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    offenders = []
+    for top in ("edgepose", "exporters", "calibration"):
+        for d, _, files in os.walk(os.path.join(root, top)):
+            for f in files:
+                path = os.path.join(d, f)
+                if not f.endswith(".py") or path.endswith(os.path.join("edgepose", "__main__.py")):
+                    continue
+                tree = ast.parse(open(path, encoding="utf-8").read())
+                for n in ast.walk(tree):
+                    names = []
+                    if isinstance(n, ast.ImportFrom):
+                        mod = n.module or ""
+                        names = [mod] + [mod + "." + a.name if mod else a.name for a in n.names]
+                    elif isinstance(n, ast.Import):
+                        names = [a.name for a in n.names]
+                    if any(x in ("cli", "edgepose.cli", ".cli") or x.endswith(".cli") for x in names):
+                        offenders.append(os.path.relpath(path, root))
+    assert offenders == [], offenders
