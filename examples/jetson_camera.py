@@ -15,9 +15,11 @@ Notes for Jetson boards:
   ``opencv-python`` wheels are not). The script says so when the pipeline cannot open.
 - ``sudo nvpmodel -m 0 && sudo jetson_clocks`` before measuring: the default power mode
   throttles the GPU.
-- edgepose needs Python >= 3.8 (JetPack 5 / 6). JetPack 4.6 (Nano) ships TensorRT's Python
-  bindings for Python 3.6 only: build the engine there with the trtexec line of the bundle's
-  README; running this script there needs TensorRT bindings built for Python 3.8.
+- The runtime installs on each JetPack's own Python (README: "Jetson Nano (JetPack 4.6)",
+  "Jetson Orin (JetPack 5/6)"): 3.6 with TensorRT 8.2 on the Nano, whose Maxwell GPU has no fast
+  INT8 (an int8 bundle is built fp16 there, with a message); 3.8 / 3.10 on JetPack 5 / 6. Use a
+  venv made with --system-site-packages so that JetPack's tensorrt and OpenCV are seen.
+- This script keeps Python 3.6 syntax (JetPack 4.6).
 """
 import argparse
 import sys

@@ -30,6 +30,9 @@ from edgepose.errors import EdgeposeError, ExportError, first_line
 from edgepose.metadata import ModelMeta
 
 MODES = ("int8", "fp16", "int8-dla")
+NANO_NOTE = ("note: a Jetson Nano (Maxwell, compute 5.3) has no fast INT8: TensorRT builds this bundle "
+             "as fp16 there (build-engine says so) and the calibration serves Xavier / Orin only; "
+             "for a Nano, --target jetson-fp16 needs no calibration")
 # the options export_jetson_bundle takes (anything else is an error, before any work)
 OPTIONS = frozenset({"method", "holdout", "seed", "every", "max_batch", "aspect_range", "height_range",
                      "static_shapes", "gpu_fallback", "build_engine", "overwrite", "log", "percentile",
@@ -205,11 +208,10 @@ def bundle_readme(build: Dict[str, Any], meta: ModelMeta, accuracy: Optional[Dic
         "(e.g. `TRT-8502-EntropyCalibration2` for 8.5.2, `TRT-100300-EntropyCalibration2` for 10.3.0) "
         "or TensorRT ignores the cache and finds no calibration data."
         % (tc.OLDEST_TRT, tc.trt_version_code(tc.OLDEST_TRT), tc.CALIB_ALGORITHM),
-        "- edgepose's Python runtime needs Python >= 3.8 (JetPack 5 / 6). JetPack 4.6 (Nano) ships TensorRT's "
-        "Python bindings for Python 3.6 only: build the engine there with the TensorRT 8.2 trtexec line; "
-        "running edgepose there needs TensorRT Python bindings built for Python 3.8.",
-        "- The Jetson Nano (Maxwell, compute 5.3) has no fast INT8: TensorRT runs such a model in fp16 "
-        "there; edgepose builds fp16 on it and says so.",
+        "- edgepose's runtime installs on every JetPack's own Python: 3.6 with TensorRT 8.2 on JetPack 4.6 "
+        "(Nano), 3.8 on JetPack 5, 3.10 on JetPack 6 (README: Jetson Nano, Jetson Orin).",
+        "- The Jetson Nano (Maxwell, compute 5.3) has no fast INT8: TensorRT builds an INT8 bundle as fp16 "
+        "there (`edgepose build-engine` says so); `--target jetson-fp16` is the Nano's export.",
     ]
     if build.get("dla") is not None:
         lines.append("- DLA (Xavier / Orin): static shapes; layers the DLA lacks fall back to the GPU "
@@ -367,6 +369,8 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
     workspace_mb = int(workspace_mb or tc.DEFAULT_WORKSPACE_MB)
     if workspace_mb <= 0:
         raise ExportError("workspace_mb must be positive, got %d" % workspace_mb)
+    if mode == "int8":   # said before the calibration is spent
+        log(NANO_NOTE)
 
     try:
         model = onnx.load(onnx_path)
@@ -392,7 +396,7 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
                             aspect_range=tuple(opts.get("aspect_range", DEFAULT_ASPECT_RANGE)),
                             height_range=opts.get("height_range"), opt_hw=opts.get("opt_hw"))
 
-    from edgepose.io import atomic_dir
+    from edgepose.files import atomic_dir
 
     report: Dict[str, Any] = {"target": "jetson-" + mode, "output": out, "precision": mode}
     with atomic_dir(out) as tmp:

@@ -16,6 +16,7 @@ RUNTIME_TESTS = (
     "test_metadata.py",
     "test_track.py",
     "test_video.py",
+    "test_int8_load.py",    # with EDGEPOSE_INT8_FORMATS_DIR: each cpu-int8 format on this onnxruntime
 )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -235,6 +236,21 @@ def test_int8_bundle_layout(int8_bundle):
             assert oct(os.stat(os.path.join(out, n)).st_mode & 0o777) == oct(0o666 & ~m), n
 
 
+def test_jetson_int8_export_says_nano_builds_fp16_before_calibrating(work, tmp_path):
+    from edgepose.exporters.tensorrt import export_jetson_bundle
+    msgs = []
+    export_jetson_bundle(work["model"], str(tmp_path / "b"), mode="int8", calib=work["calib"], n_calib=3,
+                         holdout=1, max_label_free_drop=100.0, build_engine=False, log=msgs.append)
+    nano = [i for i, m in enumerate(msgs) if "Jetson Nano" in m and "fp16" in m and "jetson-fp16" in m]
+    calib = [i for i, m in enumerate(msgs) if "calib" in m.lower() and i not in nano]
+    assert nano and calib and nano[0] < calib[0], msgs
+    readme = open(os.path.join(str(tmp_path / "b"), tc.README_MD)).read()
+    assert "no fast INT8" in readme and "--target jetson-fp16" in readme
+    msgs.clear()
+    export_jetson_bundle(work["model"], str(tmp_path / "f"), mode="fp16", build_engine=False, log=msgs.append)
+    assert not any("Jetson Nano" in m for m in msgs)
+
+
 def test_fp16_and_dla_bundles(fp16_bundle, dla_bundle):
     out, rep = fp16_bundle
     assert tc.QDQ_ONNX not in os.listdir(out) and tc.CALIB_CACHE not in os.listdir(out)
@@ -397,13 +413,65 @@ def _input(meta, w=W):
     return preprocess_bottomup(img, meta)[0]
 
 
-@pytest.mark.parametrize("version,api,mode,onnx_file", [
-    ("8.2.1", "bindings", "implicit", tc.MODEL_ONNX),     # JetPack 4.6: bindings, calib cache
-    ("8.6.1", "tensors", "explicit", tc.QDQ_ONNX),        # JetPack 5: named tensors, Q/DQ
-    ("10.3.0", "tensors", "explicit", tc.QDQ_ONNX),       # JetPack 6
-])
-def test_fake_trt_build_and_run(int8_bundle, tmp_path, monkeypatch, version, api, mode, onnx_file):
+# The TensorRT of each JetPack (the fake models each one's API surface: see tests/fake_tensorrt)
+JETPACK_TRT = [
+    "8.2.1",     # JetPack 4.6 (Jetson Nano's last): bindings API, max_workspace_size
+    "8.4.1",     # JetPack 5.0.2: bindings API, memory pools
+    "8.5.2",     # JetPack 5.1: + named tensors (execute_async_v3)
+    "8.6.2",     # JetPack 6.0
+    "10.3.0",    # JetPack 6.1 / 6.2: named tensors only
+]
+DLA_TRT = [v for v in JETPACK_TRT if v != "8.2.1"]    # Xavier / Orin: JetPack 5 and 6
+
+
+# name -> the releases that have it (pyCore.cpp of release/8.2, 8.4, 8.5, v8.6.1, v10.x)
+_SURFACE = {
+    ("ICudaEngine", "num_bindings"): ("8.2.1", "8.4.1", "8.5.2", "8.6.2"),
+    ("ICudaEngine", "get_binding_shape"): ("8.2.1", "8.4.1", "8.5.2", "8.6.2"),
+    ("ICudaEngine", "num_io_tensors"): ("8.5.2", "8.6.2", "10.3.0"),
+    ("ICudaEngine", "get_tensor_mode"): ("8.5.2", "8.6.2", "10.3.0"),
+    ("IExecutionContext", "set_binding_shape"): ("8.2.1", "8.4.1", "8.5.2", "8.6.2"),
+    ("IExecutionContext", "execute_async_v2"): ("8.2.1", "8.4.1", "8.5.2", "8.6.2"),
+    ("IExecutionContext", "execute_v2"): tuple(JETPACK_TRT),
+    ("IExecutionContext", "set_input_shape"): ("8.5.2", "8.6.2", "10.3.0"),
+    ("IExecutionContext", "set_tensor_address"): ("8.5.2", "8.6.2", "10.3.0"),
+    ("IExecutionContext", "execute_async_v3"): ("8.5.2", "8.6.2", "10.3.0"),
+    ("Builder", "build_engine"): ("8.2.1", "8.4.1", "8.5.2", "8.6.2"),
+    ("Builder", "build_serialized_network"): tuple(JETPACK_TRT),
+    ("IBuilderConfig", "max_workspace_size"): ("8.2.1", "8.4.1", "8.5.2", "8.6.2"),
+    ("IBuilderConfig", "set_memory_pool_limit"): ("8.4.1", "8.5.2", "8.6.2", "10.3.0"),
+    ("IBuilderConfig", "set_calibration_profile"): tuple(JETPACK_TRT),
+    (None, "MemoryPoolType"): ("8.4.1", "8.5.2", "8.6.2", "10.3.0"),
+    (None, "TensorIOMode"): ("8.5.2", "8.6.2", "10.3.0"),
+}
+
+
+@pytest.mark.parametrize("version", JETPACK_TRT)
+def test_fake_surface_is_the_release(version):
+    """The fake offers each release exactly the names it has: a fake 8.2 with a 10.x method would
+    let the version dispatch pass here and fail on a Nano."""
+    trt = fake_tensorrt.make_fake_tensorrt(version)
+    cfg = trt.Builder(None).create_builder_config()
+    for (cls, name), releases in _SURFACE.items():
+        if cls == "IBuilderConfig":
+            has = hasattr(cfg, name)
+        else:
+            has = hasattr(getattr(trt, cls) if cls else trt, name)
+        assert has == (version in releases), (version, cls, name)
+
+
+def test_fake_models_only_jetpack_releases():
+    with pytest.raises(ValueError):
+        fake_tensorrt.make_fake_tensorrt("9.3.0")
+
+
+@pytest.mark.parametrize("version", JETPACK_TRT)
+def test_fake_trt_build_and_run(int8_bundle, tmp_path, monkeypatch, version):
     from edgepose.backends.tensorrt import TensorrtBackend, build_engine
+    # before 8.5: bindings and implicit INT8 (the calibration cache); 8.5+: named tensors, Q/DQ
+    old = tc.parse_version(version) < (8, 5, 0)
+    api, mode = ("bindings", "implicit") if old else ("tensors", "explicit")
+    onnx_file = tc.MODEL_ONNX if old else tc.QDQ_ONNX
     trt, rt = fake_tensorrt.install(monkeypatch, version)
     b = _copy_bundle(int8_bundle[0], str(tmp_path / "b"))
     msgs = []
@@ -423,6 +491,9 @@ def test_fake_trt_build_and_run(int8_bundle, tmp_path, monkeypatch, version, api
     n = len(trt.built)
     assert build_engine(b, log=msgs.append) == path and len(trt.built) == n
     be = TensorrtBackend(b, log=msgs.append)
+    ctx_names = set(dir(be.context)) | set(dir(be.engine))
+    assert ("num_bindings" in ctx_names) == (tc.parse_version(version) < (10, 0, 0))
+    assert ("num_io_tensors" in ctx_names) == (not old)
     assert be.api == api and be.meta.input["name"] == "image"
     assert [i.name for i in be.inputs] == ["image"] and {o.name for o in be.outputs} == {"heatmaps", "pafs"}
     for w in (W, 64):   # two widths inside the profile: shapes resolved per call
@@ -440,9 +511,11 @@ def test_fake_trt_build_and_run(int8_bundle, tmp_path, monkeypatch, version, api
     be.close()
 
 
-def test_fake_trt_fp16_and_nano(fp16_bundle, int8_bundle, tmp_path, monkeypatch):
+@pytest.mark.parametrize("version", JETPACK_TRT)
+def test_fake_trt_fp16_and_nano(fp16_bundle, int8_bundle, tmp_path, monkeypatch, version):
+    """fp16 / fp32 engines; a GPU without fast INT8 (the Nano's Maxwell, TensorRT 8.2) builds fp16."""
     from edgepose.backends.tensorrt import build_engine
-    trt, _ = fake_tensorrt.install(monkeypatch, "8.2.1", fast_int8=False)
+    trt, _ = fake_tensorrt.install(monkeypatch, version, fast_int8=False)
     b = _copy_bundle(fp16_bundle[0], str(tmp_path / "f"))
     build_engine(b, log=lambda m: None)
     assert trt.built[-1]["flags"] == ["FP16"]
@@ -458,9 +531,10 @@ def test_fake_trt_fp16_and_nano(fp16_bundle, int8_bundle, tmp_path, monkeypatch)
     assert any("no fast INT8" in m for m in msgs)
 
 
-def test_fake_trt_dla(dla_bundle, tmp_path, monkeypatch):
+@pytest.mark.parametrize("version", DLA_TRT)
+def test_fake_trt_dla(dla_bundle, tmp_path, monkeypatch, version):
     from edgepose.backends.tensorrt import TensorrtBackend, build_engine
-    trt, _ = fake_tensorrt.install(monkeypatch, "8.6.1", dla_cores=2)
+    trt, _ = fake_tensorrt.install(monkeypatch, version, dla_cores=2)
     b = _copy_bundle(dla_bundle[0], str(tmp_path / "d"))
     p = build_engine(b, log=lambda m: None)
     desc = trt.built[-1]
@@ -469,7 +543,7 @@ def test_fake_trt_dla(dla_bundle, tmp_path, monkeypatch):
     be = TensorrtBackend(b, log=lambda m: None)      # Runtime.DLA_core is set before deserialising
     assert be.run({"image": _input(be.meta)})["heatmaps"].shape == (1, 18, H // 8, W // 8)
     be.close()
-    fake_tensorrt.install(monkeypatch, "8.6.1", dla_cores=0)
+    fake_tensorrt.install(monkeypatch, version, dla_cores=0)
     with pytest.raises(ModelError, match="DLA core 1 requested but this device has 0"):
         build_engine(b, force=True, log=lambda m: None)
 
@@ -503,12 +577,14 @@ def test_stale_engine_is_rebuilt(int8_bundle, tmp_path, monkeypatch):
         TensorrtBackend(lone, log=msgs.append)
 
 
-def test_corrupt_engine(int8_bundle, tmp_path, monkeypatch):
+@pytest.mark.parametrize("version", JETPACK_TRT)
+def test_corrupt_engine(int8_bundle, tmp_path, monkeypatch, version):
     from edgepose.backends.tensorrt import TensorrtBackend, build_engine
-    trt, _ = fake_tensorrt.install(monkeypatch, "10.3.0")
+    trt, _ = fake_tensorrt.install(monkeypatch, version)
+    full = re.escape(version + ".0")
     bad = tmp_path / "bad.engine"
     bad.write_bytes(b"\x00garbage" * 100)
-    with pytest.raises(ModelError, match="bad.engine could not be deserialised by TensorRT 10.3.0.0: .*corrupt"):
+    with pytest.raises(ModelError, match="bad.engine could not be deserialised by TensorRT %s: .*corrupt" % full):
         TensorrtBackend(str(bad))
     empty = tmp_path / "empty.engine"
     empty.write_bytes(b"")
@@ -523,7 +599,7 @@ def test_corrupt_engine(int8_bundle, tmp_path, monkeypatch):
         f.write(b"XXXX")
     msgs = []
     be = TensorrtBackend(b, log=msgs.append)
-    assert any("could not be deserialised by TensorRT 10.3.0.0 (corrupt" in m and "rebuilding" in m for m in msgs)
+    assert any("could not be deserialised by TensorRT %s.0 (corrupt" % version in m and "rebuilding" in m for m in msgs)
     be.close()
 
 
@@ -549,10 +625,13 @@ def test_trtexec_engine_in_bundle(int8_bundle, tmp_path, monkeypatch):
     assert os.path.exists(os.path.join(b, "model.engine"))             # the user's file is left alone
 
 
-def test_engine_of_another_model(int8_bundle, work, tmp_path, monkeypatch):
+@pytest.mark.parametrize("version", JETPACK_TRT)
+def test_engine_of_another_model(int8_bundle, work, tmp_path, monkeypatch, version):
     from edgepose.backends.tensorrt import TensorrtBackend, build_engine
-    fake_tensorrt.install(monkeypatch, "10.3.0")
-    other, _ = _export(work, "other_fp16", mode="fp16", model=work["other"])
+    fake_tensorrt.install(monkeypatch, version)
+    other = str(work["dir"] / "other_fp16")
+    if not os.path.exists(other):
+        other, _ = _export(work, "other_fp16", mode="fp16", model=work["other"])
     ob = _copy_bundle(other, str(tmp_path / "o"))
     other_engine = build_engine(ob, log=lambda m: None)
     b = _copy_bundle(int8_bundle[0], str(tmp_path / "b"))
@@ -565,17 +644,18 @@ def test_engine_of_another_model(int8_bundle, work, tmp_path, monkeypatch):
         TensorrtBackend(os.path.join(b, "model.engine"))
 
 
-def test_engine_with_foreign_io(int8_bundle, tmp_path, monkeypatch):
+@pytest.mark.parametrize("version", JETPACK_TRT)
+def test_engine_with_foreign_io(int8_bundle, tmp_path, monkeypatch, version):
     """An engine without sidecar whose tensors do not match the bundle's metadata: clear error."""
     from onnx import TensorProto, helper
     from edgepose.backends.tensorrt import TensorrtBackend
-    trt, _ = fake_tensorrt.install(monkeypatch, "10.3.0")
+    trt, _ = fake_tensorrt.install(monkeypatch, version)
     g = helper.make_graph([helper.make_node("Relu", ["input"], ["output"])], "g",
                           [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
                           [helper.make_tensor_value_info("output", TensorProto.FLOAT, [1, 3, 8, 8])])
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     builder = trt.Builder(None)
-    net = builder.create_network(0)
+    net = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH))
     parser = trt.OnnxParser(net, None)
     assert parser.parse(m.SerializeToString())
     cfg = builder.create_builder_config()

@@ -1,10 +1,33 @@
 """FAKE TensorRT and FAKE cuda-python runtime, for compatibility tests only.
 
-THIS IS NOT TENSORRT. It mirrors the *documented Python API surface* of TensorRT 8.2 (bindings,
-``max_workspace_size``), 8.6 (both bindings and named tensors, memory pools) and 10.x (named
-tensors only; ``execute_async_v3``; no ``max_workspace_size``/bindings), plus the parts of
-cuda-python's runtime module the backend uses, so that edgepose's version-dispatch, engine
-cache and buffer plumbing can be exercised without a GPU. "Engines" are a fake container that
+THIS IS NOT TENSORRT. It mirrors the Python API surface of each TensorRT release a Jetson runs,
+plus the parts of cuda-python's runtime module the backend uses, so that edgepose's
+version-dispatch, engine cache and buffer plumbing can be exercised without a GPU.
+
+Which names exist in which release was checked against the real bindings' source, the pybind11
+definitions in NVIDIA/TensorRT ``python/src/infer/pyCore.cpp`` and ``python/src/parsers/pyOnnx.cpp``
+at branches release/8.2, release/8.4, release/8.5 and tags v8.6.1, v10.0.0, v10.3.0 (github.com/
+NVIDIA/TensorRT), and against the TensorRT 10 API migration guide ("Removed Python APIs",
+docs.nvidia.com/deeplearning/tensorrt/latest/api/migration-guide.html):
+
+- 8.2 (JetPack 4.6, the Nano's last): bindings only: ``ICudaEngine.num_bindings``,
+  ``get_binding_name/index/shape/dtype``, ``binding_is_input``; ``IExecutionContext.
+  set_binding_shape/get_binding_shape``, ``execute_v2``, ``execute_async_v2``;
+  ``Builder.build_engine`` and ``build_serialized_network``; ``IBuilderConfig.max_workspace_size``;
+  no ``MemoryPoolType``/``set_memory_pool_limit``, no named-tensor method, no ``TensorIOMode``;
+- 8.4 (JetPack 5.0.2): + ``MemoryPoolType`` and ``IBuilderConfig.set_memory_pool_limit``
+  (``max_workspace_size`` deprecated, still there);
+- 8.5 (JetPack 5.1) and 8.6 (JetPack 6.0): + named tensors: ``ICudaEngine.num_io_tensors``,
+  ``get_tensor_name/mode/shape/dtype``, ``TensorIOMode``; ``IExecutionContext.set_input_shape``,
+  ``get_tensor_shape``, ``set_tensor_address``, ``execute_async_v3``; bindings deprecated, still there;
+- 10.x (JetPack 6.1/6.2: 10.3): the bindings API, ``execute_async_v2``, ``Builder.build_engine`` and
+  ``max_workspace_size`` removed; ``execute_v2``, ``set_calibration_profile``,
+  ``all_binding_shapes_specified`` and the (deprecated) ``EXPLICIT_BATCH`` flag remain.
+
+All releases: ``OnnxParser.parse``/``parse_from_file``/``num_errors``/``get_error``,
+``Builder.platform_has_fast_int8``/``platform_has_fast_fp16``/``num_DLA_cores``,
+``IBuilderConfig.DLA_core``/``default_device_type``/``int8_calibrator``/``set_calibration_profile``,
+``Runtime.DLA_core``/``deserialize_cuda_engine``, ``IInt8EntropyCalibrator2``, ``nptype``. "Engines" are a fake container that
 runs the ONNX model in onnxruntime on the CPU; "device memory" is host memory. Nothing measured
 with it says anything about TensorRT accuracy or speed.
 
@@ -142,9 +165,11 @@ def make_fake_tensorrt(version: str = "10.3.0", fast_int8: bool = True, dla_core
                        cudart: Optional[types.ModuleType] = None) -> types.ModuleType:
     """A module object named ``tensorrt`` with the API of TensorRT ``version`` (8.2, 8.6 or 10.x)."""
     major, minor = [int(x) for x in version.split(".")[:2]]
-    has_pools = (major, minor) >= (8, 4)
-    has_named = (major, minor) >= (8, 5)
-    has_bindings = major < 10
+    if not ((8, 2) <= (major, minor) <= (8, 6) or major == 10):
+        raise ValueError("the fake models TensorRT 8.2-8.6 and 10.x, not %s" % version)
+    has_pools = (major, minor) >= (8, 4)       # MemoryPoolType, set_memory_pool_limit
+    has_named = (major, minor) >= (8, 5)       # the name-based tensor API, execute_async_v3
+    has_bindings = major < 10                  # the bindings API, execute_async_v2, build_engine
     code = _code(version)
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version + ".0"
@@ -314,9 +339,8 @@ def make_fake_tensorrt(version: str = "10.3.0", fast_int8: bool = True, dla_core
             self.profiles.append(p)
             return len(self.profiles) - 1
 
-        if major < 10 or True:   # deprecated in 10, still present
-            def set_calibration_profile(self, p):
-                object.__setattr__(self, "calib_profile", p)
+        def set_calibration_profile(self, p):     # every release (deprecated in 10.1, still there)
+            object.__setattr__(self, "calib_profile", p)
 
         if has_pools:
             def set_memory_pool_limit(self, pool, size):
@@ -522,6 +546,14 @@ def make_fake_tensorrt(version: str = "10.3.0", fast_int8: bool = True, dla_core
                 ctypes.memmove(addrs[n], o.ctypes.data, o.nbytes)
             return True
 
+        @property
+        def all_binding_shapes_specified(self):     # every release, 10.x too
+            return all(t[0] in self.shapes for t in self.engine.io if t[3])
+
+        def execute_v2(self, bindings):             # synchronous; every release, 10.x too
+            trt.log.append("execute_v2")
+            return self._execute({t[0]: bindings[i] for i, t in enumerate(self.engine.io)})
+
         if has_bindings:
             def set_binding_shape(self, i, shape):
                 return self._set_shape(self.engine.io[i][0], shape)
@@ -530,11 +562,7 @@ def make_fake_tensorrt(version: str = "10.3.0", fast_int8: bool = True, dla_core
                 n, s, dt, is_in = self.engine.io[i]
                 return self.shapes.get(n, s) if is_in else self._out_shape(n)
 
-            @property
-            def all_binding_shapes_specified(self):
-                return all(t[0] in self.shapes for t in self.engine.io if t[3])
-
-            def execute_async_v2(self, bindings, stream_handle):
+            def execute_async_v2(self, bindings, stream_handle, input_consumed=None):
                 trt.log.append("execute_async_v2")
                 return self._execute({t[0]: bindings[i] for i, t in enumerate(self.engine.io)})
 
@@ -582,6 +610,8 @@ def make_fake_tensorrt(version: str = "10.3.0", fast_int8: bool = True, dla_core
             return ICudaEngine(desc, onnx_bytes)
 
     trt.Runtime = Runtime
+    trt.ICudaEngine, trt.IExecutionContext, trt.IBuilderConfig = ICudaEngine, IExecutionContext, IBuilderConfig
+    trt.INetworkDefinition, trt.IOptimizationProfile = INetworkDefinition, IOptimizationProfile
     return trt
 
 

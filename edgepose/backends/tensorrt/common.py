@@ -10,9 +10,9 @@ MISSING_TRT = (
     "--system-site-packages), or build the engine there with 'edgepose build-engine BUNDLE' "
     "or the trtexec line in BUNDLE/README.md")
 MISSING_CUDA = (
-    "no CUDA Python bindings: install cuda-python matching JetPack's CUDA "
-    "(e.g. pip install 'cuda-python==11.4.*' on JetPack 4.6, '11.4.*' on JetPack 5, '12.*' on "
-    "JetPack 6) or pycuda")
+    "no CUDA Python bindings: pip install pycuda (built against the device's CUDA; the only choice on "
+    "JetPack 4.6, whose CUDA 10.2 predates cuda-python) or cuda-python matching JetPack's CUDA "
+    "('cuda-python==11.*' on JetPack 5, '12.*' on JetPack 6)")
 
 
 def _say(msg: str) -> None:
