@@ -151,6 +151,15 @@ def schema_tables(s: Dict[str, Any]) -> Dict[str, Any]:
     return tables
 
 
+def table_fields(tables: Dict[str, Any]) -> Dict[str, Any]:
+    """The metadata fields of a spec's keypoint tables (:func:`schema_tables`), as JSON lists."""
+    return {"schema": tables["schema"], "keypoints": list(tables["keypoints"]),
+            "skeleton": [list(p) for p in (tables.get("skeleton") or [])],
+            "limbs": [list(p) for p in (tables.get("limbs") or [])],
+            "flip_pairs": [list(p) for p in (tables.get("flip_pairs") or [])],
+            "to_coco17": list(tables["to_coco17"]) if tables.get("to_coco17") is not None else None}
+
+
 def _int(v: Any, what: str, minimum: int = 0) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer, float)) or int(v) != v or int(v) < minimum:
         raise _fail("%s must be an integer >= %d, got %r" % (what, minimum, v))
@@ -586,12 +595,7 @@ def import_onnx(model_path: str, spec: Union[str, Dict[str, Any]], out: str, pro
                     for part in ("heatmaps", "pafs") if part in parts},
         "stride": s["stride"],
         "heatmap_offset": s["heatmap_offset"],
-        "schema": tables["schema"],
-        "keypoints": list(tables["keypoints"]),
-        "skeleton": [list(p) for p in (tables.get("skeleton") or [])],
-        "limbs": [list(p) for p in (tables.get("limbs") or [])],
-        "flip_pairs": [list(p) for p in (tables.get("flip_pairs") or [])],
-        "to_coco17": list(tables["to_coco17"]) if tables.get("to_coco17") is not None else None,
+        **table_fields(tables),
         "source_sha256": file_sha256(model_path),
         "edgepose_version": _version(),
         "precision": "fp32",

@@ -44,7 +44,7 @@ import numpy as np
 
 from edgepose.errors import EdgeposeError, ExportError, ModelError
 
-from .onnx_import import _fail, _normalize_spec, load_spec, normalize_input, schema_tables, _INPUT_KEYS
+from .onnx_import import _INPUT_KEYS, _fail, _normalize_spec, load_spec, normalize_input, schema_tables, table_fields
 
 FAMILIES = ("bottomup", "topdown", "onestage", "regression")
 _IO_KEYS = ("dtype", "quantization")
@@ -277,12 +277,7 @@ def import_tflite(model_path: str, spec, out: str, progress: bool = True) -> Dic
                   "channel_order": inp["channel_order"], "mean": inp["mean"], "std": inp["std"],
                   "dynamic_hw": False, "dynamic_batch": False},
         "outputs": outputs,
-        "schema": tables["schema"],
-        "keypoints": list(tables["keypoints"]),
-        "skeleton": [list(p) for p in (tables.get("skeleton") or [])],
-        "limbs": [list(p) for p in (tables.get("limbs") or [])],
-        "flip_pairs": [list(p) for p in (tables.get("flip_pairs") or [])],
-        "to_coco17": list(tables["to_coco17"]) if tables.get("to_coco17") is not None else None,
+        **table_fields(tables),
         "source_sha256": file_sha256(model_path),
         "edgepose_version": _version(),
         "precision": _precision(src.interpreter),
