@@ -22,7 +22,8 @@ import numpy as np
 from edgepose import decode
 from edgepose.assets import assets_dir
 from edgepose.evaluate import coco_keypoint_stats, load_coco
-from edgepose.io import read_image, write_json
+from edgepose.io import read_image
+from edgepose.files import write_json
 from edgepose.pipelines import BottomUpEstimator
 from edgepose.preprocess import heatmap_to_input
 

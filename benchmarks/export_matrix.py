@@ -19,7 +19,8 @@ import traceback
 
 from edgepose.assets import asset
 from edgepose.exporters.api import TARGETS, export
-from edgepose.io import read_image, write_json
+from edgepose.io import read_image
+from edgepose.files import write_json
 from edgepose.pipelines import load_estimator
 
 

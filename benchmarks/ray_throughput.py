@@ -125,7 +125,7 @@ def main():
         print("  per-item overhead, %d in flight: %.2f ms per item (%d items of 1 image, model+read %.1f ms each)"
               % (depth, o["overhead_ms_per_item"], o["items"], o["model_ms_per_item"]))
     if args.json:
-        from edgepose.io import write_json
+        from edgepose.files import write_json
 
         write_json(args.json, {"model": os.path.basename(model), "inputs": {"images": p["images"],
                    "frames": p["frames"]}, "cpus": os.cpu_count(), "load_average": load[0],

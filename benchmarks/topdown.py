@@ -40,7 +40,8 @@ def main(argv=None) -> int:
 
     from edgepose.assets import asset
     from edgepose.errors import EdgeposeError
-    from edgepose.io import read_image, write_json
+    from edgepose.io import read_image
+    from edgepose.files import write_json
     from edgepose.bench import benchmark_people
     from edgepose.pipelines.topdown import TopDownEstimator
 

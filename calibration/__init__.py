@@ -27,7 +27,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgepose.errors import EdgeposeError, InputError
-from edgepose.io import IMAGE_EXTS, VIDEO_EXTS, read_image, read_json, sha256_file
+from edgepose.io import IMAGE_EXTS, VIDEO_EXTS, read_image
+from edgepose.files import read_json, sha256_file
 from edgepose.metadata import ModelMeta
 
 __all__ = ["CalibrationSet", "load_samples", "check_sources", "IMAGE_EXTS", "VIDEO_EXTS"]

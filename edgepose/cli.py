@@ -110,7 +110,7 @@ def cmd_export(args) -> int:
                         spec=args.spec, input_size=args.input_size, dynamic=args.dynamic,
                         opset=args.opset, calib=args.calib, **opts)
     if args.json:
-        from .io import write_json
+        from .files import write_json
 
         write_json(args.json, report)
     written = report.get("written") or [report.get("output", args.output)]
@@ -135,7 +135,8 @@ def cmd_infer(args) -> int:
         return _ray_infer(args)
     import contextlib
 
-    from .io import JsonArrayWriter, list_images
+    from .io import list_images
+    from .files import JsonArrayWriter
     from .runner import infer_images
     from .sources import source_kind
 
@@ -205,7 +206,7 @@ def cmd_track(args) -> int:
     """People with IDs and smoothed keypoints through a video, a camera or a stream."""
     import contextlib
 
-    from .io import JsonArrayWriter
+    from .files import JsonArrayWriter
     from .sources import source_kind, source_name
 
     source = args.source
@@ -250,7 +251,7 @@ def cmd_eval(args) -> int:
 def report_eval(args, r) -> None:
     """Print an evaluation's ten COCO stats and write --json / --results (with or without Ray)."""
     from .evaluate import STAT_NAMES
-    from .io import write_json
+    from .files import write_json
 
     stats = r["stats"]
     print("COCO keypoints on %d images (%d predicted people):" % (r["images"], r["people"]))
@@ -288,7 +289,8 @@ def _ray_eval(args) -> int:
 
 def cmd_bench(args) -> int:
     from .assets import asset
-    from .io import read_image, write_json
+    from .io import read_image
+    from .files import write_json
 
     img_path = args.image or asset("coco", "000000196141.jpg")
     if img_path is None:

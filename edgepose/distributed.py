@@ -345,7 +345,7 @@ def pose_result(frame: dict, schema: dict):
 # ----------------------------------------------------------------------------------------------
 def _model_digest(path: str) -> str:
     """sha256 of a model file, or of a bundle directory's files (names and bytes)."""
-    from .io import sha256_file
+    from .files import sha256_file
 
     if not os.path.isdir(path):
         return sha256_file(path)
@@ -466,7 +466,7 @@ class JobDir:
     for operators) and a lock, so that two drivers do not run one job at once."""
 
     def __init__(self, root: str, manifest: dict):
-        from .io import write_json
+        from .files import write_json
 
         self.root = root
         self.items_dir = os.path.join(root, "items")
@@ -502,7 +502,7 @@ class JobDir:
         return rec
 
     def save(self, item_id: str, rec: dict) -> None:
-        from .io import write_atomic
+        from .files import write_atomic
 
         rec = dict(rec, version=RECORD_VERSION, job=self.job, item=item_id)
         write_atomic(self.path(item_id), json.dumps(rec, separators=(",", ":")))
@@ -512,7 +512,7 @@ class JobDir:
             os.unlink(self.path(item_id))
 
     def write_workers(self, slots) -> None:
-        from .io import write_json
+        from .files import write_json
 
         write_json(os.path.join(self.root, "workers.json"),
                    {"job": self.job, "workers": [s.describe() for s in slots]})
@@ -1110,7 +1110,7 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
     ``on_item(info)``: called on this process after each item's record is written.
     Returns ``{"json", "summary_json", "results", "stats"}``: the paths written, the number of
     results entries, the job's statistics (per worker too)."""
-    from .io import sha256_file, write_atomic
+    from .files import sha256_file, write_atomic
     from .runner import video_summary_line
 
     workers = int(workers or DEFAULT_WORKERS)
@@ -1198,7 +1198,7 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
                      "plot": plot, "pipelined": pipelined, "max_frames": max_frames or 0}
             several = len(plan) > 1
             n_img = n_fr = n_res = 0
-            from .io import JsonArrayWriter
+            from .files import JsonArrayWriter
 
             with contextlib.ExitStack() as outputs:   # streamed, as edgepose infer writes them
                 res_w = outputs.enter_context(JsonArrayWriter(json_out))
@@ -1256,7 +1256,7 @@ def evaluate(model: str, coco: Sequence[str], images: Sequence[str], address: Op
     ``results``, identical) and ``ray`` (the job's statistics). ``work_dir``: where the job's
     folder goes (default ``~/.cache/edgepose/ray``)."""
     from .evaluate import coco_keypoint_stats, load_coco, merge_coco
-    from .io import sha256_file
+    from .files import sha256_file
 
     workers = int(workers or DEFAULT_WORKERS)
     threads = int(threads or 1)

@@ -25,7 +25,7 @@ import struct
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import ModelError
-from .io import sha256_file, write_atomic  # noqa: F401 (re-exported)
+from .files import sha256_file, write_atomic  # noqa: F401 (re-exported)
 
 BUNDLE_FORMAT = "edgepose-tensorrt-bundle"
 BUNDLE_VERSION = 1

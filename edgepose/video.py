@@ -284,7 +284,7 @@ class _TextSink:
     """A text file written under a temporary name, renamed into place by close()."""
 
     def __init__(self, path: str):
-        from .io import atomic_path
+        from .files import atomic_path
 
         self.path = path
         self._ctx = atomic_path(path)

@@ -420,7 +420,7 @@ def comparison_png(rep: Dict[str, Any], path: str, cell: Tuple[int, int] = (420,
     per-frame OKS agreement), each frame letterboxed into a ``cell`` (width, height)."""
     import cv2
     from edgepose.draw import draw_poses
-    from edgepose.io import atomic_path
+    from edgepose.files import atomic_path
     ex = rep.get("_examples") or []
     if not ex:
         return None
@@ -461,7 +461,7 @@ def report_json(rep: Dict[str, Any]) -> str:
 def save_report(rep: Dict[str, Any], path: str, accuracy: Optional[Dict[str, Any]] = None) -> Dict[str, str]:
     """Write the report JSON at ``path`` and the comparison PNG beside it (``.png`` for
     ``.json``); ``accuracy``: the part holding the held-out examples (default ``rep``)."""
-    from edgepose.io import write_atomic
+    from edgepose.files import write_atomic
     acc = rep if accuracy is None else accuracy
     png = (path[:-5] if path.endswith(".json") else path) + ".png"
     written = {}

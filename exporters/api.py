@@ -226,7 +226,7 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
         from .accuracy import coco_pairs
 
         coco_pairs(target_options["coco"], target_options.get("images_dir"))
-    from edgepose.io import scratch_dir
+    from edgepose.files import scratch_dir
 
     with scratch_dir(SCRATCH_LABEL) as tmpdir:
         torch_model = None

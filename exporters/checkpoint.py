@@ -24,7 +24,7 @@ import warnings
 from typing import Any, Dict, List
 
 from edgepose.errors import ModelError, first_line
-from edgepose.io import sha256_file as file_sha256  # noqa: F401 (public name kept)
+from edgepose.files import sha256_file as file_sha256  # noqa: F401 (public name kept)
 
 _STATE_KEYS = ("state_dict", "model_state_dict", "model", "net", "network", "best_state_dict")
 _STRIP_PREFIXES = ("module.", "_orig_mod.")

@@ -79,7 +79,7 @@ def check_output_path(out: str) -> str:
 def atomic_output(out: str) -> Iterator[str]:
     """Yield a temporary path beside ``out``; renamed to ``out`` on success, removed on failure
     (:func:`edgepose.io.atomic_path`, after the output path's checks)."""
-    from edgepose.io import atomic_path
+    from edgepose.files import atomic_path
 
     with atomic_path(check_output_path(out)) as tmp:
         yield tmp

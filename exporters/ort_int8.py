@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict
 
-from edgepose.io import atomic_path
+from edgepose.files import atomic_path
 from edgepose.errors import ExportError
 
 __all__ = ["export_cpu_int8", "DEFAULTS", "report_path"]

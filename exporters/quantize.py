@@ -34,7 +34,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgepose.errors import ExportError, first_line
-from edgepose.io import scratch_dir as _scratch_dir
+from edgepose.files import scratch_dir as _scratch_dir
 
 __all__ = ["QuantStats", "collect_stats", "ranges_from_stats", "quantize_qdq",
            "quantize_with_ranges", "equalize_model", "quantizable_nodes", "METHODS",
@@ -69,7 +69,7 @@ def _load(model) :
 def _save_atomic(model, out: str) -> None:
     import onnx
 
-    from edgepose.io import atomic_path
+    from edgepose.files import atomic_path
 
     with atomic_path(out) as tmp:
         onnx.save(model, tmp)

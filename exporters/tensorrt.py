@@ -396,7 +396,7 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
                             aspect_range=tuple(opts.get("aspect_range", DEFAULT_ASPECT_RANGE)),
                             height_range=opts.get("height_range"), opt_hw=opts.get("opt_hw"))
 
-    from edgepose.io import atomic_dir
+    from edgepose.files import atomic_dir
 
     report: Dict[str, Any] = {"target": "jetson-" + mode, "output": out, "precision": mode}
     with atomic_dir(out) as tmp:

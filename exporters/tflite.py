@@ -39,7 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from edgepose.exporters.onnx_to_torch import safe_identifier
-from edgepose.io import sha256_file
+from edgepose.files import sha256_file
 from edgepose.errors import EdgeposeError, ExportError, first_line
 from edgepose.log import logger
 from edgepose.metadata import ModelMeta
@@ -620,7 +620,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
         return {"keep_float": list(keep), "float_ops": float_ops,
                 "int8_mac_fraction": round(int8_conv_fraction(flat), 4)}
 
-    from edgepose.io import atomic_path
+    from edgepose.files import atomic_path
     ftmp = None
     scratch = contextlib.ExitStack()   # intermediate files: removed here, or by a later run after a kill
     try:
@@ -637,7 +637,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                     raise ExportError("the INT8 accuracy gate needs held-out frames: give --calib a source "
                                       "(images, a video or COCO json), or check_accuracy=False")
                 # the float reference: the same TFLite graph before quantization, same size and IO
-                from edgepose.io import scratch_file
+                from edgepose.files import scratch_file
                 ftmp = scratch.enter_context(scratch_file(out, ".float.tflite"))
                 with open(ftmp, "wb") as f:
                     f.write(embed_metadata(float_flat, ModelMeta(dict(tmeta.data, precision="fp32"))))

@@ -27,6 +27,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
+from edgepose import files as efiles  # noqa: E402
 from edgepose import io as eio  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -144,7 +145,7 @@ def test_atomic_dir_writers_and_a_reader(tmp_path):
     def write(tag):
         def go():
             for k in range(n):
-                with eio.atomic_dir(target) as d:
+                with efiles.atomic_dir(target) as d:
                     for f in ("a", "b", "c"):
                         with open(os.path.join(d, f), "w") as fh:
                             fh.write("%s-%d" % (tag, k))

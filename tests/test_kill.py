@@ -35,6 +35,7 @@ import time
 import numpy as np
 import pytest
 
+from edgepose import files as efiles
 from edgepose import io as eio
 
 pytestmark = pytest.mark.skipif(os.name != "posix", reason="SIGKILL and /proc: POSIX only")
@@ -62,9 +63,9 @@ def _sha(path):
         for root, _, files in os.walk(path):
             for f in files:
                 p = os.path.join(root, f)
-                out[os.path.relpath(p, path)] = eio.sha256_file(p)
+                out[os.path.relpath(p, path)] = efiles.sha256_file(p)
         return out
-    return eio.sha256_file(path)
+    return efiles.sha256_file(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -76,6 +77,7 @@ DRIVER = r'''
 import os, signal, sys
 point, kind, target = sys.argv[1:4]
 import numpy as np
+import edgepose.files as efiles
 import edgepose.io as eio
 
 def die():
@@ -85,7 +87,7 @@ def new_bytes():
     return (np.arange(%(n)d, dtype=np.uint32) * 2654435761).astype(np.uint32).tobytes()[:%(n)d]
 
 absd = os.path.abspath(target)
-real_replace, real_rename, real_r2, real_fsync = os.replace, os.rename, eio._renameat2, eio._fsync
+real_replace, real_rename, real_r2, real_fsync = os.replace, os.rename, efiles._renameat2, efiles._fsync
 
 def replace(a, b):
     if os.path.abspath(b) == absd and point == "before-rename":
@@ -116,10 +118,10 @@ def rename(a, b):
         die()       # the previous directory is aside, its replacement not yet in
     return r
 
-os.replace, os.rename, eio._fsync, eio._renameat2 = replace, rename, fsync, r2
+os.replace, os.rename, efiles._fsync, efiles._renameat2 = replace, rename, fsync, r2
 data = new_bytes()
 if kind == "file":
-    with eio.atomic_path(target) as tmp:
+    with efiles.atomic_path(target) as tmp:
         with open(tmp, "wb") as f:
             f.write(data[: len(data) // 2])
             f.flush()
@@ -127,7 +129,7 @@ if kind == "file":
                 die()
             f.write(data[len(data) // 2:])
 elif kind == "dir":
-    with eio.atomic_dir(target) as tmp:
+    with efiles.atomic_dir(target) as tmp:
         with open(os.path.join(tmp, "a.bin"), "wb") as f:
             f.write(data)
         if point == "mid-write":
@@ -135,7 +137,7 @@ elif kind == "dir":
         with open(os.path.join(tmp, "b.bin"), "wb") as f:
             f.write(data)
 elif kind == "jsonarray":
-    w = eio.JsonArrayWriter(target)
+    w = efiles.JsonArrayWriter(target)
     for i in range(20000):
         w.append({"frame": i, "keypoints": [1.5] * 51})
     w.f.flush()
@@ -192,7 +194,7 @@ def test_atomic_path_killed_at_each_step(tmp_path, point, expect, previous):
     if point != "after-rename":
         assert len(left) == 1 and ".tmp.onnx" in left[0]      # the killed run's temporary
     # the next writer into the folder (another process) removes it
-    assert eio.clean_stale_temps(str(tmp_path)) == [("removed", n) for n in left]
+    assert efiles.clean_stale_temps(str(tmp_path)) == [("removed", n) for n in left]
     assert _hidden(tmp_path) == []
 
 
@@ -208,7 +210,7 @@ def test_atomic_dir_killed_at_each_step(tmp_path, point, expect, previous):
     _kill_at(point, "dir", target)     # (exchange with a previous one, else a plain rename)
     _check_dir_outcome(target, expect, before)
     # after an exchange the killed run's temporary holds the previous directory: removed too
-    eio.clean_stale_temps(str(tmp_path))
+    efiles.clean_stale_temps(str(tmp_path))
     assert _hidden(tmp_path) == []
     _check_dir_outcome(target, expect, before)
 
@@ -238,7 +240,7 @@ def test_atomic_dir_without_exchange_restores_the_previous_one(tmp_path):
     aside = [n for n in _hidden(tmp_path) if n.endswith(".old")]
     assert len(aside) == 1 and _sha(str(tmp_path / aside[0])) == before
     # the next process's first write into this folder, whatever it writes, puts it back
-    eio.write_json(str(tmp_path / "other.json"), {"x": 1})
+    efiles.write_json(str(tmp_path / "other.json"), {"x": 1})
     assert _sha(target) == before and _hidden(tmp_path) == []
 
 
@@ -276,27 +278,27 @@ def test_json_array_writer_killed(tmp_path, point):
         assert len(got) == 20000 and got[-1] == {"frame": 19999, "keypoints": [1.5] * 51}
     else:
         assert got == ["previous"]
-    eio.clean_stale_temps(str(tmp_path))
+    efiles.clean_stale_temps(str(tmp_path))
     assert _hidden(tmp_path) == []
 
 
 def test_json_array_writer(tmp_path):
     target = str(tmp_path / "r.json")
-    with eio.JsonArrayWriter(target) as w:
+    with efiles.JsonArrayWriter(target) as w:
         assert not os.path.exists(target)
         w.extend([{"a": 1}, [2, 3.5]])
         w.append("x")
     with open(target) as f:
         assert json.load(f) == [{"a": 1}, [2, 3.5], "x"]
-    with eio.JsonArrayWriter(str(tmp_path / "empty.json")):
+    with efiles.JsonArrayWriter(str(tmp_path / "empty.json")):
         pass
     with open(str(tmp_path / "empty.json")) as f:
         assert json.load(f) == []
     with pytest.raises(RuntimeError):
-        with eio.JsonArrayWriter(target) as w:
+        with efiles.JsonArrayWriter(target) as w:
             w.append(1)
             raise RuntimeError("interrupted")
-    w2 = eio.JsonArrayWriter(target)
+    w2 = efiles.JsonArrayWriter(target)
     w2.append(5)
     w2.abort()
     with open(target) as f:
@@ -308,7 +310,7 @@ def test_json_array_writer(tmp_path):
 # which temporaries are removed
 # ----------------------------------------------------------------------------------------------
 def _temp_name(target, pid, start, owner=None, kind="tmp", ext=""):
-    return ".%s.ep%s-%d-%d.k2j3h4g5.%s%s" % (target, owner or eio._owner(), pid, start, kind, ext)
+    return ".%s.ep%s-%d-%d.k2j3h4g5.%s%s" % (target, owner or efiles._owner(), pid, start, kind, ext)
 
 
 def _touch(p, isdir=False, age=0.0):
@@ -328,7 +330,7 @@ def _touch(p, isdir=False, age=0.0):
 def live_child():
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
-        yield p.pid, eio._proc_stat(p.pid)[1]
+        yield p.pid, efiles._proc_stat(p.pid)[1]
     finally:
         p.kill()
         p.wait()
@@ -343,10 +345,10 @@ def _dead_pid():
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs /proc")
 def test_clean_stale_temps_removes_dead_writers_only(tmp_path, live_child):
     live_pid, live_start = live_child
-    me = eio._proc_stat(os.getpid())[1]
+    me = efiles._proc_stat(os.getpid())[1]
     dead = _dead_pid()
-    other = "0badc0de" if eio._owner() != "0badc0de" else "0badc0df"
-    old = 2 * eio.STALE_AGE_S
+    other = "0badc0de" if efiles._owner() != "0badc0de" else "0badc0df"
+    old = 2 * efiles.STALE_AGE_S
     keep = [  # (name, is a directory, age in seconds)
         (_temp_name("a.onnx", os.getpid(), me, ext=".onnx"), False, 0),            # this process
         (_temp_name("a.onnx", live_pid, live_start, ext=".onnx"), False, old),     # a live process
@@ -367,7 +369,7 @@ def test_clean_stale_temps_removes_dead_writers_only(tmp_path, live_child):
     for n, isdir, age in keep + gone:
         _touch(str(tmp_path / n), isdir, age)
     os.mkdir(str(tmp_path / "d.jetson-int8"))
-    done = eio.clean_stale_temps(str(tmp_path))
+    done = efiles.clean_stale_temps(str(tmp_path))
     assert sorted(done) == sorted(("removed", n) for n, _, _ in gone)
     assert sorted(os.listdir(tmp_path)) == sorted([n for n, _, _ in keep] + ["d.jetson-int8"])
 
@@ -376,7 +378,7 @@ def test_clean_stale_temps_restores_a_missing_artifact(tmp_path):
     dead = _dead_pid()
     aside = str(tmp_path / _temp_name("m.jetson-fp16", dead, 5, kind="old"))
     _touch(aside, isdir=True)
-    assert eio.clean_stale_temps(str(tmp_path)) == [("restored", "m.jetson-fp16")]
+    assert efiles.clean_stale_temps(str(tmp_path)) == [("restored", "m.jetson-fp16")]
     assert os.listdir(tmp_path) == ["m.jetson-fp16"]
     assert os.listdir(str(tmp_path / "m.jetson-fp16")) == ["f"]
 
@@ -385,10 +387,10 @@ def test_concurrent_writers_of_one_artifact_keep_their_temporaries(tmp_path):
     """Two atomic writes to one name at once (threads here; processes are the same case with
     a live pid): neither removes the other's temporary; the last rename wins, whole."""
     target = str(tmp_path / "r.json")
-    with eio.atomic_path(target) as t1:
-        with eio.atomic_path(target) as t2:
+    with efiles.atomic_path(target) as t1:
+        with efiles.atomic_path(target) as t2:
             assert t1 != t2
-            assert eio.clean_stale_temps(str(tmp_path)) == []
+            assert efiles.clean_stale_temps(str(tmp_path)) == []
             with open(t2, "w") as f:
                 f.write('"second"')
         with open(t1, "w") as f:
@@ -402,7 +404,7 @@ def test_concurrent_writers_of_one_artifact_keep_their_temporaries(tmp_path):
 def test_renameat2_exchange_and_noreplace(tmp_path, use_libc):
     """Both ways of calling renameat2 (glibc >= 2.28, and the system call for older glibc as
     on JetPack 4.6) exchange two names and refuse to replace with NOREPLACE."""
-    fn = eio._load_renameat2(use_libc)
+    fn = efiles._load_renameat2(use_libc)
     if fn is None:
         pytest.skip("no renameat2 here")
     a, b = tmp_path / "a", tmp_path / "b"
@@ -410,38 +412,38 @@ def test_renameat2_exchange_and_noreplace(tmp_path, use_libc):
     (a / "x").write_text("A")
     b.mkdir()
     (b / "x").write_text("B")
-    if fn(os.fsencode(str(a)), os.fsencode(str(b)), eio._RENAME_EXCHANGE) != 0:
+    if fn(os.fsencode(str(a)), os.fsencode(str(b)), efiles._RENAME_EXCHANGE) != 0:
         import ctypes
         pytest.skip("this file system cannot exchange names (errno %d)" % ctypes.get_errno())
     assert (a / "x").read_text() == "B" and (b / "x").read_text() == "A"
-    assert fn(os.fsencode(str(a)), os.fsencode(str(b)), eio._RENAME_NOREPLACE) == -1
+    assert fn(os.fsencode(str(a)), os.fsencode(str(b)), efiles._RENAME_NOREPLACE) == -1
     assert (a / "x").read_text() == "B"
 
 
 def test_long_names_and_permissions(tmp_path):
     name = "m" * 230 + ".onnx"
     target = str(tmp_path / name)
-    with eio.atomic_path(target) as tmp:
+    with efiles.atomic_path(target) as tmp:
         assert len(os.path.basename(tmp)) < 255
         with open(tmp, "w") as f:
             f.write("x")
     umask = os.umask(0o022)
     os.umask(umask)
     assert os.stat(target).st_mode & 0o777 == 0o666 & ~umask
-    with eio.atomic_dir(str(tmp_path / ("b" * 230))) as d:
+    with efiles.atomic_dir(str(tmp_path / ("b" * 230))) as d:
         assert len(os.path.basename(d)) < 255
     assert os.stat(str(tmp_path / ("b" * 230))).st_mode & 0o777 == 0o777 & ~umask
 
 
 def test_scratch_helpers_are_removed_and_reclaimed(tmp_path):
-    with eio.scratch_dir("edgepose-export", dir=str(tmp_path)) as d:
-        assert os.path.isdir(d) and eio._TEMP_RE.match(os.path.basename(d))
-    with eio.scratch_file(str(tmp_path / "m.tflite"), ".float.tflite") as f:
+    with efiles.scratch_dir("edgepose-export", dir=str(tmp_path)) as d:
+        assert os.path.isdir(d) and efiles._TEMP_RE.match(os.path.basename(d))
+    with efiles.scratch_file(str(tmp_path / "m.tflite"), ".float.tflite") as f:
         assert f.endswith(".float.tflite") and os.path.basename(f).startswith(".m.tflite.ep")
     assert os.listdir(tmp_path) == []
     dead = _dead_pid()
     _touch(str(tmp_path / _temp_name("edgepose-export", dead, 5)), isdir=True)
-    assert eio.clean_stale_temps(str(tmp_path)) == [("removed", _temp_name("edgepose-export", dead, 5))]
+    assert efiles.clean_stale_temps(str(tmp_path)) == [("removed", _temp_name("edgepose-export", dead, 5))]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from edgepose.errors import InputError, ModelError
-from edgepose.io import VideoReader, atomic_path, input_kind, read_image, write_json
+from edgepose.io import VideoReader, input_kind, read_image
+from edgepose.files import atomic_path, write_json
 from edgepose.metadata import ModelMeta, embed_onnx, from_props
 from edgepose.preprocess import (apply_affine, box_to_center_size, bottomup_input_size, crop_matrix,
                                  heatmap_to_input, invert_affine, normalize, preprocess_bottomup,

@@ -151,7 +151,7 @@ def validate_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _read_spec_file(path: str) -> Dict[str, Any]:
-    from ..io import read_json
+    from ..files import read_json
 
     return read_json(path, "detector spec", ModelError)
 
