@@ -473,8 +473,11 @@ py::array select_onestage(const py::handle& predictions, const std::string& layo
 
 }  // namespace
 
+void register_resize(py::module_& m);   // resize.cpp: edgepose.preprocess's integer area resize
+
 PYBIND11_MODULE(_ext, m) {
     m.doc() = "edgepose post-processing core (see edgepose.decode for the documented API)";
+    register_resize(m);
     m.def("find_peaks", &find_peaks, py::arg("heatmaps"), py::arg("threshold"),
           py::arg("max_peaks"), py::arg("refine"), py::arg("dark_kernel"),
           py::arg("layout") = "CHW");

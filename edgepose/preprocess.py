@@ -7,6 +7,7 @@ model-input pixels with the model's ``stride`` and ``heatmap_offset``.
 
 Images enter as OpenCV BGR ``uint8`` ``H×W×3`` arrays.
 """
+import functools
 import math
 from typing import List, Optional, Sequence, Tuple
 
@@ -75,7 +76,8 @@ def normalize(batch_bgr: np.ndarray, meta) -> np.ndarray:
 # interpreter would not predict a Raspberry Pi exactly. Both resampling steps use integer
 # arithmetic instead: INTER_LINEAR_EXACT (fixed-point weights) for resizes, and remap on
 # fixed-point maps (5 fractional bits, integer weights: what warpAffine computed before 4.11) for
-# crops. scripts/rpi_emulated.sh compares the preprocessed inputs of x86 and aarch64.
+# crops; shrinking is INTER_AREA's box average computed in integers.
+# scripts/rpi_emulated.sh compares the preprocessed inputs of x86 and aarch64.
 _INTER_BITS = 5                 # OpenCV's INTER_BITS: coordinates in 1/32 pixel
 _INTER_TAB = 1 << _INTER_BITS
 
@@ -84,42 +86,73 @@ def resize_exact(img: np.ndarray, size_wh: Tuple[int, int]) -> np.ndarray:
     """``cv2.resize`` to ``(w, h)`` (pixel centres: ``u + 0.5 = (x + 0.5) * w / W``), the same
     bytes on every platform.
 
-    Enlarging and shrinking by less than 2x: bilinear, INTER_LINEAR_EXACT. Shrinking by a factor
-    of 2 or more (where bilinear aliases): the mean of ``k x k`` blocks in integers (an exact box
-    filter, ``k`` the whole part of the factor), then bilinear from the block centres with
-    ``warp_exact`` (edges replicated, as cv2.resize does).
+    Shrinking: INTER_AREA's box average (each output pixel the mean of its footprint, edge pixels
+    weighted by their overlap) computed in integers (weights in 1/2048, one rounding at the end:
+    it equals cv2.INTER_AREA but for one level in under 1 % of pixels). Enlarging:
+    INTER_LINEAR_EXACT. Mixed (one axis up, one down) or equal sizes: INTER_LINEAR_EXACT.
     """
     w, h = int(size_wh[0]), int(size_wh[1])
     H0, W0 = img.shape[:2]
-    k = int(min(W0 / float(w), H0 / float(h)))      # whole shrink factor of both axes
-    if k < 2:
-        if (w, h) == (W0, H0):
-            return img.copy()
-        return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR_EXACT)
-    small = _block_mean(img, k)
-    # block j's centre is x = j*k + (k-1)/2; output u + 0.5 = (x + 0.5) * w / W0
-    sx, sy = k * w / float(W0), k * h / float(H0)
-    m = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5]], np.float64)
-    return warp_exact(small, m, (w, h), border=cv2.BORDER_REPLICATE)
+    if (w, h) == (W0, H0):
+        return img.copy()
+    if w <= W0 and h <= H0:
+        return _area_exact(img, w, h)
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR_EXACT)
 
 
-def _block_mean(img: np.ndarray, k: int) -> np.ndarray:
-    """Mean of ``k x k`` blocks, rounded half up, in integers; a partial last block is averaged
-    over the pixels it has."""
+_AREA_BITS = 11                 # weights in 1/2048: 255 * 2**22 fits int32
+
+try:        # the C++ kernel (cpp_ext/resize.cpp); the numpy path below computes the same bytes
+    from ._ext import area_resize as _area_resize_ext  # type: ignore
+except ImportError:  # pragma: no cover - a source tree without the built extension
+    _area_resize_ext = None
+
+
+@functools.lru_cache(maxsize=32)
+def _area_taps(n_in: int, n_out: int) -> "Tuple[np.ndarray, np.ndarray]":
+    """Per output pixel, the input pixels its footprint ``[j*s, (j+1)*s)`` overlaps (``s`` =
+    n_in / n_out) and their integer weights (overlap / s in 1/2048, as differences of the rounded
+    running sums, so each is within 1 of exact, none is negative and they sum to 2048):
+    ``[n_out, K]`` int64 indices and int32 weights. float64 numpy arithmetic (one rounding per
+    operation, sequential sums): the same taps on every platform."""
+    s = n_in / float(n_out)
+    K = int(math.ceil(s)) + 1
+    start = np.arange(n_out, dtype=np.float64) * s
+    pix = np.floor(start)[:, None] + np.arange(K, dtype=np.float64)[None, :]
+    overlap = np.minimum(pix + 1.0, (start + s)[:, None]) - np.maximum(pix, start[:, None])
+    frac = np.clip(overlap, 0.0, None) / s
+    one = 1 << _AREA_BITS
+    run = np.floor(np.cumsum(frac * one, axis=1) + 0.5)
+    run[:, -1] = one                                    # the whole footprint: exactly 1
+    wq = np.diff(run, axis=1, prepend=0.0).astype(np.int32)
+    idx = np.minimum(pix.astype(np.int64), n_in - 1)
+    idx.flags.writeable = wq.flags.writeable = False    # cached: shared by every call
+    return idx, wq
+
+
+def _area_exact(img: np.ndarray, w: int, h: int, use_ext: bool = True) -> np.ndarray:
+    """INTER_AREA shrink in integers: rows first (int32 sums of uint8 x weight), then columns,
+    one rounding shift at the end; in C++ where the extension is built, else in numpy (the same
+    bytes)."""
     H0, W0 = img.shape[:2]
-    h, w = -(-H0 // k), -(-W0 // k)
-    acc = np.zeros((h, w) + img.shape[2:], np.uint32)
-    cnt_y = np.full(h, k, np.uint32)
-    cnt_x = np.full(w, k, np.uint32)
-    cnt_y[-1] = H0 - (h - 1) * k
-    cnt_x[-1] = W0 - (w - 1) * k
-    for dy in range(k):
-        rows = img[dy::k]
-        for dx in range(k):
-            part = rows[:, dx::k]
-            acc[:part.shape[0], :part.shape[1]] += part
-    n = (cnt_y[:, None] * cnt_x[None, :]).reshape((h, w) + (1,) * (img.ndim - 2))
-    return ((acc + n // 2) // n).astype(np.uint8)
+    iy, wy = _area_taps(H0, h)
+    ix, wx = _area_taps(W0, w)
+    if use_ext and _area_resize_ext is not None:
+        return _area_resize_ext(np.ascontiguousarray(img), iy, wy, ix, wx, _AREA_BITS)
+    tail = (1,) * (img.ndim - 1)
+    rows = np.zeros((h,) + img.shape[1:], np.int32)
+    tmp = np.empty_like(rows)
+    for t in range(iy.shape[1]):
+        np.multiply(img[iy[:, t]], wy[:, t].reshape((h,) + tail), out=tmp)
+        rows += tmp
+    out = np.full((h, w) + img.shape[2:], 1 << (2 * _AREA_BITS - 1), np.int32)
+    tmp = np.empty_like(out)
+    tail = (1,) * (img.ndim - 2)
+    for t in range(ix.shape[1]):
+        np.multiply(np.take(rows, ix[:, t], axis=1), wx[:, t].reshape((1, w) + tail), out=tmp)
+        out += tmp
+    out >>= 2 * _AREA_BITS
+    return out.astype(np.uint8)
 
 
 def warp_exact(img: np.ndarray, m: np.ndarray, out_wh: Tuple[int, int],
@@ -238,7 +271,8 @@ def letterbox(img: np.ndarray, in_hw: Tuple[int, int], pad_value: int = 114, ali
         left, top = int(round((W - nw) / 2.0 - 0.1)), int(round((H - nh) / 2.0 - 0.1))
     else:
         left, top = 0, 0
-    resized = img if (nw, nh) == (w, h) else cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR)
+    # bilinear at every scale as Ultralytics trains, in OpenCV's bit-exact variant (see resize_exact)
+    resized = img if (nw, nh) == (w, h) else cv2.resize(img, (nw, nh), interpolation=cv2.INTER_LINEAR_EXACT)
     canvas = np.full((H, W, 3), int(pad_value), np.uint8)
     canvas[top:top + nh, left:left + nw] = resized
     return canvas, LetterboxTransform(nw / float(w), nh / float(h), left, top, (H, W), (h, w))
@@ -275,17 +309,32 @@ def box_to_center_size(box_xywh: Sequence[float], aspect: float,
     return np.array([cx, cy], np.float64), np.array([w * padding, h * padding], np.float64)
 
 
-def crop_matrix(center: np.ndarray, size: np.ndarray, out_wh: Tuple[int, int]) -> np.ndarray:
+def crop_matrix(center: np.ndarray, size: np.ndarray, out_wh: Tuple[int, int], angle: float = 0.0) -> np.ndarray:
     """2×3 affine image → crop: the box ``centre ± size/2`` onto the crop's full extent.
 
     Continuous coordinates: the box interval maps onto ``[-0.5, W-0.5]`` so that crop pixel
-    centres are integers. ``u = (x - cx) * W / bw + (W - 1) / 2``.
+    centres are integers. ``u = (x - cx) * W / bw + (W - 1) / 2``. ``angle`` (radians): the
+    box is rotated by it (clockwise on the screen, image y pointing down), i.e. the crop's x
+    axis is the image direction ``(cos a, sin a)`` (MediaPipe's ROI rotation).
     """
     W, H = out_wh
     sx = W / float(size[0])
     sy = H / float(size[1])
-    return np.array([[sx, 0.0, (W - 1) / 2.0 - center[0] * sx],
-                     [0.0, sy, (H - 1) / 2.0 - center[1] * sy]], np.float64)
+    c, s = math.cos(angle), math.sin(angle)
+    r = np.array([[c * sx, s * sx], [-s * sy, c * sy]], np.float64)
+    t = np.array([(W - 1) / 2.0, (H - 1) / 2.0]) - r @ np.asarray(center, np.float64)
+    return np.concatenate([r, t[:, None]], 1)
+
+
+def preprocess_crops(img: np.ndarray, mats: Sequence[np.ndarray], meta: ModelMeta) -> np.ndarray:
+    """One BGR image + crop matrices (:func:`crop_matrix`) → batch ``[B,...]`` float32, each
+    crop warped as :func:`preprocess_topdown` warps its boxes (black outside the image)."""
+    img = check_image(img)
+    H, W = int(meta.input["height"]), int(meta.input["width"])
+    crops = np.zeros((len(mats), H, W, 3), np.uint8)
+    for i, m in enumerate(mats):
+        crops[i] = warp_exact(img, m, (W, H))
+    return normalize(crops, meta)
 
 
 def invert_affine(m: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ class PiCamera:
 
     def release(self):
         self.cam.stop()
+        self.cam.close()
 
 
 def camera_source(args):
