@@ -476,11 +476,12 @@ _END = object()
 
 
 def _stages(estimator):
-    """(infer, finish): a bottom-up estimator splits into preprocess+inference and decode; any
-    other estimator runs whole in the inference stage."""
-    if hasattr(estimator, "infer") and hasattr(estimator, "finish") and \
-            getattr(getattr(estimator, "meta", None), "family", None) == "bottomup":
-        return estimator.infer, estimator.finish
+    """(infer, finish): an estimator with ``stages()`` (the estimator protocol, see
+    :mod:`edgepose.pipelines`) splits into inference and decode; any other runs whole in the
+    inference stage."""
+    stages = getattr(estimator, "stages", None)
+    if callable(stages):
+        return stages()
     return estimator, None
 
 

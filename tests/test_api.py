@@ -131,3 +131,26 @@ def test_no_module_imports_the_cli():
                     if any(x in ("cli", "edgepose.cli", ".cli") or x.endswith(".cli") for x in names):
                         offenders.append(os.path.relpath(path, root))
     assert offenders == [], offenders
+
+
+def test_video_pipeline_splits_estimators_by_protocol_not_family():
+    """run_video overlaps inference and decode for any estimator offering stages() (the
+    estimator protocol, edgepose.pipelines), whatever its family; others run in one stage."""
+    from edgepose.video import _stages
+
+    class TwoStage:
+        meta = type("M", (), {"family": "anything"})()
+
+        def infer(self, img):
+            return img.sum()
+
+        def finish(self, x):
+            return x
+
+        def stages(self):
+            return self.infer, self.finish
+
+    e = TwoStage()
+    assert _stages(e) == (e.infer, e.finish)
+    fake = _Fake()
+    assert _stages(fake) == (fake, None)

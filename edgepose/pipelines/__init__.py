@@ -4,7 +4,16 @@
 One shape for all of them (the estimators and the person detector):
 ``infer(img, ...)`` is preprocessing + inference (the raw maps or output, the transform back to
 the image, and the two stage times), ``decode(...)`` turns those into image-space results, and
-calling the object does both and records ``timings``."""
+calling the object does both and records ``timings``.
+
+The estimator protocol that the video pipeline, the runner, Ray and ``edgepose.load`` rely on
+(no caller tests the family):
+
+- ``meta``: the model's :class:`edgepose.metadata.ModelMeta`;
+- ``__call__(img) -> PoseResult`` (top-down and regression also take ``boxes=``, ``box_scores=``);
+- optionally ``stages() -> (infer, finish)``: two callables with ``finish(infer(img)) ==
+  self(img)``, the first holding the backend, the second only CPU post-processing, so that the
+  video pipeline overlaps them in two threads; an estimator without it runs whole in one stage."""
 from typing import Optional, Sequence
 
 from ..backends import load_backend

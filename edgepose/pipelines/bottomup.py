@@ -118,3 +118,8 @@ class BottomUpEstimator:
 
     def __call__(self, img: np.ndarray) -> PoseResult:
         return self.finish(self.infer(img))
+
+    def stages(self):
+        """(infer, finish): the video pipeline overlaps inference and decode (see
+        :mod:`edgepose.pipelines`)."""
+        return self.infer, self.finish

@@ -149,6 +149,11 @@ class OneStageEstimator:
     def __call__(self, img: np.ndarray) -> PoseResult:
         return self.finish(self.infer(img))
 
+    def stages(self):
+        """(infer, finish): the video pipeline overlaps inference and the threshold + NMS decode
+        (see :mod:`edgepose.pipelines`)."""
+        return self.infer, self.finish
+
     def describe(self) -> str:
         o = self.options
         return "one-stage %s, %s, score>%.2f, nms=%s@%.2f" % (self.meta.get("arch", "?"), self.backend.describe(),
