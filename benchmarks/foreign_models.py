@@ -3,12 +3,13 @@
 COCO-17 models: AP on coco/test_coco.json + devset/ pooled (pycocotools), with the runtime's
 default decode settings. MoveNet is single-person: with the YOLOX-nano person detector's boxes
 on the pooled set, and with its own crop (the whole image, then MoveNet's crop from that first pose)
-on the pooled images that have exactly one annotated person. EfficientPose (MPII-16): PCKh@0.5
+on the pooled images that have exactly one annotated person. BlazePose (single person, its own
+detector: rotated regions) likewise, pooled and single-person. EfficientPose (MPII-16): PCKh@0.5
 on mpii/test_mpii.json, the whole image as the crop (no detector), and with the annotated
 centre/scale box; head size = |head_top - upper_neck| (the MPII json here has no head boxes;
 MPII's own rule is 0.6 x the head box diagonal).
 
-    python benchmarks/foreign_models.py [--json OUT.json] [--only yolo|movenet|efficientpose]
+    python benchmarks/foreign_models.py [--json OUT.json] [--only yolo|movenet|blazepose|efficientpose]
 
 The YOLO weights are AGPL-3.0 test data read from the assets folder; nothing is copied.
 """
@@ -114,6 +115,16 @@ def main():
                                                       "images": r["images"]}
             print("%-32s AP %.3f  AP50 %.3f  (%d single-person images, %s)" % (
                 "movenet_lightning_192_int8", r["stats"]["AP"], r["stats"]["AP50"], r["images"], name))
+    if args.only in (None, "blazepose"):
+        lm = imported(tmp, assets, "blazepose_landmark_full_256", "blazepose_landmark_full_256")
+        est = load_estimator(lm, detector=os.path.join(assets, "models", "foreign", "blazepose_detection_224.tflite"),
+                             detector_spec=os.path.join(REPO, "examples", "blazepose_detection.spec.json"))
+        for name, d in (("pooled", doc), ("single-person", single_person(doc))):
+            r = evaluate_coco(est, d, "/")
+            out["blazepose " + name] = {"AP": r["stats"]["AP"], "AP50": r["stats"]["AP50"], "images": r["images"],
+                                        "people": r["people"]}
+            print("%-32s AP %.3f  AP50 %.3f  (%d %s images, its own detector, %d people)" % (
+                "blazepose_full_256", r["stats"]["AP"], r["stats"]["AP50"], r["images"], name, r["people"]))
     if args.only in (None, "efficientpose"):
         for model, spec in (("efficientpose_rt_224", "efficientpose_rt_224"), ("efficientpose_i_256", "efficientpose_i_256")):
             est = load_estimator(imported(tmp, assets, model, spec))

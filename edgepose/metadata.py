@@ -43,8 +43,11 @@ per anchor, then NMS) have no stride, heatmap offset or crop; instead::
 Single-person regression models (``family: "regression"``, MoveNet: K keypoints regressed for
 the one person of the crop) have::
 
-    outputs         {"keypoints": {name, order: "yx" | "xy"}}
-                    K x (coordinate, coordinate, score), normalised 0-1 over the model input
+    outputs         {"keypoints": {name, order: "yx" | "xy", values: 3 | 5,
+                                   units: "normalized" | "pixels", count}}
+                    ``count`` (default K) x ``values``: (coordinate, coordinate, score) or
+                    BlazePose's (x, y, z, visibility logit, presence logit); normalised 0-1 over
+                    the model input or in input pixels; the first K are the schema's keypoints
     crop            {"padding": 1.25}   (crops around a detector's boxes)
 
 Imported TFLite models also carry ``tflite.names`` (public tensor name → the name the
@@ -188,6 +191,11 @@ def validate(data: Dict[str, Any]) -> None:
             _choice(o.get("layout", OUTPUT_LAYOUTS[role][0]), "outputs.%s.layout" % role, OUTPUT_LAYOUTS[role])
         if role == "keypoints":
             _choice(o.get("order", "xy"), "outputs.keypoints.order", ("xy", "yx"))
+            _choice(o.get("values", 3), "outputs.keypoints.values", (3, 5))
+            _choice(o.get("units", "normalized"), "outputs.keypoints.units", ("normalized", "pixels"))
+            if "count" in o:
+                _number(o["count"], "outputs.keypoints.count", len(data["keypoints"]) if isinstance(
+                    data.get("keypoints"), list) else 1, MAX_KEYPOINTS, integer=True)
     if family in HEATMAP_FAMILIES:
         stride = _number(data["stride"], "stride", 1, MAX_STRIDE, integer=True)
         if family == "bottomup":   # bottom-up inputs are padded to the stride; crops need not be
@@ -364,9 +372,13 @@ def check_against_model(meta: "ModelMeta", inputs, outputs, where: str = "model"
             n = 1
             for v in d[1:]:
                 n = n * v if (n is not None and v is not None) else None
-            if len(d) < 2 or (d[-1] is not None and d[-1] != 3) or (n is not None and n != 3 * meta.num_keypoints):
-                raise _bad("keypoints", "%d names" % meta.num_keypoints, "but output %s has shape %s, not K x 3 = %d values"
-                           % (t.name, list(t.shape), 3 * meta.num_keypoints))
+            nv, count = int(spec.get("values", 3)), int(spec.get("count", meta.num_keypoints))
+            if len(d) < 2 or (n is not None and n != nv * count):
+                if "count" in spec:
+                    raise _bad("outputs.keypoints.count", count, "but output %s has shape %s, not count x %d = %d values"
+                               % (t.name, list(t.shape), nv, nv * count))
+                raise _bad("keypoints", "%d names" % meta.num_keypoints, "but output %s has shape %s, not K x %d = %d values"
+                           % (t.name, list(t.shape), nv, nv * count))
             continue
         d = dims(t)
         if len(d) != 4:

@@ -54,6 +54,25 @@ MPII16_FLIP_PAIRS = [(0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13)]
 # COCO-17 index -> MPII-16 index (-1: no MPII joint for the face keypoints)
 MPII16_TO_COCO17 = [-1, -1, -1, -1, -1, 13, 12, 14, 11, 15, 10, 3, 2, 4, 1, 5, 0]
 
+# --- BlazePose-33 (MediaPipe Pose landmarks) --------------------------------------------------------
+BLAZEPOSE33_KEYPOINTS = [
+    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner", "right_eye",
+    "right_eye_outer", "left_ear", "right_ear", "mouth_left", "mouth_right", "left_shoulder",
+    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist", "left_pinky",
+    "right_pinky", "left_index", "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
+    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel", "right_heel",
+    "left_foot_index", "right_foot_index",
+]
+BLAZEPOSE33_SKELETON = [
+    (0, 1), (1, 2), (2, 3), (3, 7), (0, 4), (4, 5), (5, 6), (6, 8), (9, 10), (11, 12), (11, 13),
+    (13, 15), (15, 17), (15, 19), (15, 21), (17, 19), (12, 14), (14, 16), (16, 18), (16, 20),
+    (16, 22), (18, 20), (11, 23), (12, 24), (23, 24), (23, 25), (24, 26), (25, 27), (26, 28),
+    (27, 29), (28, 30), (29, 31), (30, 32), (27, 31), (28, 32),
+]
+BLAZEPOSE33_FLIP_PAIRS = [(1, 4), (2, 5), (3, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16), (17, 18),
+                          (19, 20), (21, 22), (23, 24), (25, 26), (27, 28), (29, 30), (31, 32)]
+BLAZEPOSE33_TO_COCO17 = [0, 2, 5, 7, 8, 11, 12, 13, 14, 15, 16, 23, 24, 25, 26, 27, 28]
+
 SCHEMAS = {
     "cmu18": {
         "keypoints": CMU18_KEYPOINTS,
@@ -68,6 +87,13 @@ SCHEMAS = {
         "limbs": [],
         "flip_pairs": COCO17_FLIP_PAIRS,
         "to_coco17": list(range(17)),
+    },
+    "blazepose33": {
+        "keypoints": BLAZEPOSE33_KEYPOINTS,
+        "skeleton": BLAZEPOSE33_SKELETON,
+        "limbs": [],
+        "flip_pairs": BLAZEPOSE33_FLIP_PAIRS,
+        "to_coco17": BLAZEPOSE33_TO_COCO17,
     },
     "mpii16": {
         "keypoints": MPII16_KEYPOINTS,

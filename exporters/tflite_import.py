@@ -49,7 +49,7 @@ from .onnx_import import _INPUT_KEYS, _fail, _normalize_spec, load_spec, normali
 FAMILIES = ("bottomup", "topdown", "onestage", "regression")
 _IO_KEYS = ("dtype", "quantization")
 _ROLE_KEYS = {"predictions": {"output", "layout", "dtype", "quantization"},
-              "keypoints": {"output", "order", "dtype", "quantization"}}
+              "keypoints": {"output", "order", "values", "units", "count", "dtype", "quantization"}}
 
 
 def _io_claim(entry: Dict[str, Any], field: str) -> Dict[str, Any]:
@@ -267,6 +267,9 @@ def import_tflite(model_path: str, spec, out: str, progress: bool = True) -> Dic
             outputs[role]["layout"] = e.get("layout", "CN")
         else:
             outputs[role]["order"] = e.get("order", "xy")
+            for k in ("values", "units", "count"):
+                if k in e:
+                    outputs[role][k] = e[k]
         used.append(t)
 
     tables = s["_tables"]

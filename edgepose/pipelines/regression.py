@@ -31,7 +31,7 @@ from ..backends import Backend, load_backend
 from ..errors import InputError
 from ..metadata import DECODE_DEFAULTS, ModelMeta, check_against_model
 from ..preprocess import (apply_affine, box_to_center_size, check_image, crop_matrix, invert_affine,
-                          normalize, warp_exact)
+                          preprocess_crops)
 from ..results import PoseResult
 
 __all__ = ["RegressionEstimator", "follow_crop", "whole_image_crop"]
@@ -106,14 +106,24 @@ class RegressionEstimator:
         out = self.meta.outputs["keypoints"]
         self._out_name = out["name"]
         self._yx = out.get("order", "xy") == "yx"
+        self._values = int(out.get("values", 3))
+        self._count = int(out.get("count", self.meta.num_keypoints))
+        self._pixels = out.get("units", "normalized") == "pixels"
         self._sequence = False
         self._last = None          # (image shape, keypoints [K,3]) of the previous frame
         if isinstance(detector, (str, os.PathLike)):
-            from .detector import PersonDetector
-
             st = dec["detector_score_threshold"] if detector_score_threshold is None else detector_score_threshold
-            detector = PersonDetector(os.fspath(detector), spec=detector_spec, threads=threads,
-                                      providers=providers, score_threshold=st)
+            from .blazepose import is_blazepose_spec
+
+            if is_blazepose_spec(detector_spec):
+                from .blazepose import BlazePoseDetector
+
+                detector = BlazePoseDetector(os.fspath(detector), spec=detector_spec, threads=threads)
+            else:
+                from .detector import PersonDetector
+
+                detector = PersonDetector(os.fspath(detector), spec=detector_spec, threads=threads,
+                                          providers=providers, score_threshold=st)
         elif detector is not None and not callable(detector):
             raise InputError("detector must be a model path or a PersonDetector, got %s" % type(detector).__name__)
         self.detector = detector
@@ -127,45 +137,59 @@ class RegressionEstimator:
         self._sequence, self._last = False, None
 
     # ------------------------------------------------------------------------------------------
-    def _crops(self, img: np.ndarray, centers_sizes) -> Tuple[np.ndarray, list]:
-        crops = np.zeros((len(centers_sizes), self.in_h, self.in_w, 3), np.uint8)
-        mats = []
-        for i, (c, s) in enumerate(centers_sizes):
-            m = crop_matrix(c, s, (self.in_w, self.in_h))
-            crops[i] = warp_exact(img, m, (self.in_w, self.in_h))
-            mats.append(m)
-        return normalize(crops, self.meta), mats
+    def _crops(self, img: np.ndarray, regions) -> Tuple[np.ndarray, list]:
+        """Regions (centre, size[, angle]) → (normalised crops, crop matrices)."""
+        mats = [crop_matrix(r[0], r[1], (self.in_w, self.in_h), r[2] if len(r) > 2 else 0.0) for r in regions]
+        return preprocess_crops(img, mats, self.meta), mats
 
     def _run(self, x: np.ndarray) -> np.ndarray:
-        """Crops → normalised keypoints ``[B, K, 3]`` as (x, y, score)."""
-        K = self.meta.num_keypoints
+        """Crops → keypoints ``[B, K, 3]`` as (x, y, score) in crop pixels (edgepose's pixel centres)."""
+        K, V = self.meta.num_keypoints, self._values
         outs = []
         for i in range(len(x)):
             y = self.backend.run({self.backend.input_name: x[i:i + 1]}, [self._out_name])[self._out_name]
-            outs.append(np.asarray(y, np.float64).reshape(K, 3))
-        kp = np.stack(outs) if outs else np.zeros((0, K, 3))
-        if self._yx:
-            kp = kp[:, :, [1, 0, 2]]
+            outs.append(np.asarray(y, np.float64).reshape(self._count, V)[:K])
+        rows = np.stack(outs) if outs else np.zeros((0, K, V))
+        kp = np.empty(rows.shape[:2] + (3,))
+        kp[:, :, :2] = rows[:, :, [1, 0]] if self._yx else rows[:, :, :2]
+        if V == 3:
+            kp[:, :, 2] = rows[:, :, 2]
+        else:   # BlazePose: x, y, z, visibility logit, presence logit
+            kp[:, :, 2] = 1.0 / (1.0 + np.exp(-np.clip(rows[:, :, 3], -80, 80)))
+        if not self._pixels:    # normalised 0-1 over the crop (corner convention)
+            kp[:, :, 0] *= self.in_w
+            kp[:, :, 1] *= self.in_h
+        kp[:, :, :2] -= 0.5     # corner -> centre convention
         return kp
 
-    def _keypoints(self, norm: np.ndarray, mats) -> np.ndarray:
-        """Normalised crop keypoints ``[B,K,3]`` (x, y, score) → image pixels."""
+    def _keypoints(self, crop_kp: np.ndarray, mats) -> np.ndarray:
+        """Crop keypoints ``[B,K,3]`` (x, y, score) → image pixels."""
         kp = np.zeros((len(mats), self.meta.num_keypoints, 3), np.float32)
         for i, m in enumerate(mats):
-            xy = norm[i, :, :2] * np.array([self.in_w, self.in_h]) - 0.5
-            kp[i, :, :2] = apply_affine(invert_affine(m), xy)
-            kp[i, :, 2] = norm[i, :, 2]
+            kp[i, :, :2] = apply_affine(invert_affine(m), crop_kp[i, :, :2])
+            kp[i, :, 2] = crop_kp[i, :, 2]
         return kp
 
     def __call__(self, img: np.ndarray, boxes=None, box_scores=None) -> PoseResult:
         t0 = time.perf_counter()
         img = check_image(img)
         det_ms = 0.0
+        rois = None
         if boxes is None and self.detector is not None:
-            boxes, box_scores = self.detector(img)
+            if hasattr(self.detector, "rois"):     # rotated regions (BlazePose's detector)
+                rois, box_scores = self.detector.rois(img)
+                boxes = np.asarray([self.detector.roi_box(r) for r in rois], np.float64).reshape(-1, 4)
+            else:
+                boxes, box_scores = self.detector(img)
             det_ms = (time.perf_counter() - t0) * 1e3
         t1 = time.perf_counter()
-        if boxes is not None:
+        if rois is not None:    # the regions' bounding boxes, clipped to the image, for the result
+            h, w = img.shape[:2]
+            x1, y1 = np.clip(boxes[:, 0], 0, w), np.clip(boxes[:, 1], 0, h)
+            x2, y2 = np.clip(boxes[:, 0] + boxes[:, 2], 0, w), np.clip(boxes[:, 1] + boxes[:, 3], 0, h)
+            b = np.stack([x1, y1, x2 - x1, y2 - y1], 1)
+            s, regions = np.asarray(box_scores, np.float32).reshape(-1), rois
+        elif boxes is not None:
             from .topdown import sanitize_boxes
 
             b, s, _ = sanitize_boxes(boxes, img.shape[:2], box_scores)
