@@ -228,18 +228,9 @@ def cmd_track(args) -> int:
 def cmd_eval(args) -> int:
     if getattr(args, "ray", None) is not None:
         return _ray_eval(args)
-    from .evaluate import evaluate_coco
+    from .evaluate import coco_pairs, evaluate_coco
 
-    if len(args.coco) != len(args.images):
-        raise InputError("%d --coco files but %d --images folders: give one --images per --coco"
-                         % (len(args.coco), len(args.images)))
-    if len(args.coco) > 1 and getattr(args, "boxes", None):
-        raise InputError("--boxes names image ids of one COCO file: evaluate one --coco at a time")
-    for c, d in zip(args.coco, args.images):
-        if not os.path.isfile(c):
-            raise InputError("annotation file not found: %s" % c)
-        if not os.path.isdir(d):
-            raise InputError("images directory not found: %s" % d)
+    coco_pairs(args.coco, args.images, boxes=getattr(args, "boxes", None))
     est = _estimator(args)
     ann = args.coco[0] if len(args.coco) == 1 else list(zip(args.coco, args.images))
     r = evaluate_coco(est, ann, args.images[0] if len(args.coco) == 1 else None,

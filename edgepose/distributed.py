@@ -1255,26 +1255,17 @@ def evaluate(model: str, coco: Sequence[str], images: Sequence[str], address: Op
     :func:`edgepose.evaluate.evaluate_coco` returns (``stats``, ``images``, ``people``,
     ``results``, identical) and ``ray`` (the job's statistics). ``work_dir``: where the job's
     folder goes (default ``~/.cache/edgepose/ray``)."""
-    from .evaluate import coco_keypoint_stats, load_coco, merge_coco
+    from .evaluate import coco_keypoint_stats, coco_pairs, load_coco, merge_coco
     from .files import sha256_file
 
     workers = int(workers or DEFAULT_WORKERS)
     threads = int(threads or 1)
     if min(workers, threads, int(images_per_item)) < 1:
         raise InputError("workers, threads and images_per_item must be >= 1")
-    coco, images = list(coco), list(images)
-    if len(coco) != len(images):
-        raise InputError("%d --coco files but %d --images folders: give one --images per --coco"
-                         % (len(coco), len(images)))
-    if not coco:
+    pairs = coco_pairs(list(coco), list(images), boxes=boxes)
+    if not pairs:
         raise InputError("no --coco file given")
-    if len(coco) > 1 and boxes:
-        raise InputError("--boxes names image ids of one COCO file: evaluate one --coco at a time")
-    for c, d in zip(coco, images):
-        if not os.path.isfile(c):
-            raise InputError("annotation file not found: %s" % c)
-        if not os.path.isdir(d):
-            raise InputError("images directory not found: %s" % d)
+    coco, images = [c for c, _ in pairs], [d for _, d in pairs]
     address = check_address(address)
     _import_ray()
     if len(coco) == 1:          # exactly evaluate_coco's image list and paths

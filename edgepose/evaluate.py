@@ -13,6 +13,33 @@ from .files import read_json
 STAT_NAMES = ["AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl"]
 
 
+def coco_pairs(coco, images_dir=None, boxes: Optional[str] = None) -> List[Tuple[str, str]]:
+    """THE pairing of COCO keypoints files with their images folders (eval, Ray's eval, the INT8
+    gate): ``coco`` a path, a list of paths, or of (path, images dir) pairs; ``images_dir`` a
+    folder or a list, one per file (None: each file's own folder). Every file and folder checked
+    (one line, before any work); ``boxes`` (detection boxes by image id) needs a single file."""
+    if coco is None or coco == [] or coco == ():
+        return []
+    items = [coco] if isinstance(coco, (str, os.PathLike)) else list(coco)
+    dirs = images_dir if isinstance(images_dir, (list, tuple)) else [images_dir] * len(items)
+    if len(dirs) != len(items):
+        raise InputError("%d COCO files but %d images folders: give one --images per --coco"
+                         % (len(items), len(dirs)))
+    if boxes and len(items) > 1:
+        raise InputError("--boxes names image ids of one COCO file: evaluate one --coco at a time")
+    out = []
+    for it, d in zip(items, dirs):
+        if isinstance(it, (list, tuple)):
+            it, d = it[0], it[1]
+        it = os.fspath(it)
+        if not os.path.isfile(it):
+            raise InputError("COCO annotation file not found: %s" % it)
+        d = os.fspath(d) if d else os.path.dirname(os.path.abspath(it))
+        if not os.path.isdir(d):
+            raise InputError("images folder of %s not found: %s" % (it, d))
+        out.append((it, d))
+    return out
+
 def load_coco(ann_file: str):
     """pycocotools COCO object, or InputError naming the problem."""
     try:

@@ -44,9 +44,10 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from edgepose.errors import ExportError
+from edgepose.evaluate import coco_pairs
 
 __all__ = ["accuracy_report", "gated_quantize", "prepare", "LABEL_FREE_GATE", "match_people",
-           "save_report", "format_report", "relative_speed", "coco_pairs", "host_speed", "speed_verdict", "final_line",
+           "save_report", "format_report", "relative_speed", "host_speed", "speed_verdict", "final_line",
            "MIN_USEFUL_SPEEDUP"]
 
 # label-free gate: the largest 100 x (1 - agreement AP) a model may show on the held-out frames
@@ -97,30 +98,6 @@ def _holdout(holdout) -> Tuple[List[np.ndarray], Optional[List[List[float]]]]:
     if holdout is None:
         return [], None
     return list(holdout), None
-
-
-def coco_pairs(coco, images_dir=None) -> List[Tuple[str, Optional[str]]]:
-    """``coco`` (a path, a list of paths, or of (path, images dir) pairs) and ``images_dir`` (a
-    folder or a list, one per file) as [(annotation file, images dir)]."""
-    if coco is None or coco == [] or coco == ():
-        return []
-    items = [coco] if isinstance(coco, (str, os.PathLike)) else list(coco)
-    dirs = images_dir if isinstance(images_dir, (list, tuple)) else [images_dir] * len(items)
-    if len(dirs) != len(items):
-        raise ExportError("%d COCO files but %d images folders: give one --images per --coco"
-                          % (len(items), len(dirs)))
-    out = []
-    for it, d in zip(items, dirs):
-        if isinstance(it, (list, tuple)):
-            it, d = it[0], it[1]
-        it = os.fspath(it)
-        if not os.path.isfile(it):
-            raise ExportError("COCO annotation file not found: %s" % it)
-        d = os.fspath(d) if d else os.path.dirname(os.path.abspath(it))
-        if not os.path.isdir(d):
-            raise ExportError("images folder of %s not found: %s" % (it, d))
-        out.append((it, d))
-    return out
 
 
 def _sigmas(meta) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Any, Dict
 
 from edgepose.files import atomic_path
 from edgepose.errors import ExportError
+from edgepose.evaluate import coco_pairs
 
 __all__ = ["export_cpu_int8", "DEFAULTS", "report_path"]
 
@@ -105,7 +106,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
         measure_speed = True
     if opts:
         raise ExportError("cpu-int8: unknown option(s): %s" % ", ".join(sorted(opts)))
-    pairs = acc.coco_pairs(coco, images_dir)       # checked before the calibration work
+    pairs = coco_pairs(coco, images_dir)       # checked before the calibration work
     if isinstance(calib, CalibrationSet):
         cs = calib
     else:

@@ -412,7 +412,7 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
         if mode != "fp16":
             from edgepose.calibration import load_samples
 
-            from edgepose.exporters.accuracy import coco_pairs
+            from edgepose.evaluate import coco_pairs
 
             ckw = {k: opts[k] for k in ("holdout", "seed", "every") if k in opts}
             ckw.setdefault("holdout", "auto")
