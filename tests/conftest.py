@@ -18,6 +18,7 @@ RUNTIME_TESTS = (
     "test_video.py",
     "test_int8_load.py",    # with EDGEPOSE_INT8_FORMATS_DIR: each cpu-int8 format on this onnxruntime
     "test_api.py",          # edgepose.load, lazy names (a module subclass: no PEP 562 on 3.6)
+    "test_onestage.py",     # YOLO-pose decode, letterbox, the C++ NMS (real models: with the exporters)
 )
 
 
