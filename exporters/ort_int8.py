@@ -61,6 +61,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     from edgepose.calibration import CalibrationSet, load_samples
     from edgepose.metadata import ModelMeta, embed_onnx
     from . import accuracy as acc
+    from . import quantize as q
     from .cpu_kernels import cpu_int8_candidates, cpu_int8_format, int8_kernel_class
 
     from .api import check_declared
@@ -125,8 +126,37 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
         formats = formats + [dict(cpu_int8_format("u8s8"), why="no format that fits this CPU's saturating "
                                   "kernels pays here: the device format (exact on jetson/arm/VNNI CPUs)")]
     # the exact float rewrites and their statistics do not depend on the format: once
-    prepared = acc.prepare(onnx_path, cs.calib, qkw) if len(formats) > 1 else None
+    import time
+    t_prep = time.time()
+    log("preparing the float model: exact rewrites (folding, equalization) and activation ranges on %d "
+        "calibration samples" % len(cs.calib))
+    prepared = acc.prepare(onnx_path, cs.calib, qkw)
+    log("  prepared in %.0f s" % (time.time() - t_prep))
     tried_formats = []
+    if enforce and kernels["saturates_u8s8"] and len(formats) > 2 and measure_speed:
+        # speed before accuracy: on a CPU whose u8s8 kernels saturate, a format that fits them
+        # but runs no faster than FP32 here is not worth an accuracy evaluation
+        try:
+            from edgepose.files import scratch_dir
+        except ImportError:        # before edgepose.files
+            from edgepose.files import scratch_dir
+        keep = []
+        with scratch_dir("edgepose-speed") as sd:
+            for fmt in formats[:-1]:
+                fkw = dict(qkw)
+                fkw.update({k: fmt[k] for k in ("activation_type", "weight_type", "reduce_range") if k in fmt})
+                fkw.pop("keep_float", None)
+                p = os.path.join(sd, fmt["format"] + ".onnx")
+                q.quantize_qdq(onnx_path, p, cs.calib, prepared=prepared,
+                               **{k: v for k, v in fkw.items() if k not in acc.PREPARE_KEYS})
+                sp = acc.relative_speed(onnx_path, p, cs.calib[0], threads=1, runs=6)
+                log("  %s, full INT8, on this CPU: %.2fx FP32 (CPU time, 1 thread)" % (fmt["format"], sp["cpu_speedup"]))
+                if sp["cpu_speedup"] >= acc.MIN_USEFUL_SPEEDUP:
+                    keep.append(fmt)
+                else:
+                    tried_formats.append({"format": fmt["format"], "result": "not scored: %.2fx FP32 on this CPU "
+                                          "(CPU time, 1 thread), no speed-up" % sp["cpu_speedup"]})
+        formats = keep + formats[-1:]
     fallback = chosen = None
     shared_cache: Dict[Any, Any] = {}      # the float model's results on the held-out frames: once
     with atomic_path(out) as tmp:
