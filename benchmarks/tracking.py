@@ -37,25 +37,63 @@ from edgepose.assets import asset  # noqa: E402
 from edgepose.results import PoseResult  # noqa: E402
 
 
-def detections(model, video, height=None):
+def detections(model, video, height=None, frames=None):
+    """(detections [(keypoints, scores)], fps, schema, frames): the model over every frame of
+    ``video`` (or of the given ``frames``)."""
     from edgepose.io import VideoReader
     from edgepose.pipelines import load_estimator
 
+    fps = 25.0
+    if frames is None:
+        reader = VideoReader(video)
+        frames, fps = list(reader), reader.fps
+    key = None
+    if CACHE:
+        import hashlib
+
+        h = hashlib.sha256(("%s %s %s %d" % (os.path.abspath(model), os.path.getmtime(model), height, len(frames))).encode())
+        for f in frames[::7]:
+            h.update(f.tobytes()[::97])
+        key = os.path.join(CACHE, h.hexdigest()[:24] + ".pkl")
+        if os.path.exists(key):
+            out, schema = pickle.load(open(key, "rb"))
+            return out, fps, schema, frames
     est = load_estimator(model, threads=2, **({"height": height} if height else {}))
-    reader = VideoReader(video)
-    out = [(r.keypoints, r.scores) for r in (est(f) for f in reader)]
+    out = [(r.keypoints, r.scores) for r in (est(f) for f in frames)]
     m = est.meta
-    return out, reader.fps, (m.keypoints, m.get("skeleton", []), m.get("to_coco17"))
+    schema = (m.keypoints, m.get("skeleton", []), m.get("to_coco17"))
+    if key:
+        pickle.dump((out, schema), open(key, "wb"))
+    return out, fps, schema, frames
 
 
-def run_edgepose(dets, fps, schema, smoothing=True, **opts):
-    from edgepose.track import Tracker
+CACHE = None   # --cache DIR: detections kept between runs (the model runs once per video)
 
-    tr = Tracker(smoothing=smoothing, **opts)
+
+def _tracker_class(path=None):
+    """edgepose's Tracker, or the Tracker class of another copy of track.py (``--baseline``:
+    e.g. the previous release's, ``git show REV:edgepose/track.py > old.py``)."""
+    if not path:
+        from edgepose.track import Tracker
+        return Tracker
+    import importlib.util
+    import re
+
+    src = open(path).read()
+    src = re.sub(r"from \.(\w+) import", r"from edgepose.\1 import", src)
+    spec = importlib.util.spec_from_loader("baseline_track", loader=None)
+    mod = importlib.util.module_from_spec(spec)
+    exec(compile(src, path, "exec"), mod.__dict__)
+    return mod.Tracker
+
+
+def run_edgepose(dets, fps, schema, smoothing=True, images=None, baseline=None, **opts):
+    tr = _tracker_class(baseline)(smoothing=smoothing, **opts)
     frames = []
     t0 = time.perf_counter()
     for i, (kp, sc) in enumerate(dets):
-        r = tr.update(PoseResult(kp, sc, *schema), i / fps)
+        res = PoseResult(kp, sc, *schema)
+        r = tr.update(res, i / fps) if baseline else tr.update(res, i / fps, None if images is None else images[i])
         frames.append({int(t): (r.keypoints[j].copy(), r.raw_keypoints[j].copy())
                        for j, t in enumerate(r.track_ids)})
     return frames, (time.perf_counter() - t0) / max(len(dets), 1) * 1e3
@@ -230,6 +268,79 @@ def assignment_speed(sizes=(2, 5, 10, 20), runs=2000):
     return out
 
 
+def crossing_metrics(frames, labels):
+    """Against the true identities of a crossing video: CLEAR-MOT ID switches (a person's track ID
+    changes from the last one it had), fragments (a person's coverage interrupted and resumed),
+    and whether each person ends with the ID it had in the first frame it was tracked."""
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from test_crossing import identities
+
+    last, first, covered, switches, frags = {}, {}, {0: [], 1: []}, 0, 0
+    for fr, lab in zip(frames, labels):
+        ids = list(fr)
+        kp = [fr[t][1] for t in ids]
+        res = PoseResult(np.stack(kp) if kp else np.zeros((0, 18, 3), np.float32),
+                         np.ones(len(kp), np.float32), [""] * 18)
+        who = identities(res, lab)
+        seen = set()
+        for tid, w in zip(ids, who):
+            if w is None or w in seen:
+                continue
+            seen.add(w)
+            first.setdefault(w, tid)
+            if w in last and last[w] != tid:
+                switches += 1
+            last[w] = tid
+        for w in (0, 1):
+            covered[w].append(w in seen)
+    for w in (0, 1):
+        started = prev = False
+        for c in covered[w]:
+            frags += int(c and not prev and started)
+            started, prev = started or c, c
+    kept = sum(1 for w in (0, 1) if w in first and last.get(w) == first[w])
+    return {"id_switches": switches, "fragments": frags, "kept_ids": kept}
+
+
+CROSSINGS = [  # (pair, speed px/frame at 350 px, dwell frames, who is in front)
+    (("skier", "batter"), 4, 0, 0), (("skier", "batter"), 4, 0, 1),
+    (("skier", "batter"), 8, 0, 0), (("skier", "batter"), 8, 0, 1),
+    (("skier", "batter"), 4, 15, 0), (("skier", "batter"), 4, 15, 1),
+    (("racer", "skier"), 4, 0, 0), (("racer", "skier"), 4, 0, 1),
+    (("racer", "skier"), 6, 25, 0), (("racer", "skier"), 6, 25, 1),
+    (("batter", "racer"), 3, 8, 0), (("batter", "racer"), 3, 8, 1),
+]
+
+
+def crossings(args, configs):
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from test_crossing import background, crossing_video, cutouts
+
+    A = os.environ.get("EDGEPOSE_ASSETS") or os.path.join(REPO, "..", "shared", "assets")
+    H = args.crossing_height
+    W = int(round(1.7 * H))
+    cu = cutouts(A)
+    bg = background(A, W, H)
+    table = {}
+    for pair, speed, dwell, front in CROSSINGS:
+        name = "%s+%s v%g dwell%d front%d" % (pair[0], pair[1], speed, dwell, front)
+        frames, labels, times = crossing_video([cu[pair[0]], cu[pair[1]]], bg, speed * H / 350.0, dwell, front)
+        dets, fps, schema, _ = detections(args.model, None, args.height, frames)
+        row = {}
+        for cname, opts in configs:
+            tf, _ = run_edgepose(dets, 25.0, schema, images=frames, **opts)
+            row[cname] = crossing_metrics(tf, labels)
+        table[name] = {"frames": len(frames), "trackers": row}
+        print("  %-38s %s" % (name, "  ".join("%s: %d/%d/%d" % (c, r["id_switches"], r["fragments"], r["kept_ids"])
+                                              for c, r in row.items())))
+    tot = {c: {k: sum(v["trackers"][c][k] for v in table.values()) for k in ("id_switches", "fragments", "kept_ids")}
+           for c, _ in configs}
+    print("  total (ID switches / fragments / people keeping their ID, of %d):" % (2 * len(table)))
+    for c, r in tot.items():
+        print("    %-30s %3d %3d %3d" % (c, r["id_switches"], r["fragments"], r["kept_ids"]))
+    return {"videos": table, "total": tot}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("model")
@@ -237,20 +348,36 @@ def main(argv=None):
     p.add_argument("--norfair-python", help="python of a venv with norfair installed")
     p.add_argument("--height", type=int, help="input height of a dynamic-size model")
     p.add_argument("--sweep", action="store_true", help="also sweep the One Euro min_cutoff and beta")
+    p.add_argument("--baseline", help="another track.py (e.g. the previous release's) to compare")
+    p.add_argument("--crossings", action="store_true",
+                   help="also the crossing videos built from COCO cut-outs (tests/test_crossing.py)")
+    p.add_argument("--crossing-height", type=int, default=350, help="frame height of the crossing videos")
+    p.add_argument("--cache", help="folder keeping the detections between runs")
     p.add_argument("--json")
     args = p.parse_args(argv)
+    global CACHE
+    CACHE = args.cache
+    if CACHE:
+        os.makedirs(CACHE, exist_ok=True)
     videos = args.videos or [asset("videos", "arm_wrestling.mp4"), asset("videos", "street_demo.mp4")]
     report = {"model": os.path.abspath(args.model), "videos": {}, "assignment_us": assignment_speed()}
+    configs = [("edgepose (default)", {}),
+               ("edgepose, no second pass", {"low_score": 0.3}),
+               ("edgepose, max_lost 60", {"max_lost": 60}),
+               ("edgepose + appearance 0.3", {"appearance_weight": 0.3}),
+               ("IoU only (rtmlib-like)", {"oks_weight": 0.0}),
+               ("OKS only", {"oks_weight": 1.0})]
+    if args.baseline:
+        configs.insert(0, ("baseline", {"baseline": args.baseline}))
+    if args.crossings:
+        print("\ncrossing videos: ID switches / fragments / people keeping their ID (of 2)")
+        report["crossings"] = crossings(args, [c for c in configs if c[0] in (
+            "baseline", "edgepose (default)", "edgepose + appearance 0.3")])
     for v in videos:
-        dets, fps, schema = detections(args.model, v, args.height)
+        dets, fps, schema, images = detections(args.model, v, args.height)
         rows = {}
-        configs = [("edgepose (default)", {}),
-                   ("edgepose, no second pass", {"low_score": 0.3}),
-                   ("edgepose, max_lost 60", {"max_lost": 60}),
-                   ("IoU only (rtmlib-like)", {"oks_weight": 0.0}),
-                   ("OKS only", {"oks_weight": 1.0})]
         for name, opts in configs:
-            frames, ms = run_edgepose(dets, fps, schema, **opts)
+            frames, ms = run_edgepose(dets, fps, schema, images=images, **opts)
             rows[name] = {**id_metrics(frames, fps), **smoothing_metrics(frames, fps), "ms_per_frame": ms}
         if args.norfair_python:
             frames, ms = run_norfair(args.norfair_python, dets, fps)

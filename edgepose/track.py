@@ -3,18 +3,33 @@
 :class:`Tracker` gives each person a ``track_id`` that it keeps from frame to frame;
 :class:`OneEuroFilter` smooths every keypoint coordinate of a track (on by default).
 
+Motion (per track)
+    A constant-velocity Kalman filter on the pose's *anchor* (position and velocity), time-based,
+    its acceleration noise ``motion_noise`` person heights / s^2, as ByteTrack and OC-SORT do for
+    boxes. A detection's anchor is the median of its keypoints minus the track's offsets for them
+    (each keypoint's last position relative to the anchor), so a person half hidden by somebody
+    in front still shows where it is, and the hidden keypoints keep moving with it. A lost track's
+    prediction keeps moving at the estimated velocity for as long as it is kept (``max_lost``;
+    ``max_predict_s`` caps it, default none) while its uncertainty grows with the gap. On
+    recovery the filter is re-run along the straight line between the last observation and the
+    new one (OC-SORT's observation-centric re-update), so the velocity after a gap is the
+    distance covered over the gap.
 Association (per frame)
-    A track's pose is predicted to the frame's time (its last pose moved by its box velocity,
-    for at most ``max_predict_s``). Similarity of a person to a track is
-    ``oks_weight * OKS + (1 - oks_weight) * IoU``: OKS of the person against the track's
-    predicted pose (:func:`edgepose.evaluate.oks_matrix`, the track's area) and IoU of their
-    keypoint boxes (the detector's boxes for top-down results). Pairs under
-    ``match_threshold`` never match; the rest are assigned one-to-one maximising the total
-    similarity (Hungarian, ``scipy.optimize.linear_sum_assignment``).
-    Two passes, ByteTrack's idea: people scoring at least ``high_score`` are matched first, to
-    every live track (confirmed, tentative or lost); then people scoring in
-    ``[low_score, high_score)`` only to the confirmed tracks left that were seen in the previous
-    frame. A low-score person never starts a track; under ``low_score`` a person is ignored.
+    Similarity of a person to a track is ``oks_weight * OKS + (1 - oks_weight) * IoU`` against the
+    track's predicted pose: the OKS over the keypoints the person shows (a keypoint the track has
+    never seen counts 0), each keypoint's variance ``area * (2 sigma)^2`` plus the prediction's
+    variance (so the gate relaxes as the gap grows); the IoU of the person's keypoint box with the
+    box of the same keypoints predicted, moved towards the person by up to one standard deviation
+    of the prediction (the detector's boxes for top-down results). Optionally
+    (``appearance_weight`` > 0 and the frame given) a torso colour histogram (hue x saturation,
+    Bhattacharyya coefficient) is mixed in; it is learnt only from frames where the person
+    overlaps nobody. Pairs under ``match_threshold`` never match; the rest are assigned one-to-one
+    maximising the total similarity (Hungarian, ``scipy.optimize.linear_sum_assignment``).
+    Three passes (ByteTrack's two, with lost tracks after live ones as in DeepSORT's cascade):
+    people scoring at least ``high_score`` are matched first to the tracks seen in the previous
+    frame, then the ones left to the lost tracks; then people scoring in ``[low_score,
+    high_score)`` only to the confirmed tracks of the first pass left unmatched. A low-score
+    person never starts a track; under ``low_score`` a person is ignored.
 Birth and death (hysteresis)
     An unmatched high-score person starts a tentative track; it is confirmed, and only then
     gets an ID, after ``min_hits`` consecutive matched frames (at once in the first frame).
@@ -46,14 +61,16 @@ __all__ = ["Tracker", "OneEuroFilter", "TRACK_DEFAULTS", "SMOOTH_DEFAULTS", "che
 
 # The one table of tracker and smoothing defaults (a model's metadata may carry its own
 # "tracking"/"smoothing" dicts; the CLI's options override both).
-TRACK_DEFAULTS: Dict[str, float] = {
+TRACK_DEFAULTS: "Dict[str, Optional[float]]" = {
     "oks_weight": 0.5,
     "match_threshold": 0.2,
     "high_score": 0.3,
     "low_score": 0.1,
     "min_hits": 3,
     "max_lost": 30,
-    "max_predict_s": 0.5,
+    "max_predict_s": None,     # s: the prediction stops moving after this (None: never)
+    "motion_noise": 1.0,       # person heights / s^2: the Kalman filter's acceleration noise
+    "appearance_weight": 0.0,  # weight of the torso colour histogram in the similarity
 }
 SMOOTH_DEFAULTS: Dict[str, float] = {
     "min_cutoff": 1.0,     # Hz: the cutoff of a still keypoint
@@ -64,8 +81,8 @@ SMOOTH_DEFAULTS: Dict[str, float] = {
 _RANGES = {
     "oks_weight": (0.0, 1.0), "match_threshold": (0.0, 1.0), "high_score": (0.0, math.inf),
     "low_score": (0.0, math.inf), "min_hits": (1, 1000), "max_lost": (0, 100000),
-    "max_predict_s": (0.0, 3600.0), "min_cutoff": (1e-6, 1e6), "beta": (0.0, 1e6),
-    "d_cutoff": (1e-6, 1e6), "reset_after_s": (0.0, 3600.0),
+    "max_predict_s": (0.0, 3600.0), "motion_noise": (0.0, 1000.0), "appearance_weight": (0.0, 1.0),
+    "min_cutoff": (1e-6, 1e6), "beta": (0.0, 1e6), "d_cutoff": (1e-6, 1e6), "reset_after_s": (0.0, 3600.0),
 }
 
 
@@ -164,6 +181,19 @@ def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
+_MEAS_STD = 0.03   # person heights: std of the anchor a detection shows
+_V0 = 1.0          # person heights / s: prior std of a new track's velocity
+
+
+def _alone(boxes: np.ndarray, p: int) -> bool:
+    """Whether person ``p``'s box overlaps nobody else's (its colours are its own)."""
+    if len(boxes) < 2:
+        return True
+    iou = _iou(boxes[p:p + 1], boxes)[0]
+    iou[p] = 0.0
+    return bool(iou.max() < 0.05)
+
+
 def _assign(sim: np.ndarray, threshold: float):
     """One-to-one pairs ``(i, j)`` maximising the total similarity, each with sim >= threshold."""
     if sim.size == 0:
@@ -177,28 +207,110 @@ def _assign(sim: np.ndarray, threshold: float):
 
 
 class _Track:
-    __slots__ = ("id", "kp", "box", "t", "v", "hits", "lost", "confirmed", "filter", "score",
-                 "seen_prev")
+    """One person's state: a constant-velocity Kalman filter on the pose's anchor (position and
+    velocity, px and px/s), the pose's shape as offsets from the anchor (the last place each
+    keypoint was seen, relative to the anchor: hidden keypoints keep moving with the person),
+    the last observation, and identity bookkeeping."""
 
-    def __init__(self, kp, box, t, score):
+    __slots__ = ("id", "kp", "box", "t", "hits", "lost", "confirmed", "filter", "score",
+                 "seen_prev", "x", "P", "t_obs", "z_obs", "offsets", "height", "app")
+
+    def __init__(self, kp, box, t, score, meas_std, v0):
         self.id = -1
         self.kp = kp.astype(np.float64)
         self.box = box
         self.t = t
-        self.v = np.zeros(2)
         self.hits = 1
         self.lost = 0
         self.confirmed = False
         self.filter: "Optional[OneEuroFilter]" = None
         self.score = score
         self.seen_prev = True
+        self.app: "Optional[np.ndarray]" = None
+        found = self.kp[:, 2] > 0
+        self.height = max(float(box[3] - box[1]), 1.0)
+        z = np.median(self.kp[found, :2], axis=0) if np.any(found) else 0.5 * (box[:2] + box[2:])
+        self.offsets = np.full((len(self.kp), 2), np.nan)
+        self.offsets[found] = self.kp[found, :2] - z
+        r = (meas_std * self.height) ** 2
+        vv = (v0 * self.height) ** 2
+        self.x = np.array([z[0], z[1], 0.0, 0.0])
+        self.P = np.diag([r, r, vv, vv])
+        self.t_obs, self.z_obs = t, z
 
-    def predicted(self, t: float, max_predict_s: float):
-        shift = self.v * min(max(t - self.t, 0.0), max_predict_s)
-        kp = self.kp.copy()
-        kp[:, :2] += shift
-        box = self.box + np.concatenate([shift, shift])
-        return kp, box
+    # -- motion ------------------------------------------------------------------------------
+    def _q(self, dt: float, noise: float) -> np.ndarray:
+        """Process noise of a white-noise acceleration of std ``noise`` person heights / s^2."""
+        q = (noise * self.height) ** 2
+        a, b, c = dt ** 3 / 3.0, dt ** 2 / 2.0, dt
+        return q * np.array([[a, 0, b, 0], [0, a, 0, b], [b, 0, c, 0], [0, b, 0, c]])
+
+    def predict_state(self, t: float, noise: float, max_dt: Optional[float]):
+        """Mean and covariance of the anchor at time ``t`` (not stored)."""
+        dt = max(t - self.t_obs, 0.0)
+        dtm = dt if max_dt is None else min(dt, max_dt)
+        F = np.eye(4)
+        F[0, 2] = F[1, 3] = dtm
+        return F @ self.x, F @ self.P @ F.T + self._q(dt, noise)
+
+    def measure(self, kp: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """The anchor a detection shows: the median of its keypoints minus their offsets (robust
+        to keypoints hidden by somebody in front), else its box centre."""
+        common = (kp[:, 2] > 0) & ~np.isnan(self.offsets[:, 0])
+        if np.any(common):
+            return np.median(kp[common, :2] - self.offsets[common], axis=0)
+        return 0.5 * (box[:2] + box[2:]) - 0.5 * (self.box[:2] + self.box[2:]) + self.z_obs
+
+    def observe(self, kp, box, t, score, noise, meas_std, max_dt) -> None:
+        z = self.measure(kp, box)
+        R = np.eye(2) * (meas_std * self.height) ** 2
+        # after a gap, re-run the filter along the straight line from the last observation to
+        # this one (OC-SORT's observation-centric re-update): the velocity comes out as the
+        # distance covered over the gap instead of staying what it was before the gap
+        n = max(int(self.lost) + 1, 1) if t > self.t_obs else 1
+        t0, z0 = self.t_obs, self.z_obs
+        for k in range(1, n + 1):
+            tk = t0 + (t - t0) * k / n
+            zk = z0 + (z - z0) * k / n
+            x, P = self.predict_state(tk, noise, max_dt)
+            S = P[:2, :2] + R
+            G = P[:, :2] @ np.linalg.inv(S)
+            self.x = x + G @ (zk - x[:2])
+            self.P = P - G @ P[:2, :]
+            self.t_obs = tk
+        self.z_obs = z
+        found = kp[:, 2] > 0
+        self.offsets[found] = kp[found, :2] - z
+        self.height = max(0.8 * self.height + 0.2 * float(box[3] - box[1]), 1.0) if \
+            np.sum(found) >= 0.6 * np.sum(~np.isnan(self.offsets[:, 0])) else self.height
+        self.kp, self.box, self.t, self.score = kp.copy(), box.copy(), t, score
+
+
+def _torso_histogram(image: np.ndarray, kp: np.ndarray, box: np.ndarray, torso: Sequence[int]):
+    """Hue-saturation histogram (16 x 4 bins, L1-normalised) of the torso: the box of the
+    shoulders and hips found (3 of 4 at least), else the upper middle of the person's box."""
+    import cv2
+
+    pts = [kp[i, :2] for i in torso if i >= 0 and kp[i, 2] > 0]
+    if len(pts) >= 3:
+        p = np.array(pts)
+        x1, y1 = p.min(0)
+        x2, y2 = p.max(0)
+        w = x2 - x1
+        x1, x2 = x1 + 0.1 * w, x2 - 0.1 * w
+    else:
+        x1, y1, x2, y2 = box
+        w, h = x2 - x1, y2 - y1
+        x1, x2, y1, y2 = x1 + 0.25 * w, x2 - 0.25 * w, y1 + 0.2 * h, y1 + 0.5 * h
+    H, W = image.shape[:2]
+    x1, y1 = int(max(np.floor(x1), 0)), int(max(np.floor(y1), 0))
+    x2, y2 = int(min(np.ceil(x2), W)), int(min(np.ceil(y2), H))
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        return None
+    hsv = cv2.cvtColor(np.ascontiguousarray(image[y1:y2, x1:x2]), cv2.COLOR_BGR2HSV)
+    h = cv2.calcHist([hsv], [0, 1], None, [16, 4], [0, 180, 0, 256]).ravel().astype(np.float64)
+    s = h.sum()
+    return h / s if s > 0 else None
 
 
 class Tracker:
@@ -228,21 +340,74 @@ class Tracker:
         self.frames = 0
         self.t_prev: Optional[float] = None
 
-    def _sim(self, tracks: "List[_Track]", kp: np.ndarray, boxes: np.ndarray, t: float) -> np.ndarray:
-        from .evaluate import oks_matrix
-
-        if not tracks or not len(kp):
-            return np.zeros((len(tracks), len(kp)))
+    def _sim(self, tracks: "List[_Track]", kp: np.ndarray, boxes: np.ndarray, t: float,
+             given_boxes: bool, apps=None) -> np.ndarray:
+        """Similarity ``[T,P]`` of tracks and people (see the module docstring)."""
         o = self.options
-        pk, pb = zip(*(tr.predicted(t, o["max_predict_s"]) for tr in tracks))
-        pk, pb = np.stack(pk), np.stack(pb)
-        areas = np.maximum((pb[:, 2] - pb[:, 0]) * (pb[:, 3] - pb[:, 1]), 1.0)
-        oks = oks_matrix(pk, kp, self.sigmas, areas)
-        return o["oks_weight"] * oks + (1.0 - o["oks_weight"]) * _iou(pb, boxes)
+        sim = np.zeros((len(tracks), len(kp)))
+        if not tracks or not len(kp):
+            return sim
+        var_k = (2.0 * self.sigmas) ** 2
+        found = kp[:, :, 2] > 0                                        # [P,K]
+        n_found = np.maximum(found.sum(1), 1)
+        states = [tr.predict_state(t, o["motion_noise"], o["max_predict_s"]) for tr in tracks]
+        pos = np.stack([x[:2] for x, _ in states])                     # [T,2]
+        s2 = np.array([0.5 * (P[0, 0] + P[1, 1]) for _, P in states])  # [T] px^2, grows with the gap
+        offs = np.stack([tr.offsets for tr in tracks])                 # [T,K,2]
+        has = ~np.isnan(offs[:, :, 0])                                 # [T,K]
+        pk = pos[:, None, :] + np.where(has[:, :, None], offs, 0.0)    # [T,K,2] predicted poses
+        big = np.inf
+        lo = np.where(has[:, :, None], pk, big).min(1)
+        hi = np.where(has[:, :, None], pk, -big).max(1)
+        area = np.where(has.any(1), (hi[:, 0] - lo[:, 0]) * (hi[:, 1] - lo[:, 1]), 0.0)
+        area = np.maximum(area, 1.0)                                   # [T]
+        common = found[None] & has[:, None, :]                         # [T,P,K]
+        d2 = ((kp[None, :, :, :2] - pk[:, None]) ** 2).sum(-1)         # [T,P,K]
+        e = d2 / (2.0 * (area[:, None, None] * var_k[None, None] + s2[:, None, None]))
+        oks = np.where(common, np.exp(-e), 0.0).sum(2) / n_found[None]
+        if given_boxes:           # the detector's boxes: each track's last box, moved
+            pb = np.stack([tr.box + np.tile(x[:2] - tr.z_obs, 2) for tr, (x, _) in zip(tracks, states)])
+            pb = np.broadcast_to(pb[:, None, :], (len(tracks), len(kp), 4))
+            valid = np.ones((len(tracks), len(kp)), bool)
+        else:                     # the box of the predicted keypoints the person shows
+            c = common[..., None]
+            q = np.broadcast_to(pk[:, None], common.shape + (2,))
+            pb = np.concatenate([np.where(c, q, big).min(2), np.where(c, q, -big).max(2)], -1)  # [T,P,4]
+            valid = common.any(2)
+            pb = np.where(valid[..., None], pb, 0.0)
+        # the predicted box moved towards the person by up to one standard deviation
+        dc = 0.5 * (boxes[None, :, :2] + boxes[None, :, 2:]) - 0.5 * (pb[..., :2] + pb[..., 2:])
+        n = np.linalg.norm(dc, axis=-1)
+        f = np.minimum(1.0, np.sqrt(s2)[:, None] / np.maximum(n, 1e-9))
+        pb = pb + np.tile(dc * f[..., None], 2)
+        a = pb.copy()
+        a[..., 2] = np.maximum(a[..., 2], a[..., 0] + 1.0)
+        a[..., 3] = np.maximum(a[..., 3], a[..., 1] + 1.0)
+        bb = boxes.copy()
+        bb[:, 2] = np.maximum(bb[:, 2], bb[:, 0] + 1.0)
+        bb[:, 3] = np.maximum(bb[:, 3], bb[:, 1] + 1.0)
+        iw = np.clip(np.minimum(a[..., 2], bb[None, :, 2]) - np.maximum(a[..., 0], bb[None, :, 0]), 0, None)
+        ih = np.clip(np.minimum(a[..., 3], bb[None, :, 3]) - np.maximum(a[..., 1], bb[None, :, 1]), 0, None)
+        inter = iw * ih
+        ua = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + \
+            ((bb[:, 2] - bb[:, 0]) * (bb[:, 3] - bb[:, 1]))[None] - inter
+        ious = np.where(valid, inter / ua, 0.0)
+        sim = o["oks_weight"] * oks + (1.0 - o["oks_weight"]) * ious
+        w = o["appearance_weight"]
+        if w > 0 and apps is not None:
+            for i, tr in enumerate(tracks):
+                if tr.app is None:
+                    continue
+                for j, ap in enumerate(apps):
+                    if ap is not None:
+                        sim[i, j] = (1.0 - w) * sim[i, j] + w * float(np.sum(np.sqrt(tr.app * ap)))
+        return sim
 
-    def update(self, result: PoseResult, time_s: Optional[float] = None) -> PoseResult:
+    def update(self, result: PoseResult, time_s: Optional[float] = None,
+               image: Optional[np.ndarray] = None) -> PoseResult:
         """Associate ``result``'s people with the tracks; returns the tracked people of this
-        frame (``track_ids`` set). ``time_s``: the frame's time (default: frame number / 30)."""
+        frame (``track_ids`` set). ``time_s``: the frame's time (default: frame number / 30).
+        ``image``: the frame (BGR), used for the appearance cue when ``appearance_weight`` > 0."""
         o = self.options
         t = float(self.frames / 30.0 if time_s is None else time_s)
         if not math.isfinite(t) or (self.t_prev is not None and t < self.t_prev):
@@ -250,33 +415,44 @@ class Tracker:
         if self.sigmas is None:
             from .schema import oks_sigmas
             self.sigmas = oks_sigmas(len(result.keypoint_names), result.to_coco17)
-        kp = np.asarray(result.keypoints, np.float64)
+        kp = np.asarray(result.keypoints, np.float64).reshape(-1, len(result.keypoint_names), 3)
         scores = np.asarray(result.scores, np.float64)
+        given = result.boxes is not None
         boxes = _boxes_xyxy(kp, result.boxes)
+        apps = None
+        if o["appearance_weight"] > 0 and image is not None:
+            c17 = result.to_coco17 or []
+            torso = [int(c17[c]) if c < len(c17) and c17[c] is not None else -1 for c in (5, 6, 11, 12)]
+            apps = [_torso_histogram(image, kp[p], boxes[p], torso) for p in range(len(kp))]
         live = self.tracks
         high = np.nonzero(scores >= o["high_score"])[0]
         low = np.nonzero((scores >= o["low_score"]) & (scores < o["high_score"]))[0]
         matched: Dict[int, int] = {}      # track index -> person index
-        sim = self._sim(live, kp[high], boxes[high], t)
-        for i, j in _assign(sim, o["match_threshold"]):
-            matched[i] = int(high[j])
-        rest = [i for i, tr in enumerate(live) if i not in matched and tr.confirmed and tr.seen_prev]
-        if rest and len(low):
-            sim2 = self._sim([live[i] for i in rest], kp[low], boxes[low], t)
-            for i, j in _assign(sim2, o["match_threshold"]):
-                matched[rest[i]] = int(low[j])
+
+        def match(tracks, people):
+            if not tracks or not len(people):
+                return
+            sim = self._sim([live[i] for i in tracks], kp[people], boxes[people], t, given,
+                            None if apps is None else [apps[p] for p in people])
+            for i, j in _assign(sim, o["match_threshold"]):
+                matched[tracks[i]] = int(people[j])
+
+        # 1. the tracks seen in the previous frame take the confident people; 2. lost tracks
+        # (their uncertainty grown with the gap) the confident people left; 3. the confirmed
+        # tracks of 1 still unmatched take weaker people
+        match([i for i, tr in enumerate(live) if tr.seen_prev], high)
+        used = set(matched.values())
+        match([i for i, tr in enumerate(live) if not tr.seen_prev], np.array([p for p in high if p not in used], int))
+        match([i for i, tr in enumerate(live) if i not in matched and tr.confirmed and tr.seen_prev], low)
         used = set(matched.values())
         keep: "List[_Track]" = []
         for i, tr in enumerate(live):
             if i in matched:
                 p = matched[i]
-                dt = t - tr.t
-                if dt > 0:
-                    c_new = 0.5 * (boxes[p, :2] + boxes[p, 2:])
-                    c_old = 0.5 * (tr.box[:2] + tr.box[2:])
-                    v = (c_new - c_old) / dt
-                    tr.v = v if tr.hits == 1 else 0.5 * tr.v + 0.5 * v
-                tr.kp, tr.box, tr.t, tr.score = kp[p].copy(), boxes[p].copy(), t, float(scores[p])
+                tr.observe(kp[p], boxes[p], t, float(scores[p]), o["motion_noise"], _MEAS_STD,
+                           o["max_predict_s"])
+                if apps is not None and apps[p] is not None and _alone(boxes, p):
+                    tr.app = apps[p] if tr.app is None else 0.9 * tr.app + 0.1 * apps[p]
                 tr.hits += 1
                 tr.lost = 0
                 tr.seen_prev = True
@@ -292,7 +468,9 @@ class Tracker:
                     keep.append(tr)
         for p in high:
             if int(p) not in used:
-                tr = _Track(kp[p], boxes[p], t, float(scores[p]))
+                tr = _Track(kp[p], boxes[p], t, float(scores[p]), _MEAS_STD, _V0)
+                if apps is not None and apps[p] is not None and _alone(boxes, p):
+                    tr.app = apps[p]
                 if self.frames == 0 or o["min_hits"] <= 1:
                     self._confirm(tr)
                 keep.append(tr)

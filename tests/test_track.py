@@ -166,3 +166,54 @@ def test_bad_options_are_refused_in_one_line():
     tr.update(frame([person(100, 200)]), 1.0)
     with pytest.raises(InputError, match="frame time"):
         tr.update(frame([person(100, 200)]), 0.5)
+
+
+def test_a_hidden_person_keeps_moving_and_is_recovered_where_it_comes_back():
+    # walks right at 150 px/s (1.5 heights/s), hidden for 0.8 s (24 frames at 30 fps): it comes
+    # back 120 px further on, where only a prediction that kept moving expects it
+    tr = Tracker(smoothing=False, max_lost=30)
+    for i in range(15):
+        r = tr.update(frame([person(100 + 5 * i, 200), person(600, 200)]), i / 30)
+    assert sorted(r.track_ids) == [1, 2]
+    for i in range(15, 39):
+        tr.update(frame([person(600, 200)]), i / 30)
+    got = []
+    for i in range(39, 45):
+        r = tr.update(frame([person(100 + 5 * i, 200), person(600, 200)]), i / 30)
+        got.append(sorted(r.track_ids))
+    assert got == [[1, 2]] * 6                      # ID 1 again, at once, never a new ID
+
+
+def test_crossing_people_keep_their_ids_through_a_gap_and_partial_views():
+    # A walks right, B left, at 4 px/frame; while they overlap B (behind) is hidden, then only
+    # its far half is seen (the half A does not cover), then all of it
+    for a_first in (True, False):
+        tr = Tracker(smoothing=False)
+        ids = {}
+        for i in range(100):
+            xa, xb = 100 + 4 * i, 500 - 4 * i
+            a, b = person(xa, 200), person(xb, 200)
+            d = abs(xa - xb)
+            if d < 30:
+                people = [a]                               # B hidden
+            elif d < 60:
+                b = b.copy()
+                near = (b[:, 0] < xa + 25) & (b[:, 0] > xa - 25)
+                b[near] = (-1, -1, 0)                      # B partly hidden by A
+                people = [a, b]
+            else:
+                people = [a, b]
+            r = tr.update(frame(people if a_first else people[::-1]), i / 30)
+            for k, tid in zip(r.raw_keypoints, r.track_ids):
+                v = k[k[:, 2] > 0]
+                who = "a" if d < 30 or abs(np.median(v[:, 0]) - xa) < abs(np.median(v[:, 0]) - xb) else "b"
+                ids.setdefault(who, set()).add(int(tid))
+        assert ids == {"a": {1}, "b": {2}} or ids == {"a": {2}, "b": {1}}, ids
+
+
+def test_motion_options_are_checked():
+    with pytest.raises(InputError, match="motion_noise"):
+        Tracker(motion_noise=-1)
+    with pytest.raises(InputError, match="appearance_weight"):
+        Tracker(appearance_weight=2)
+    Tracker(max_predict_s=0.5, motion_noise=2.0, appearance_weight=0.3)

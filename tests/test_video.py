@@ -191,3 +191,54 @@ def test_cli_track_writes_jsonl_and_video_and_refuses_bad_input(clip, tfpose_mod
                       (["track", tfpose_model, clip, "--min-hits", "0"], "min-hits")):
         r = subprocess.run(exe + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
         assert r.returncode == 2 and msg in r.stderr, (args, r.stderr)
+
+
+def test_plot_draws_every_track_with_a_legend_and_y_as_in_the_image(tmp_path):
+    from edgepose.draw import _palette
+    from edgepose.video import _Trajectories, plot_trajectories
+
+    traj = _Trajectories()
+    K = 3
+    for tid in range(1, 12):                 # 11 tracks, the last ones short
+        n = 40 - 2 * tid
+        rows = []
+        for i in range(n):
+            kp = np.ones((K, 3), np.float32)
+            kp[:, 0] = 100 + 3 * i           # moving right ...
+            kp[:, 1] = 50 + 4 * i            # ... and down the image
+            rows.append((i / 25.0, kp))
+        traj.data[tid] = rows
+    path = str(tmp_path / "p.png")
+    plot_trajectories(traj, ["nose", "neck", "hip"], path, size=(800, 120))
+    img = cv2.imread(path)
+    head = img.shape[0] - 11 * 120
+    assert img.shape[1] == 800 and head > 20, "one row per track, all 11 of them, under a header"
+    cols = _palette(K)
+    for k in range(K):                       # the legend shows every keypoint's colour
+        assert np.all(img[:head] == cols[k], axis=2).sum() > 5, k
+    for r in range(11):
+        row = img[head + 120 * r: head + 120 * (r + 1)]
+        for x0, x1, downwards in ((0, 400, False), (400, 800, True)):
+            near = np.abs(row[:, x0:x1].astype(int) - np.array(cols[K - 1])).sum(2) < 60   # drawn last
+            ys, xs = np.nonzero(near)
+            assert len(xs) > 10, (r, x0)
+            early, late = ys[xs <= np.percentile(xs, 10)].mean(), ys[xs >= np.percentile(xs, 90)].mean()
+            # x grows upwards on the left; y grows downwards on the right, as in the image
+            assert (late > early) if downwards else (late < early), (r, x0, early, late)
+
+
+def test_jsonl_missing_keypoints_are_zeros_in_both_schemas():
+    from edgepose.results import PoseResult
+    from edgepose.schema import CMU18_KEYPOINTS, CMU18_TO_COCO17
+    from edgepose.video import frame_record
+
+    kp = np.tile(np.array([[10.0, 20.0, 0.9]], np.float32), (18, 1))
+    kp[0] = (-1, -1, 0)                      # the nose: COCO index 0
+    kp[4] = (-1, -1, 0)                      # the right wrist: COCO index 10
+    rec = frame_record(3, 0.1, PoseResult(kp[None], [0.8], CMU18_KEYPOINTS, (), CMU18_TO_COCO17,
+                                          track_ids=[7]))
+    p = rec["people"][0]
+    assert p["keypoints"][0] == p["keypoints"][4] == [0, 0, 0]
+    assert p["coco17"][0] == p["coco17"][10] == [0, 0, 0]
+    assert p["keypoints"][1] == [10.0, 20.0, 0.9] and p["coco17"][5] == [10.0, 20.0, 0.9]
+    assert p["track_id"] == 7 and rec["frame"] == 3
