@@ -199,6 +199,14 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
         meta = _onnx_meta(source)
         if meta is None:
             raise _no_meta_error(source)
+    family = meta.family if meta is not None else None
+    if spec is not None and kind == "onnx":
+        from .onnx_import import load_spec
+
+        family = load_spec(spec).get("family")
+    if family in ("onestage", "regression") and target != "onnx":
+        raise ExportError("target %s: %s models are deployed as they are imported (an .onnx with --target onnx, a "
+                          ".tflite with --target tflite); conversion and INT8 do not cover them yet" % (target, family))
 
     if target == "onnx":
         if target_options:

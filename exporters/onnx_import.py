@@ -84,6 +84,8 @@ _TOP_KEYS = {"family", "arch", "input", "outputs", "schema", "keypoints", "limbs
              "onestage", "letterbox", "tracking", "smoothing"}
 _INPUT_KEYS = {"name", "layout", "channel_order", "mean", "std", "height", "width", "dynamic_hw"}
 _OUTPUT_PARTS = ("heatmaps", "background", "pafs")
+# families whose models are imported unchanged (metadata added): exporters.tflite_import.import_as_is
+AS_IS_FAMILIES = ("onestage", "regression")
 
 
 def _fail(msg: str) -> ExportError:
@@ -199,11 +201,8 @@ def _normalize_spec(spec: Dict[str, Any]) -> Dict[str, Any]:
     """Validate the spec on its own (no model yet) and fill defaults."""
     s = copy.deepcopy(spec)
     family = s.get("family")
-    if family in ("onestage", "regression"):
-        raise _fail("family %r is imported from a .tflite model (edgepose export MODEL.tflite --spec ... "
-                    "--target tflite); ONNX import takes bottomup or topdown" % family)
     if family not in ("bottomup", "topdown"):
-        raise _fail("family must be 'bottomup' or 'topdown', got %r" % (family,))
+        raise _fail("family must be one of bottomup, topdown, %s, got %r" % (", ".join(AS_IS_FAMILIES), family))
     normalize_input(s)
     s["stride"] = _int(s.get("stride"), "stride", 1)
     s.setdefault("heatmap_offset", 0.5 if family == "bottomup" else 0.0)
@@ -560,6 +559,10 @@ def import_onnx(model_path: str, spec: Union[str, Dict[str, Any]], out: str, pro
     out = check_output_path(out)
     name = os.path.basename(model_path)
     raw_spec = load_spec(spec)
+    if raw_spec.get("family") in AS_IS_FAMILIES:   # nothing to cut out of the graph: metadata only
+        from .tflite_import import import_as_is
+
+        return import_as_is(model_path, raw_spec, out, progress=progress)
     s = _normalize_spec(raw_spec)
     model = _load_onnx(model_path)
     props = {p.key: p.value for p in model.metadata_props}

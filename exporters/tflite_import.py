@@ -145,7 +145,7 @@ def _normalize(raw: Dict[str, Any]) -> Dict[str, Any]:
         return _normalize_spec(s), claims
     normalize_input(s, _INPUT_KEYS)
     if s["input"]["dynamic_hw"]:
-        raise _fail("input.dynamic_hw: a TFLite model has a fixed input size")
+        raise _fail("input.dynamic_hw: one-stage and regression models are imported at one fixed input size")
     role = "predictions" if family == "onestage" else "keypoints"
     unknown = sorted(set(outs) - {role})
     if unknown:
@@ -208,15 +208,86 @@ def _check_units(s: Dict[str, Any], out: np.ndarray, name: str) -> None:
                            "input pixels" if seen == "pixels" else "normalised 0-1"))
 
 
+class _OnnxTensor:
+    """An ONNX model tensor as the checks see it (float, unquantized at its edges)."""
+
+    def __init__(self, spec):
+        self.name = spec.name
+        self.dtype = np.dtype(spec.dtype)
+        self.shape_signature = [d if isinstance(d, int) and d > 0 else -1 for d in spec.shape]
+        self.shape = [d if d > 0 else 1 for d in self.shape_signature]
+        self.quantized = False
+        self.scale, self.zero_point = 0.0, 0
+
+
+class _Source:
+    """The model being imported, by format: its tensors, precision and the metadata writer."""
+
+    def __init__(self, path: str, name: str):
+        from edgepose.backends import backend_kind, load_backend
+
+        self.kind = backend_kind(path)
+        if self.kind not in ("tflite", "onnxruntime"):
+            raise ExportError("%s: only .tflite and .onnx models are imported with a spec" % name)
+        self.backend = load_backend(path, threads=1)
+        if self.backend.meta is not None:
+            raise ExportError("%s already carries edgepose metadata: use it as it is" % name)
+        self.path = path
+        if self.kind == "tflite":
+            b, it = self.backend, self.backend.interpreter
+            self.ins, self.outs = b._in, b._out
+            self.raw_in = {t.name: next(d["name"] for d in it.get_input_details() if int(d["index"]) == t.index)
+                           for t in b._in}
+            self.raw_out = {t.name: next(d["name"] for d in it.get_output_details() if int(d["index"]) == t.index)
+                            for t in b._out}
+        else:
+            self.ins = [_OnnxTensor(t) for t in self.backend.inputs]
+            self.outs = [_OnnxTensor(t) for t in self.backend.outputs]
+            self.raw_in, self.raw_out = {}, {}
+
+    def precision(self) -> str:
+        if self.kind == "tflite":
+            return _precision(self.backend.interpreter)
+        import onnx
+
+        ops = {n.op_type for n in onnx.load(self.path, load_external_data=False).graph.node}
+        return "int8" if ops & {"QuantizeLinear", "QLinearConv", "QLinearMatMul"} else "fp32"
+
+    def write(self, meta, tmp: str) -> None:
+        """The source model with ``meta`` embedded (TFLite metadata table / ONNX metadata_props)."""
+        if self.kind == "tflite":
+            from .tflite import embed_metadata
+
+            with open(self.path, "rb") as f:
+                flat = f.read()
+            with open(tmp, "wb") as f:
+                f.write(embed_metadata(flat, meta))
+        else:
+            import onnx
+
+            from edgepose.metadata import embed_onnx
+
+            model = onnx.load(self.path)
+            embed_onnx(model, meta)
+            onnx.save(model, tmp)
+
+
 def import_tflite(model_path: str, spec, out: str, progress: bool = True) -> Dict[str, Any]:
     """Add edgepose metadata to a foreign ``.tflite`` model described by ``spec``; write ``out``."""
-    from edgepose.backends.tflite import TfliteBackend
+    return import_as_is(model_path, spec, out, progress)
+
+
+def import_as_is(model_path: str, spec, out: str, progress: bool = True) -> Dict[str, Any]:
+    """Add edgepose metadata to a foreign model described by ``spec``, without changing the
+    model: any family from a ``.tflite``; one-stage and regression models from an ``.onnx``
+    (heatmap models from ONNX go through :func:`edgepose.exporters.onnx_import.import_onnx`,
+    which cuts their outputs to the keypoint channels). Writes ``out``; returns a report."""
+    from edgepose.backends import load_backend
     from edgepose.metadata import ModelMeta, check_against_model
     from edgepose.preprocess import normalize
 
     from .checkpoint import file_sha256
     from .onnx_export import _log, _version, atomic_output, check_output_path, sample_images
-    from .tflite import embed_metadata
 
     t0 = time.time()
     model_path = os.fspath(model_path)
@@ -225,17 +296,15 @@ def import_tflite(model_path: str, spec, out: str, progress: bool = True) -> Dic
     raw = load_spec(spec)
     s, claims = _normalize(raw)
     family = s["family"]
-    src = TfliteBackend(model_path, threads=1)
-    if src.meta is not None:
-        raise ExportError("%s already carries edgepose metadata: use it as it is" % name)
-    raw_in = {t.name: next(d["name"] for d in src.interpreter.get_input_details() if int(d["index"]) == t.index)
-              for t in src._in}
-    raw_out = {t.name: next(d["name"] for d in src.interpreter.get_output_details() if int(d["index"]) == t.index)
-               for t in src._out}
+    source = _Source(model_path, name)
+    if source.kind == "onnxruntime" and family in ("bottomup", "topdown"):
+        raise ExportError("internal: heatmap models from ONNX are imported by onnx_import")  # pragma: no cover
+    src = source.backend
+    raw_in, raw_out = source.raw_in, source.raw_out
 
     # ---- input ---------------------------------------------------------------------------------
     inp = s["input"]
-    t_in = _resolve(inp.get("name"), src._in, raw_in, "input.name", name, "input")
+    t_in = _resolve(inp.get("name"), source.ins, raw_in, "input.name", name, "input")
     _check_claim(claims["input"], t_in, "input", name)
     _check_integer_input(inp, t_in, name)
     if t_in.shape_signature[0] not in (1, -1):
@@ -246,7 +315,7 @@ def import_tflite(model_path: str, spec, out: str, progress: bool = True) -> Dic
     used = []
     if family in ("bottomup", "topdown"):
         for part, p in s["_parts"].items():
-            t = _resolve(p["output"], src._out, raw_out, "outputs.%s.output" % part, name, "output")
+            t = _resolve(p["output"], source.outs, raw_out, "outputs.%s.output" % part, name, "output")
             if part == "background":
                 raise _fail("outputs.background: a TFLite model is not rewritten, its heatmaps output must hold "
                             "the K keypoint channels only")
@@ -260,7 +329,7 @@ def import_tflite(model_path: str, spec, out: str, progress: bool = True) -> Dic
     else:
         role = "predictions" if family == "onestage" else "keypoints"
         e = s["outputs"][role]
-        t = _resolve(e.get("output"), src._out, raw_out, "outputs.%s.output" % role, name, "output")
+        t = _resolve(e.get("output"), source.outs, raw_out, "outputs.%s.output" % role, name, "output")
         _check_claim(claims.get(role, {}), t, "outputs." + role, name)
         outputs[role] = {"name": t.name}
         if role == "predictions":
@@ -283,11 +352,11 @@ def import_tflite(model_path: str, spec, out: str, progress: bool = True) -> Dic
         **table_fields(tables),
         "source_sha256": file_sha256(model_path),
         "edgepose_version": _version(),
-        "precision": _precision(src.interpreter),
+        "precision": source.precision(),
         "source_io": {"tensors": {t.name: dict({"dtype": t.dtype.name},
                                                **({"scale": t.scale, "zero_point": t.zero_point} if t.quantized else {}))
                                   for t in [t_in] + used}},
-        "export": {"imported_from": name, "format": "tflite"},
+        "export": {"imported_from": name, "format": "tflite" if source.kind == "tflite" else "onnx"},
     }
     if family in ("bottomup", "topdown"):
         data["stride"] = s["stride"]
@@ -322,13 +391,10 @@ def import_tflite(model_path: str, spec, out: str, progress: bool = True) -> Dic
     if family == "onestage":
         _check_units(s, ref[outputs["predictions"]["name"]], name)
 
-    with open(model_path, "rb") as f:
-        flat = f.read()
     with atomic_output(out) as tmp:
-        with open(tmp, "wb") as f:
-            f.write(embed_metadata(flat, meta))
+        source.write(meta, tmp)
         # read back through the runtime: the metadata round-trips and the model is unchanged
-        back = TfliteBackend(tmp, threads=1)
+        back = load_backend(tmp, threads=1)
         if back.meta != meta:
             raise ExportError("verification: the metadata read back from %s differs from the one written" % out)
         got = back.run({t_in.name: x}, [t.name for t in used])
@@ -336,9 +402,10 @@ def import_tflite(model_path: str, spec, out: str, progress: bool = True) -> Dic
             if not np.array_equal(got[k], ref[k]):
                 raise ExportError("verification: output %s of the written model differs from the source's" % k)
     _log(progress, "wrote %s (%s, %s) in %.1fs" % (out, family, data["precision"], time.time() - t0))
-    return {"target": "tflite", "output": out, "source": model_path, "source_kind": "tflite+spec",
-            "arch": data["arch"], "verify": {"max_abs_error": 0.0, "reference": "source tflite"},
+    fmt = "tflite" if source.kind == "tflite" else "onnx"
+    return {"target": fmt, "output": out, "source": model_path, "source_kind": fmt + "+spec",
+            "arch": data["arch"], "verify": {"max_abs_error": 0.0, "reference": "source " + fmt},
             "max_abs_error": 0.0, "metadata": meta.data, "seconds": round(time.time() - t0, 2)}
 
 
-__all__ = ["import_tflite"]
+__all__ = ["import_tflite", "import_as_is"]

@@ -10,7 +10,7 @@ import pytest
 
 from edgepose import decode, reference
 from edgepose.backends.base import Backend, TensorSpec
-from edgepose.errors import InputError, ModelError
+from edgepose.errors import EdgeposeError, InputError, ModelError
 from edgepose.metadata import ModelMeta, check_against_model
 from edgepose.pipelines.onestage import OneStageEstimator
 from edgepose.preprocess import letterbox
@@ -257,3 +257,63 @@ def test_real_yolo_ap_on_coco(assets, coco, tmp_path_factory, model, spec, min_a
     assert r["stats"]["AP"] >= min_ap, r["stats"]
     # every annotated image has people found, with boxes inside the image
     assert r["people"] >= 10
+
+
+# ---- an ONNX one-stage model (constructed): imported as it is, decoded exactly ----------------
+def _onnx_onestage(path, pred):
+    """A model whose output is the constant ``pred`` (plus 0 x the input's mean)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [helper.make_node("ReduceMean", ["images"], ["m"], keepdims=0),      # a scalar
+             helper.make_node("Mul", ["m", "zero"], ["z"]),
+             helper.make_node("Add", ["z", "c"], ["preds"])]
+    inits = [numpy_helper.from_array(np.array(0.0, np.float32), "zero"), numpy_helper.from_array(pred, "c")]
+    g = helper.make_graph(nodes, "onestage", [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, 64, 96])],
+                          [helper.make_tensor_value_info("preds", TensorProto.FLOAT, list(pred.shape))], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    onnx.save(m, path)
+
+
+def test_onnx_onestage_import_and_exact_decode(tmp_path):
+    if sys.version_info < (3, 8):
+        pytest.skip("importing needs the exporters (Python >= 3.8)")
+    pytest.importorskip("onnxruntime")
+    from edgepose.exporters import export
+    from edgepose.pipelines import load_estimator
+
+    meta = _meta("NC", "pixels", "normalized", "corner", H=64, W=96)
+    img_hw = (120, 90)
+    boxes, kps = _people(2, img_hw=(120, 200))
+    boxes, kps = boxes / [2.5, 1, 2.5, 1], kps / [2.5, 1, 1]          # inside a 90 px wide image
+    pred = _encode(meta, boxes, kps, np.array([0.8, 0.6]), img_hw, n_anchors=40)
+    src = str(tmp_path / "yolo_like.onnx")
+    _onnx_onestage(src, pred)
+    spec = {"family": "onestage", "arch": "constructed",
+            "input": {"name": "images", "layout": "NCHW", "channel_order": "RGB", "mean": [0, 0, 0],
+                      "std": [255, 255, 255], "height": 64, "width": 96},
+            "outputs": {"predictions": {"output": "preds", "layout": "NC"}},
+            "onestage": {"box_units": "pixels", "keypoint_units": "normalized"}, "schema": "coco17"}
+    out = str(tmp_path / "imported.onnx")
+    rep = export(src, target="onnx", out=out, spec=spec, progress=False)
+    assert rep["source_kind"] == "onnx+spec" and rep["metadata"]["family"] == "onestage"
+    est = load_estimator(out, threads=1)
+    res = est(np.zeros(img_hw + (3,), np.uint8))
+    np.testing.assert_allclose(res.scores, [0.8, 0.6], atol=1e-6)
+    np.testing.assert_allclose(res.boxes, boxes, atol=2e-3)
+    np.testing.assert_allclose(res.keypoints[:, :, :2], kps[:, :, :2], atol=2e-3)
+    # lies about the model are refused in one line, nothing written
+    for change, words in ((("outputs", "predictions", "layout"), "CN"), (("onestage", "keypoint_units"), "pixels"),
+                          (("input", "height"), 48)):
+        bad = copy.deepcopy(spec)
+        t = bad
+        for k in change[:-1]:
+            t = t[k]
+        t[change[-1]] = words
+        with pytest.raises(EdgeposeError) as e:
+            export(src, target="onnx", out=str(tmp_path / "lie.onnx"), spec=bad, progress=False)
+        assert "\n" not in str(e.value) and ".".join(change[-2:]) in str(e.value)
+        assert not (tmp_path / "lie.onnx").exists()
+    with pytest.raises(EdgeposeError, match="target cpu-int8: onestage models are deployed as they are imported"):
+        export(out, target="cpu-int8", out=str(tmp_path / "x.onnx"), calib=src, progress=False)
