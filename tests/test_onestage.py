@@ -279,6 +279,7 @@ def _onnx_onestage(path, pred):
 def test_onnx_onestage_import_and_exact_decode(tmp_path):
     if sys.version_info < (3, 8):
         pytest.skip("importing needs the exporters (Python >= 3.8)")
+    pytest.importorskip("onnx", reason="the exporters need onnx (a runtime-only install has none)")
     pytest.importorskip("onnxruntime")
     from edgepose.exporters import export
     from edgepose.pipelines import load_estimator
