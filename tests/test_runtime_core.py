@@ -213,3 +213,21 @@ def test_run_video_on_a_live_source_writes_annotated_video_and_releases(tmp_path
     assert lines[0]["people"][0]["keypoints"][0] == [10.0, 10.0, 0.9]
     st = run_video(Frames(5), est, max_frames=2)      # pipelined: a live source may drop the stale one
     assert st["frames_read"] == 2 and st["frames_processed"] + st["frames_dropped"] == 2
+
+
+def test_cli_parses_without_the_exporters_and_export_says_why(tmp_path):
+    """The device's Python (3.6 on JetPack 4.6) cannot import the exporters: the CLI still parses
+    and runs infer/track there, and export refuses in one line, before any work."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "edgepose", "export", str(tmp_path / "nope.pth"), "--target",
+                        "cpu-int8", "-o", str(tmp_path / "x.onnx")], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, cwd=str(tmp_path))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    if sys.version_info < (3, 8):
+        assert "edgepose export needs Python >= 3.8" in r.stderr
+    assert not os.listdir(str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "edgepose", "infer", "--help"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, universal_newlines=True, cwd=str(tmp_path))
+    assert r.returncode == 0 and "usage" in r.stdout
