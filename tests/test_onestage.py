@@ -248,6 +248,7 @@ def _import(assets, tmp_path_factory, model, spec):
     ("yolo11n_pose_640_full_integer", "yolo11n_pose_640", 0.35),
 ])
 def test_real_yolo_ap_on_coco(assets, coco, tmp_path_factory, model, spec, min_ap):
+    pytest.importorskip("pycocotools", reason="the AP needs pycocotools (edgepose[eval])")
     from edgepose.evaluate import evaluate_coco
     from edgepose.pipelines import load_estimator
 
