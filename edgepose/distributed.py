@@ -437,6 +437,8 @@ class PoseWorker:
         start, boxes = item["start"], item.get("boxes") or {}
         frames = FrameRange(item["path"], start, item["end"], seek=seek)
         kept, schema = [], None
+        if hasattr(self.est, "start_sequence"):   # as run_video: crops follow the last pose
+            self.est.start_sequence()
         for i, t, img in frames:
             res = self._estimate(img, item, boxes.get(str(i)))
             schema = schema or dict(_schema(res), **self._meta_tracking())
@@ -1132,6 +1134,11 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
     if boxes:
         from .io import load_coco_boxes
         boxes_by_image = load_coco_boxes(boxes, score_threshold=boxes_threshold)
+    spec = _estimator_spec(model, threads, estimator_options)
+    digest, meta = _check_model(spec)
+    if meta is not None and meta.family == "regression" and meta.decode.get("crop") == "follow" \
+            and not spec.get("detector") and boxes_by_image is None:
+        chunk_frames = 1 << 40     # each frame's crop follows the previous frame's pose: one item per video
     plan, items = _plan_infer(sources, images_per_item, chunk_frames, draw, boxes_by_image, max_frames)
     videos = [p for p in plan if p["kind"] == "video"]
     if (tracker or jsonl or csv or plot) and not videos:
@@ -1139,8 +1146,6 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
                          % ", ".join(sources))
     if (jsonl or csv or plot) and len(videos) > 1:
         raise InputError("--jsonl, --csv and --plot write one video's frames: give one video")
-    spec = _estimator_spec(model, threads, estimator_options)
-    digest, _ = _check_model(spec)
     manifest = {"job": None, "kind": "infer", "edgepose": __version__,
                 "estimator": _estimator_identity(spec, digest),
                 "sources": [[p["kind"], p["fingerprint"]] for p in plan],
