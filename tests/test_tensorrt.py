@@ -548,17 +548,22 @@ def test_fake_trt_dla(dla_bundle, tmp_path, monkeypatch, version):
         build_engine(b, force=True, log=lambda m: None)
 
 
-def test_stale_engine_is_rebuilt(int8_bundle, tmp_path, monkeypatch):
+# JetPack upgrades on one board: 5.0.2 -> 5.1, 5.1 -> 6.0, 6.0 -> 6.1
+UPGRADES = [("8.4.1", "8.5.2"), ("8.5.2", "8.6.2"), ("8.6.2", "10.3.0")]
+
+
+@pytest.mark.parametrize("before,after", UPGRADES)
+def test_stale_engine_is_rebuilt(int8_bundle, tmp_path, monkeypatch, before, after):
     """An engine from another TensorRT version is rebuilt from the bundle, with a message."""
     from edgepose.backends.tensorrt import TensorrtBackend, build_engine
     b = _copy_bundle(int8_bundle[0], str(tmp_path / "b"))
-    fake_tensorrt.install(monkeypatch, "8.6.1")
+    fake_tensorrt.install(monkeypatch, before)
     old = build_engine(b, log=lambda m: None)
-    trt10, _ = fake_tensorrt.install(monkeypatch, "10.3.0")
+    trt10, _ = fake_tensorrt.install(monkeypatch, after)
     msgs = []
     be = TensorrtBackend(b, log=msgs.append)
     assert be.engine_path != old and trt10.built
-    assert any("trt_version 8.6.1.0 -> 10.3.0.0" in m and "rebuilding" in m for m in msgs), msgs
+    assert any("trt_version %s.0 -> %s.0" % (before, after) in m and "rebuilding" in m for m in msgs), msgs
     assert not any("deserializ" in l.lower() or "not compatible" in l for l in trt10.log)
     be.close()
     # the old engine passed explicitly: rebuilt (found in the cache) with a message, not an error
@@ -573,7 +578,8 @@ def test_stale_engine_is_rebuilt(int8_bundle, tmp_path, monkeypatch):
     side = tc.read_sidecar(old)
     side["bundle"] = None
     open(tc.sidecar_path(lone), "w").write(json.dumps(side))
-    with pytest.raises(ModelError, match=r"lone.engine was built for trt_version 8.6.1.0 -> 10.3.0.0.*build-engine"):
+    with pytest.raises(ModelError, match=r"lone.engine was built for trt_version %s.0 -> %s.0.*build-engine"
+                       % (re.escape(before), re.escape(after))):
         TensorrtBackend(lone, log=msgs.append)
 
 
@@ -603,22 +609,24 @@ def test_corrupt_engine(int8_bundle, tmp_path, monkeypatch, version):
     be.close()
 
 
-def test_trtexec_engine_in_bundle(int8_bundle, tmp_path, monkeypatch):
+@pytest.mark.parametrize("before,after", UPGRADES)
+def test_trtexec_engine_in_bundle(int8_bundle, tmp_path, monkeypatch, before, after):
     """BUNDLE/model.engine (the README's trtexec --saveEngine) is used; one this TensorRT cannot
     load (built by another version) is replaced by a build from the bundle, with a message."""
     from edgepose.backends.tensorrt import TensorrtBackend, build_engine
     b = _copy_bundle(int8_bundle[0], str(tmp_path / "b"))
-    fake_tensorrt.install(monkeypatch, "8.6.1")
+    fake_tensorrt.install(monkeypatch, before)
     p = build_engine(b, cache_dir=str(tmp_path / "elsewhere"), log=lambda m: None)
     shutil.copy(p, os.path.join(b, "model.engine"))                    # as trtexec writes it: no sidecar
-    trt, _ = fake_tensorrt.install(monkeypatch, "8.6.1")
+    trt, _ = fake_tensorrt.install(monkeypatch, before)
     be = TensorrtBackend(b, log=lambda m: None)
     assert be.engine_path == os.path.join(b, "model.engine") and not trt.built
     be.close()
-    trt10, _ = fake_tensorrt.install(monkeypatch, "10.3.0")
+    trt10, _ = fake_tensorrt.install(monkeypatch, after)
     msgs = []
     be = TensorrtBackend(b, log=msgs.append)
-    assert any("model.engine could not be deserialised by TensorRT 10.3.0.0" in m and "rebuilding" in m for m in msgs)
+    assert any("model.engine could not be deserialised by TensorRT %s.0" % after in m and "rebuilding" in m
+               for m in msgs), msgs
     assert be.engine_path.startswith(os.path.join(b, tc.ENGINES_DIR)) and len(trt10.built) == 1
     assert be.run({"image": _input(be.meta)})["heatmaps"].shape == (1, 18, H // 8, W // 8)
     be.close()
