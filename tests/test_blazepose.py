@@ -103,3 +103,48 @@ def test_blazepose_on_a_real_image(assets, coco, tmp_path):
            "annotations": [a for a in doc["annotations"] if a["image_id"] == 785], "categories": doc["categories"]}
     r = evaluate_coco(est, one, coco[1])
     assert r["people"] == 1 and r["stats"]["AP"] >= 0.6, r["stats"]
+
+
+def test_regression_crops_follow_the_last_pose_only_in_a_sequence():
+    """MoveNet-style: a still image runs the whole image, then the crop from that pose; in a
+    sequence (run_video) the next frame starts from the last pose's crop."""
+    from edgepose.backends.base import Backend, TensorSpec
+    from edgepose.pipelines.regression import RegressionEstimator, follow_crop, whole_image_crop
+    from edgepose.schema import COCO17_KEYPOINTS
+
+    meta = ModelMeta({"family": "regression", "keypoints": list(COCO17_KEYPOINTS),
+                      "input": {"name": "input", "layout": "NHWC", "height": 64, "width": 64, "channel_order": "RGB",
+                                "mean": [0, 0, 0], "std": [1, 1, 1]},
+                      "outputs": {"keypoints": {"name": "kp", "order": "yx"}}, "to_coco17": list(range(17))})
+    rng = np.random.default_rng(0)
+    pose = np.stack([rng.uniform(0.3, 0.7, 17), rng.uniform(0.4, 0.6, 17), np.full(17, 0.9)], 1)   # (y, x, s)
+
+    class Fake(Backend):
+        def __init__(self):
+            super().__init__()
+            self.path, self.meta = "fake.tflite", meta
+            self.inputs = [TensorSpec("input", [1, 64, 64, 3], np.float32)]
+            self.outputs = [TensorSpec("kp", [1, 1, 17, 3], np.float32)]
+
+        def run(self, feeds, output_names=None):
+            return {"kp": pose[None, None].astype(np.float32)}
+
+    est = RegressionEstimator(Fake())
+    seen = []
+    crops = est._crops
+    est._crops = lambda img, regions: (seen.append([np.asarray(r[1]).copy() for r in regions]), crops(img, regions))[1]
+    img = np.zeros((200, 300, 3), np.uint8)
+    res = est(img)                                   # a still image: whole image, then its crop
+    assert len(seen) == 2 and np.allclose(seen[0][0], whole_image_crop((200, 300))[1])
+    # the keypoints are the fake's, mapped through the second crop exactly
+    c, s = follow_crop(est._keypoints(est._run(crops(img, [whole_image_crop((200, 300))])[0]),
+                                      crops(img, [whole_image_crop((200, 300))])[1])[0],
+                       meta.keypoints, (200, 300))
+    np.testing.assert_allclose(seen[1][0], s)
+    np.testing.assert_allclose(res.keypoints[0, :, 0], c[0] + (pose[:, 1] * 64 - 0.5 - 31.5) * s[0] / 64, atol=1e-4)
+    seen.clear()
+    est.start_sequence()
+    est(img)
+    est(img)                                         # the second frame: one run, from the last pose
+    assert len(seen) == 3 and not np.allclose(seen[2][0], whole_image_crop((200, 300))[1])
+    est.end_sequence()
