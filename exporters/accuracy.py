@@ -532,7 +532,7 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         def quantize_fn(prep, path, keep):
             return q.quantize_qdq(fp32_path, path, cs.calib, prepared=prep, keep_float=keep, **qkw)
 
-    def attempt(keep: List[str], frames=None) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    def attempt(keep: List[str], frames=None, escalate: bool = True) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         frames = cs if frames is None else frames
         ta = time.time()
         info = quantize_fn(prepared, out_path, sorted(set(user_keep + keep)))
@@ -546,7 +546,7 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         if frames is not cs:
             rep["scored_on"] = "%d of %d held-out frames" % (n_sub, n_all)
             lo_sub = (rep.get("label_free_drop_ci95") or [0.0])[0]
-            if not has_coco and not rep["passed"] and lo_sub <= max_label_free_drop:
+            if escalate and not has_coco and not rep["passed"] and lo_sub <= max_label_free_drop:
                 # a miss the subset cannot tell from a pass (its 95 % interval reaches the
                 # budget): decided on every held-out frame
                 sub_drop = rep.get("label_free_drop", 100.0)
@@ -619,7 +619,9 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
             return sorted({n for u in order[:k] for n in u})
 
         def step(k: int, frames, lo: int, hi: Optional[int]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-            inf_k, rep_k = attempt(keep_k(k), frames)
+            # while probing upwards (hi unknown) a subset miss just probes on: the bisection
+            # below and the confirmation on all frames decide the boundary
+            inf_k, rep_k = attempt(keep_k(k), frames, escalate=hi is not None)
             steps[0] += 1
             tried.append(_trial(k, keep_k(k), rep_k))
             left = _search_time_left(state["trial_s"], lo, hi if hi is not None else len(order), k,
