@@ -98,12 +98,15 @@ def _tracker_class(path=None):
 
 
 def run_edgepose(dets, fps, schema, smoothing=True, images=None, baseline=None, **opts):
+    import inspect
+
     tr = _tracker_class(baseline)(smoothing=smoothing, **opts)
+    with_image = images is not None and "image" in inspect.signature(tr.update).parameters
     frames = []
     t0 = time.perf_counter()
     for i, (kp, sc) in enumerate(dets):
         res = PoseResult(kp, sc, *schema)
-        r = tr.update(res, i / fps) if baseline else tr.update(res, i / fps, None if images is None else images[i])
+        r = tr.update(res, i / fps, images[i]) if with_image else tr.update(res, i / fps)
         frames.append({int(t): (r.keypoints[j].copy(), r.raw_keypoints[j].copy())
                        for j, t in enumerate(r.track_ids)})
     return frames, (time.perf_counter() - t0) / max(len(dets), 1) * 1e3
@@ -335,6 +338,10 @@ CROSSINGS = [  # (pair, speed px/frame at 350 px, dwell frames, who is in front)
     (("racer", "skier"), 6, 25, 0), (("racer", "skier"), 6, 25, 1),
     (("batter", "racer"), 3, 8, 0), (("batter", "racer"), 3, 8, 1),
 ]
+TURN_BACK = [  # the same, but each goes back the way it came after the pause (motion misleads)
+    (("skier", "batter"), 4, 10, 0), (("skier", "batter"), 4, 10, 1),
+    (("racer", "skier"), 4, 10, 0), (("racer", "skier"), 4, 10, 1),
+]
 
 
 def crossings(args, configs):
@@ -347,9 +354,11 @@ def crossings(args, configs):
     cu = cutouts(A)
     bg = background(A, W, H)
     table = {}
-    for pair, speed, dwell, front in CROSSINGS:
-        name = "%s+%s v%g dwell%d front%d" % (pair[0], pair[1], speed, dwell, front)
-        frames, labels, times = crossing_video([cu[pair[0]], cu[pair[1]]], bg, speed * H / 350.0, dwell, front)
+    for n, (pair, speed, dwell, front) in enumerate(CROSSINGS + TURN_BACK):
+        back = n >= len(CROSSINGS)
+        name = "%s+%s v%g dwell%d front%d%s" % (pair[0], pair[1], speed, dwell, front, " turn back" if back else "")
+        frames, labels, times = crossing_video([cu[pair[0]], cu[pair[1]]], bg, speed * H / 350.0, dwell, front,
+                                               turn_back=back)
         dets, fps, schema, _ = detections(args.model, None, args.height, frames)
         row = {}
         for cname, opts in configs:
@@ -358,11 +367,14 @@ def crossings(args, configs):
         table[name] = {"frames": len(frames), "trackers": row}
         print("  %-38s %s" % (name, "  ".join("%s: %d/%d/%d" % (c, r["id_switches"], r["fragments"], r["kept_ids"])
                                               for c, r in row.items())))
-    tot = {c: {k: sum(v["trackers"][c][k] for v in table.values()) for k in ("id_switches", "fragments", "kept_ids")}
-           for c, _ in configs}
-    print("  total (ID switches / fragments / people keeping their ID, of %d):" % (2 * len(table)))
-    for c, r in tot.items():
-        print("    %-30s %3d %3d %3d" % (c, r["id_switches"], r["fragments"], r["kept_ids"]))
+    tot = {}
+    for part, sel in (("crossing", lambda nm: "turn back" not in nm), ("turn back", lambda nm: "turn back" in nm)):
+        vids = [v for nm, v in table.items() if sel(nm)]
+        tot[part] = {c: {k: sum(v["trackers"][c][k] for v in vids) for k in ("id_switches", "fragments", "kept_ids")}
+                     for c, _ in configs}
+        print("  %s, total (ID switches / fragments / people keeping their ID, of %d):" % (part, 2 * len(vids)))
+        for c, r in tot[part].items():
+            print("    %-30s %3d %3d %3d" % (c, r["id_switches"], r["fragments"], r["kept_ids"]))
     return {"videos": table, "total": tot}
 
 
@@ -374,6 +386,7 @@ def main(argv=None):
     p.add_argument("--height", type=int, help="input height of a dynamic-size model")
     p.add_argument("--sweep", action="store_true", help="also sweep the One Euro min_cutoff and beta")
     p.add_argument("--baseline", help="another track.py (e.g. the previous release's) to compare")
+    p.add_argument("--baseline-options", help="JSON dict of options for the --baseline tracker")
     p.add_argument("--crossings", action="store_true",
                    help="also the crossing videos built from COCO cut-outs (tests/test_crossing.py)")
     p.add_argument("--crossing-height", type=int, default=350, help="frame height of the crossing videos")
@@ -389,15 +402,13 @@ def main(argv=None):
     configs = [("edgepose (default)", {}),
                ("edgepose, no second pass", {"low_score": 0.3}),
                ("edgepose, max_lost 60", {"max_lost": 60}),
-               ("edgepose + appearance 0.3", {"appearance_weight": 0.3}),
                ("IoU only (rtmlib-like)", {"oks_weight": 0.0}),
                ("OKS only", {"oks_weight": 1.0})]
     if args.baseline:
-        configs.insert(0, ("baseline", {"baseline": args.baseline}))
+        configs.insert(0, ("baseline", dict(json.loads(args.baseline_options or "{}"), baseline=args.baseline)))
     if args.crossings:
         print("\ncrossing videos: ID switches / fragments / people keeping their ID (of 2)")
-        report["crossings"] = crossings(args, [c for c in configs if c[0] in (
-            "baseline", "edgepose (default)", "edgepose + appearance 0.3")])
+        report["crossings"] = crossings(args, [c for c in configs if c[0] in ("baseline", "edgepose (default)")])
     for v in videos:
         dets, fps, schema, images = detections(args.model, v, args.height)
         rows = {}

@@ -458,8 +458,6 @@ def build_parser() -> argparse.ArgumentParser:
         g.add_argument("--low-score", type=_nonneg_float, help="least person score tracked at all (0.1)")
         g.add_argument("--motion-noise", type=_nonneg_float,
                        help="Kalman acceleration noise, person heights/s^2 (1.0): higher follows turns, lower bridges gaps")
-        g.add_argument("--appearance-weight", type=_nonneg_float,
-                       help="weight of the torso colour histogram in matching, 0..1 (0: off)")
 
     e = sub.add_parser("export", help="export a checkpoint or ONNX model to a deployment target")
     e.add_argument("source", help="checkpoint (.pth), ONNX model, or a foreign .tflite model (with --spec)")

@@ -20,10 +20,8 @@ Association (per frame)
     never seen counts 0), each keypoint's variance ``area * (2 sigma)^2`` plus the prediction's
     variance (so the gate relaxes as the gap grows); the IoU of the person's keypoint box with the
     box of the same keypoints predicted, moved towards the person by up to one standard deviation
-    of the prediction (the detector's boxes for top-down results). Optionally
-    (``appearance_weight`` > 0 and the frame given) a torso colour histogram (hue x saturation,
-    Bhattacharyya coefficient) is mixed in; it is learnt only from frames where the person
-    overlaps nobody. Pairs under ``match_threshold`` never match; the rest are assigned one-to-one
+    of the prediction (the detector's boxes for top-down results). Pairs under
+    ``match_threshold`` never match; the rest are assigned one-to-one
     maximising the total similarity (Hungarian, ``scipy.optimize.linear_sum_assignment``).
     Three passes (ByteTrack's two, with lost tracks after live ones as in DeepSORT's cascade):
     people scoring at least ``high_score`` are matched first to the tracks seen in the previous
@@ -70,7 +68,6 @@ TRACK_DEFAULTS: "Dict[str, Optional[float]]" = {
     "max_lost": 30,
     "max_predict_s": None,     # s: the prediction stops moving after this (None: never)
     "motion_noise": 1.0,       # person heights / s^2: the Kalman filter's acceleration noise
-    "appearance_weight": 0.0,  # weight of the torso colour histogram in the similarity
 }
 SMOOTH_DEFAULTS: Dict[str, float] = {
     "min_cutoff": 1.0,     # Hz: the cutoff of a still keypoint
@@ -81,7 +78,7 @@ SMOOTH_DEFAULTS: Dict[str, float] = {
 _RANGES = {
     "oks_weight": (0.0, 1.0), "match_threshold": (0.0, 1.0), "high_score": (0.0, math.inf),
     "low_score": (0.0, math.inf), "min_hits": (1, 1000), "max_lost": (0, 100000),
-    "max_predict_s": (0.0, 3600.0), "motion_noise": (0.0, 1000.0), "appearance_weight": (0.0, 1.0),
+    "max_predict_s": (0.0, 3600.0), "motion_noise": (0.0, 1000.0),
     "min_cutoff": (1e-6, 1e6), "beta": (0.0, 1e6), "d_cutoff": (1e-6, 1e6), "reset_after_s": (0.0, 3600.0),
 }
 
@@ -168,30 +165,22 @@ def _boxes_xyxy(kp: np.ndarray, boxes: Optional[np.ndarray]) -> np.ndarray:
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU ``[N,M]`` of xyxy boxes (degenerate boxes get 1 px of extent)."""
-    a = a.copy()
-    b = b.copy()
+    """IoU of xyxy boxes ``[..., 4]``, element-wise with broadcasting (degenerate boxes get 1 px
+    of extent)."""
+    a = np.array(a, np.float64)
+    b = np.array(b, np.float64)
     for x in (a, b):
-        x[:, 2] = np.maximum(x[:, 2], x[:, 0] + 1.0)
-        x[:, 3] = np.maximum(x[:, 3], x[:, 1] + 1.0)
-    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+        x[..., 2] = np.maximum(x[..., 2], x[..., 0] + 1.0)
+        x[..., 3] = np.maximum(x[..., 3], x[..., 1] + 1.0)
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
     inter = iw * ih
-    area = lambda x: (x[:, 2] - x[:, 0]) * (x[:, 3] - x[:, 1])  # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+    area = lambda x: (x[..., 2] - x[..., 0]) * (x[..., 3] - x[..., 1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
 
 
 _MEAS_STD = 0.03   # person heights: std of the anchor a detection shows
 _V0 = 1.0          # person heights / s: prior std of a new track's velocity
-
-
-def _alone(boxes: np.ndarray, p: int) -> bool:
-    """Whether person ``p``'s box overlaps nobody else's (its colours are its own)."""
-    if len(boxes) < 2:
-        return True
-    iou = _iou(boxes[p:p + 1], boxes)[0]
-    iou[p] = 0.0
-    return bool(iou.max() < 0.05)
 
 
 def _assign(sim: np.ndarray, threshold: float):
@@ -213,7 +202,7 @@ class _Track:
     the last observation, and identity bookkeeping."""
 
     __slots__ = ("id", "kp", "box", "t", "hits", "lost", "confirmed", "filter", "score",
-                 "seen_prev", "x", "P", "t_obs", "z_obs", "offsets", "height", "app")
+                 "seen_prev", "x", "P", "t_obs", "z_obs", "offsets", "height")
 
     def __init__(self, kp, box, t, score, meas_std, v0):
         self.id = -1
@@ -226,7 +215,6 @@ class _Track:
         self.filter: "Optional[OneEuroFilter]" = None
         self.score = score
         self.seen_prev = True
-        self.app: "Optional[np.ndarray]" = None
         found = self.kp[:, 2] > 0
         self.height = max(float(box[3] - box[1]), 1.0)
         z = np.median(self.kp[found, :2], axis=0) if np.any(found) else 0.5 * (box[:2] + box[2:])
@@ -286,33 +274,6 @@ class _Track:
         self.kp, self.box, self.t, self.score = kp.copy(), box.copy(), t, score
 
 
-def _torso_histogram(image: np.ndarray, kp: np.ndarray, box: np.ndarray, torso: Sequence[int]):
-    """Hue-saturation histogram (16 x 4 bins, L1-normalised) of the torso: the box of the
-    shoulders and hips found (3 of 4 at least), else the upper middle of the person's box."""
-    import cv2
-
-    pts = [kp[i, :2] for i in torso if i >= 0 and kp[i, 2] > 0]
-    if len(pts) >= 3:
-        p = np.array(pts)
-        x1, y1 = p.min(0)
-        x2, y2 = p.max(0)
-        w = x2 - x1
-        x1, x2 = x1 + 0.1 * w, x2 - 0.1 * w
-    else:
-        x1, y1, x2, y2 = box
-        w, h = x2 - x1, y2 - y1
-        x1, x2, y1, y2 = x1 + 0.25 * w, x2 - 0.25 * w, y1 + 0.2 * h, y1 + 0.5 * h
-    H, W = image.shape[:2]
-    x1, y1 = int(max(np.floor(x1), 0)), int(max(np.floor(y1), 0))
-    x2, y2 = int(min(np.ceil(x2), W)), int(min(np.ceil(y2), H))
-    if x2 - x1 < 2 or y2 - y1 < 2:
-        return None
-    hsv = cv2.cvtColor(np.ascontiguousarray(image[y1:y2, x1:x2]), cv2.COLOR_BGR2HSV)
-    h = cv2.calcHist([hsv], [0, 1], None, [16, 4], [0, 180, 0, 256]).ravel().astype(np.float64)
-    s = h.sum()
-    return h / s if s > 0 else None
-
-
 class Tracker:
     """Frame-by-frame tracker of a pose model's people (see the module docstring).
 
@@ -341,7 +302,7 @@ class Tracker:
         self.t_prev: Optional[float] = None
 
     def _sim(self, tracks: "List[_Track]", kp: np.ndarray, boxes: np.ndarray, t: float,
-             given_boxes: bool, apps=None) -> np.ndarray:
+             given_boxes: bool) -> np.ndarray:
         """Similarity ``[T,P]`` of tracks and people (see the module docstring)."""
         o = self.options
         sim = np.zeros((len(tracks), len(kp)))
@@ -380,34 +341,13 @@ class Tracker:
         n = np.linalg.norm(dc, axis=-1)
         f = np.minimum(1.0, np.sqrt(s2)[:, None] / np.maximum(n, 1e-9))
         pb = pb + np.tile(dc * f[..., None], 2)
-        a = pb.copy()
-        a[..., 2] = np.maximum(a[..., 2], a[..., 0] + 1.0)
-        a[..., 3] = np.maximum(a[..., 3], a[..., 1] + 1.0)
-        bb = boxes.copy()
-        bb[:, 2] = np.maximum(bb[:, 2], bb[:, 0] + 1.0)
-        bb[:, 3] = np.maximum(bb[:, 3], bb[:, 1] + 1.0)
-        iw = np.clip(np.minimum(a[..., 2], bb[None, :, 2]) - np.maximum(a[..., 0], bb[None, :, 0]), 0, None)
-        ih = np.clip(np.minimum(a[..., 3], bb[None, :, 3]) - np.maximum(a[..., 1], bb[None, :, 1]), 0, None)
-        inter = iw * ih
-        ua = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1]) + \
-            ((bb[:, 2] - bb[:, 0]) * (bb[:, 3] - bb[:, 1]))[None] - inter
-        ious = np.where(valid, inter / ua, 0.0)
+        ious = np.where(valid, _iou(pb, boxes[None]), 0.0)
         sim = o["oks_weight"] * oks + (1.0 - o["oks_weight"]) * ious
-        w = o["appearance_weight"]
-        if w > 0 and apps is not None:
-            for i, tr in enumerate(tracks):
-                if tr.app is None:
-                    continue
-                for j, ap in enumerate(apps):
-                    if ap is not None:
-                        sim[i, j] = (1.0 - w) * sim[i, j] + w * float(np.sum(np.sqrt(tr.app * ap)))
         return sim
 
-    def update(self, result: PoseResult, time_s: Optional[float] = None,
-               image: Optional[np.ndarray] = None) -> PoseResult:
+    def update(self, result: PoseResult, time_s: Optional[float] = None) -> PoseResult:
         """Associate ``result``'s people with the tracks; returns the tracked people of this
-        frame (``track_ids`` set). ``time_s``: the frame's time (default: frame number / 30).
-        ``image``: the frame (BGR), used for the appearance cue when ``appearance_weight`` > 0."""
+        frame (``track_ids`` set). ``time_s``: the frame's time (default: frame number / 30)."""
         o = self.options
         t = float(self.frames / 30.0 if time_s is None else time_s)
         if not math.isfinite(t) or (self.t_prev is not None and t < self.t_prev):
@@ -419,11 +359,6 @@ class Tracker:
         scores = np.asarray(result.scores, np.float64)
         given = result.boxes is not None
         boxes = _boxes_xyxy(kp, result.boxes)
-        apps = None
-        if o["appearance_weight"] > 0 and image is not None:
-            c17 = result.to_coco17 or []
-            torso = [int(c17[c]) if c < len(c17) and c17[c] is not None else -1 for c in (5, 6, 11, 12)]
-            apps = [_torso_histogram(image, kp[p], boxes[p], torso) for p in range(len(kp))]
         live = self.tracks
         high = np.nonzero(scores >= o["high_score"])[0]
         low = np.nonzero((scores >= o["low_score"]) & (scores < o["high_score"]))[0]
@@ -432,8 +367,7 @@ class Tracker:
         def match(tracks, people):
             if not tracks or not len(people):
                 return
-            sim = self._sim([live[i] for i in tracks], kp[people], boxes[people], t, given,
-                            None if apps is None else [apps[p] for p in people])
+            sim = self._sim([live[i] for i in tracks], kp[people], boxes[people], t, given)
             for i, j in _assign(sim, o["match_threshold"]):
                 matched[tracks[i]] = int(people[j])
 
@@ -451,8 +385,6 @@ class Tracker:
                 p = matched[i]
                 tr.observe(kp[p], boxes[p], t, float(scores[p]), o["motion_noise"], _MEAS_STD,
                            o["max_predict_s"])
-                if apps is not None and apps[p] is not None and _alone(boxes, p):
-                    tr.app = apps[p] if tr.app is None else 0.9 * tr.app + 0.1 * apps[p]
                 tr.hits += 1
                 tr.lost = 0
                 tr.seen_prev = True
@@ -469,8 +401,6 @@ class Tracker:
         for p in high:
             if int(p) not in used:
                 tr = _Track(kp[p], boxes[p], t, float(scores[p]), _MEAS_STD, _V0)
-                if apps is not None and apps[p] is not None and _alone(boxes, p):
-                    tr.app = apps[p]
                 if self.frames == 0 or o["min_hits"] <= 1:
                     self._confirm(tr)
                 keep.append(tr)

@@ -548,7 +548,7 @@ def run_video(source, estimator, tracker=None, out_video: Optional[str] = None,
         t0 = time.perf_counter()
         res = finish(mid) if finish is not None else mid
         if tracker is not None:
-            res = tracker.update(res, t, img)
+            res = tracker.update(res, t)
         times["postprocess_ms"].append((time.perf_counter() - t0) * 1e3)
         return i, t, img, res
 

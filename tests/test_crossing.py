@@ -61,13 +61,14 @@ def _paste(frame, labels, person, x_center, foot_y, height, label):
     labels[ya:yb, xa:xb][sub] = label
 
 
-def crossing_video(people, bg, speed, dwell=0, front=0, fps=25.0, margin=None):
+def crossing_video(people, bg, speed, dwell=0, front=0, fps=25.0, margin=None, turn_back=False):
     """Frames of two people walking towards each other and crossing.
 
     ``people``: two (crop, mask) pairs; person 0 starts on the left, person 1 on the right.
     ``speed``: px per frame each walks; ``dwell``: frames they stand still where they overlap
     most (lengthens the occlusion); ``front``: which person passes in front (the other is drawn
-    first, slightly smaller and higher up, as further away).
+    first, slightly smaller and higher up, as further away); ``turn_back``: after the pause each
+    goes back the way it came instead of passing (motion alone predicts the opposite).
     Returns (frames [N] BGR, labels [N] HxW uint8 (0 background, 1/2 the visible person 0/1),
     times [N]).
     """
@@ -85,10 +86,12 @@ def crossing_video(people, bg, speed, dwell=0, front=0, fps=25.0, margin=None):
         steps.append(i)
         if dwell and i == int(round(t_meet)):
             steps.extend([i] * dwell)
+    i_turn = int(round(t_meet))
     for i in steps:
         f = bg.copy()
         lab = np.zeros((H, W), np.uint8)
-        pos = [x[0] + speed * i, x[1] - speed * i]
+        k = i if not turn_back or i <= i_turn else 2 * i_turn - i
+        pos = [x[0] + speed * k, x[1] - speed * k]
         back = 1 - front
         _paste(f, lab, people[back], pos[back], foot_back, h_back, back + 1)
         _paste(f, lab, people[front], pos[front], foot_front, h_front, front + 1)
@@ -144,7 +147,7 @@ def test_two_people_crossing_keep_their_ids(assets, lwop_estimator, pair, speed,
     for img, lab, t in zip(frames, labels, times):
         det = lwop_estimator(img)
         hidden += int(len(set(identities(det, lab)) - {None}) < 2)
-        r = tr.update(det, t, img)
+        r = tr.update(det, t)
         who = identities(r, lab)
         seen.append({w: int(tid) for w, tid in zip(who, r.track_ids) if w is not None})
     before, after = seen[2], seen[-1]

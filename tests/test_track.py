@@ -214,6 +214,6 @@ def test_crossing_people_keep_their_ids_through_a_gap_and_partial_views():
 def test_motion_options_are_checked():
     with pytest.raises(InputError, match="motion_noise"):
         Tracker(motion_noise=-1)
-    with pytest.raises(InputError, match="appearance_weight"):
-        Tracker(appearance_weight=2)
-    Tracker(max_predict_s=0.5, motion_noise=2.0, appearance_weight=0.3)
+    with pytest.raises(InputError, match="max_predict_s"):
+        Tracker(max_predict_s=float("inf"))
+    Tracker(max_predict_s=0.5, motion_noise=2.0)
