@@ -217,3 +217,19 @@ def test_motion_options_are_checked():
     with pytest.raises(InputError, match="max_predict_s"):
         Tracker(max_predict_s=float("inf"))
     Tracker(max_predict_s=0.5, motion_noise=2.0)
+
+
+def test_recovery_takes_the_velocity_covered_over_the_gap():
+    # walks right at 60 px/s, hidden for 20 frames during which it speeds up to 150 px/s: after
+    # the re-update along the gap the track's velocity is the one of the gap, not the old one
+    tr = Tracker(smoothing=False, max_lost=30)
+    x, t = 100.0, 0.0
+    for i in range(10):
+        tr.update(frame([person(x, 200)]), t)
+        x, t = x + 2.0, t + 1 / 30
+    for i in range(20):
+        tr.update(frame([]), t)
+        x, t = x + 5.0, t + 1 / 30
+    r = tr.update(frame([person(x, 200)]), t)
+    assert list(r.track_ids) == [1]
+    assert tr.tracks[0].x[2] == pytest.approx(150.0, rel=0.08)   # a plain Kalman update: 173
