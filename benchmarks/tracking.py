@@ -378,6 +378,53 @@ def crossings(args, configs):
     return {"videos": table, "total": tot}
 
 
+DECODE_VARIANTS = [{}, {"matching": "hungarian"}, {"min_sample_fraction": 0.6}, {"paf_score_threshold": 0.02},
+                   {"paf_samples": 20}, {"peak_threshold": 0.05}, {"min_parts": 5}]
+
+
+def decode_on_crossings(args):
+    """The decode on the overlap frames of 4 crossings (frames 36-67 of each, 4 px/frame, both
+    orders, two pairs), per decode variant: people found; *duplicates* (a second person mostly on
+    the same cut-out: a fragment); *mixed* (a person with 3 or more keypoints on each cut-out);
+    *missed* (a cut-out more than 40 % visible with no person mostly on it)."""
+    sys.path.insert(0, os.path.join(REPO, "tests"))
+    from test_crossing import background, crossing_video, cutouts
+    from edgepose.pipelines import load_estimator
+
+    A = os.environ.get("EDGEPOSE_ASSETS") or os.path.join(REPO, "..", "shared", "assets")
+    H = args.crossing_height
+    W = int(round(1.7 * H))
+    cu = cutouts(A)
+    bg = background(A, W, H)
+    est = load_estimator(args.model, threads=2, **({"height": args.height} if args.height else {}))
+    base = dict(est.decode_options)
+    maps = []
+    for pair, front in ((("skier", "batter"), 0), (("skier", "batter"), 1), (("racer", "skier"), 0), (("racer", "skier"), 1)):
+        frames, labels, _ = crossing_video([cu[pair[0]], cu[pair[1]]], bg, 4 * H / 350.0, 0, front)
+        maps.extend((est.infer(frames[i]), labels[i]) for i in range(36, 68))
+    out = []
+    for v in DECODE_VARIANTS:
+        est.decode_options = dict(base, **v)
+        n = dup = mixed = missed = 0
+        for mid, lab in maps:
+            r = est.finish(mid)
+            n += len(r)
+            major = []
+            for k in r.keypoints:
+                q = k[k[:, 2] > 0]
+                xs = np.clip(np.round(q[:, 0]).astype(int), 0, W - 1)
+                ys = np.clip(np.round(q[:, 1]).astype(int), 0, H - 1)
+                a, b = int(np.sum(lab[ys, xs] == 1)), int(np.sum(lab[ys, xs] == 2))
+                mixed += int(a >= 3 and b >= 3)
+                major.append(1 if a > b else 2 if b > a else 0)
+            for w in (1, 2):
+                dup += max(major.count(w) - 1, 0)
+                missed += int(major.count(w) == 0 and np.sum(lab == w) > 3000)
+        out.append({"variant": v, "people": n, "duplicates": dup, "mixed": mixed, "missed": missed})
+        print("  %-34s people %3d  duplicates %2d  mixed %2d  missed %2d" % (json.dumps(v) if v else "defaults", n, dup, mixed, missed))
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("model")
@@ -390,6 +437,8 @@ def main(argv=None):
     p.add_argument("--crossings", action="store_true",
                    help="also the crossing videos built from COCO cut-outs (tests/test_crossing.py)")
     p.add_argument("--crossing-height", type=int, default=350, help="frame height of the crossing videos")
+    p.add_argument("--decode-variants", action="store_true",
+                   help="also the decode's options on the overlap frames of the crossings")
     p.add_argument("--cache", help="folder keeping the detections between runs")
     p.add_argument("--json")
     args = p.parse_args(argv)
@@ -409,6 +458,9 @@ def main(argv=None):
     if args.crossings:
         print("\ncrossing videos: ID switches / fragments / people keeping their ID (of 2)")
         report["crossings"] = crossings(args, [c for c in configs if c[0] in ("baseline", "edgepose (default)")])
+    if args.decode_variants:
+        print("\ndecode variants on 128 overlap frames of 4 crossings:")
+        report["decode_variants"] = decode_on_crossings(args)
     for v in videos:
         dets, fps, schema, images = detections(args.model, v, args.height)
         rows = {}
