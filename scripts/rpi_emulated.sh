@@ -203,6 +203,9 @@ log "x86: edgepose infer + stage records on $N_IMAGES images"
   || { tail -5 "$OUT/x86/infer.log"; exit 1; }
 (cd /tmp && $NICE "$X86PY" "$HERE/exactness.py" record "$OUT/model/model.tflite" $(img_args "$OUT/images") \
    -o "$OUT/x86/record.npz") > "$OUT/x86/record.log" 2>&1 || { tail -5 "$OUT/x86/record.log"; exit 1; }
+(cd /tmp && $NICE "$X86PY" "$HERE/exactness.py" record "$OUT/model/model.tflite" $(img_args "$OUT/images") \
+   --legacy-preprocessing -o "$OUT/x86/record_legacy.npz") > "$OUT/x86/record_legacy.log" 2>&1 \
+  || { tail -5 "$OUT/x86/record_legacy.log"; exit 1; }
 (cd /tmp && $NICE "$X86PY" "$HERE/interp_check.py" $(img_args "$OUT/images") -o "$OUT/x86/interp.npz") \
   > "$OUT/x86/interp.log" 2>&1 || { tail -5 "$OUT/x86/interp.log"; exit 1; }
 
@@ -215,14 +218,35 @@ mkdir -p "$ROOT/src"
 (cd "$REPO" && git ls-files -c -o --exclude-standard -z | xargs -0 tar -cf - --ignore-failed-read 2>/dev/null) \
   | tar -xf - -C "$ROOT/src"
 cp "$REPO/constraints.txt" "$ROOT/tmp/constraints.txt"
-log "aarch64: pip install /src (the extension compiled under emulation)"
+# README's Raspberry Pi install line as written, in /src/.venv: Raspberry Pi OS's numpy (1.24.2,
+# Debian 12's python3-numpy) seen through --system-site-packages, the extension compiled by the
+# OS's g++. python3-picamera2 is in Raspberry Pi's archive, not Debian's: python3-numpy (its
+# dependency) stands in for it here, and tests/fake_picamera2 for picamera2 itself.
+RPI_CMD=$(sed -n '/<!-- rpi-install -->/,/<!-- \/rpi-install -->/p' "$REPO/README.md" | grep -v '^```' | grep -v '<!--' || true)
 ts=$(date +%s)
-in_root cortex-a72 pip install -q -c /tmp/constraints.txt "/src[ort,tflite]" > "$OUT/arm-install.log" 2>&1 \
-  || { tail -20 "$OUT/arm-install.log"; exit 1; }
+INSTALL_KIND=""
+if [ -n "$RPI_CMD" ] && grep -q 'sudo apt install -y python3-picamera2' <<<"$RPI_CMD"; then
+  CMD=${RPI_CMD/sudo apt install -y python3-picamera2/apt-get install -y -q python3-numpy}
+  log "aarch64: README's install line: $CMD"
+  if in_root cortex-a72 env PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
+      sh -c "apt-get update -qq && cd /src && $CMD && pip install -q pytest hypothesis pycocotools 'numpy<2'" \
+      > "$OUT/arm-install.log" 2>&1; then
+    VENV=/src/.venv
+    INSTALL_KIND="README line (numpy $(in_root cortex-a72 python -c 'import numpy; print(numpy.__version__)'))"
+  else
+    log "aarch64: README's install line FAILED (tail of $OUT/arm-install.log):"; tail -15 "$OUT/arm-install.log"
+  fi
+fi
+if [ -z "$INSTALL_KIND" ]; then
+  log "aarch64: pip install /src into the root's prepared venv (constraints.txt)"
+  in_root cortex-a72 pip install -q -c /tmp/constraints.txt "/src[ort,tflite,eval]" >> "$OUT/arm-install.log" 2>&1 \
+    || { tail -20 "$OUT/arm-install.log"; exit 1; }
+  INSTALL_KIND="constraints.txt venv"
+fi
 INSTALL_S=$(( $(date +%s) - ts ))
 in_root cortex-a72 sh -c 'cd /tmp && python -c "import platform, edgepose.decode as d; assert d.has_extension(), \"no extension\"; print(platform.machine(), platform.python_version())"' \
   > "$OUT/arm-platform.txt"
-log "aarch64: installed in ${INSTALL_S}s ($(cat "$OUT/arm-platform.txt"))"
+log "aarch64: installed in ${INSTALL_S}s ($(cat "$OUT/arm-platform.txt"), $INSTALL_KIND)"
 
 # ------------------------------------------------------------------------------------------------
 # the checks, per CPU model
@@ -234,7 +258,8 @@ names = ["test_runtime_core.py", "test_decode.py", "test_reference.py", "test_tr
 for node in ast.parse(open(sys.argv[1]).read()).body:
     if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "RUNTIME_TESTS" for t in node.targets):
         names = list(ast.literal_eval(node.value))
-print(" ".join("/src/tests/" + n for n in names + ["test_rpi_camera.py"]))
+names += [n for n in ("test_preprocess_exact.py", "test_rpi_camera.py") if n not in names]
+print(" ".join("/src/tests/" + n for n in names))
 PY
 )
 declare -A DIFFER TESTS_PASSED TESTS_FAILED TESTS_SKIPPED PREPROC_EQ NEON_EQ MODEL_EQ JSON_DIFF RUN_S
@@ -246,7 +271,7 @@ for cpu in $CPUS; do
   ts=$(date +%s)
   if [ "$cpu" = "$TESTS_CPU" ]; then
     log "$cpu: runtime tests ($(echo $TESTS | wc -w) files)"
-    in_root "$cpu" env EDGEPOSE_TEST_MODEL=$MODEL sh -c "cd /tmp && python -m pytest -q -p no:cacheprovider -o addopts='' -rs $TESTS" \
+    in_root "$cpu" env EDGEPOSE_TEST_MODEL=$MODEL sh -c "cd /tmp && python -m pytest -q -p no:cacheprovider -o addopts='' -rfEs $TESTS" \
       > "$A/pytest.log" 2>&1 || true
     tail -1 "$A/pytest.log"
     TESTS_PASSED[$cpu]=$(grep -oE '[0-9]+ passed' "$A/pytest.log" | tail -1 | cut -d' ' -f1); TESTS_PASSED[$cpu]=${TESTS_PASSED[$cpu]:-0}
@@ -259,12 +284,15 @@ for cpu in $CPUS; do
   log "$cpu: stage records (preprocessing, model on the x86 input, NEON decode of the x86 maps)"
   in_root "$cpu" sh -c "cd /tmp && python /src/scripts/rpi/exactness.py record $MODEL $(img_args /out/images) --reference /out/x86/record.npz -o /out/arm-$cpu/record.npz" \
     > "$A/record.log" 2>&1 || { tail -5 "$A/record.log"; exit 1; }
+  log "$cpu: the same with the previous preprocessing (OpenCV's INTER_AREA / INTER_LINEAR), for comparison"
+  in_root "$cpu" sh -c "cd /tmp && python /src/scripts/rpi/exactness.py record $MODEL $(img_args /out/images) --legacy-preprocessing --reference /out/x86/record_legacy.npz -o /out/arm-$cpu/record_legacy.npz" \
+    > "$A/record_legacy.log" 2>&1 || { tail -5 "$A/record_legacy.log"; exit 1; }
   in_root "$cpu" sh -c "cd /tmp && python /src/scripts/rpi/interp_check.py $(img_args /out/images) -o /out/arm-$cpu/interp.npz" \
     > "$A/interp.log" 2>&1 || { tail -5 "$A/interp.log"; exit 1; }
   if [ "$cpu" = "$TESTS_CPU" ]; then
     log "$cpu: examples/rpi_camera.py on the fake Pi camera (tests/fake_picamera2)"
     in_root "$cpu" env PYTHONPATH=/src/tests/fake_picamera2 FAKE_PICAMERA2_SOURCE=/assets/videos/arm_wrestling.mp4 \
-      FAKE_PICAMERA2_LOG=/out/arm-$cpu/camera.jsonl sh -c "cd /tmp && python /src/examples/rpi_camera.py $MODEL --width 640 --height 360 --threads 2 --frames 4 --track --out /out/arm-$cpu/rpi_camera.mp4 --jsonl /out/arm-$cpu/rpi_camera.jsonl" \
+      FAKE_PICAMERA2_LOG=/out/arm-$cpu/camera.jsonl sh -c "cd /tmp && python /src/examples/rpi_camera.py $MODEL --width 640 --height 360 --threads 2 --frames 6 --track --out /out/arm-$cpu/rpi_camera.mp4 --jsonl /out/arm-$cpu/rpi_camera.jsonl" \
       > "$A/camera.log" 2>&1 || { tail -5 "$A/camera.log"; exit 1; }
     tail -1 "$A/camera.log"
     VIDEO="$A/rpi_camera.mp4"
@@ -273,6 +301,8 @@ for cpu in $CPUS; do
   # compare with x86 (on the host: plain numpy)
   echo "== $cpu vs x86: stage records" > "$A/compare.txt"
   "$X86PY" "$HERE/exactness.py" compare "$OUT/x86/record.npz" "$A/record.npz" --json "$A/compare.json" >> "$A/compare.txt" || true
+  echo "== $cpu vs x86 with the previous preprocessing (OpenCV's INTER_AREA / INTER_LINEAR)" >> "$A/compare.txt"
+  "$X86PY" "$HERE/exactness.py" compare "$OUT/x86/record_legacy.npz" "$A/record_legacy.npz" --json "$A/compare_legacy.json" >> "$A/compare.txt" || true
   echo "== $cpu vs x86: resampling modes and edgepose.preprocess" >> "$A/compare.txt"
   "$X86PY" "$HERE/interp_check.py" --compare "$OUT/x86/interp.npz" "$A/interp.npz" >> "$A/compare.txt" || true
   echo "== $cpu vs x86: edgepose infer's JSON (results.json, summary.json)" >> "$A/compare.txt"
@@ -287,18 +317,18 @@ umount_all
 # ------------------------------------------------------------------------------------------------
 TOTAL_S=$(( $(date +%s) - T0 ))
 "$X86PY" - "$OUT" "$SETUP_KIND" "$SETUP_S" "$INSTALL_S" "$TOTAL_S" "$N_IMAGES" "$INPUT_SIZE" "$TESTS_CPU" \
-  "${TESTS_PASSED[$TESTS_CPU]:-0}" "${TESTS_FAILED[$TESTS_CPU]:-0}" "${TESTS_SKIPPED[$TESTS_CPU]:-0}" "${VIDEO:-}" $CPUS <<'PY'
+  "${TESTS_PASSED[$TESTS_CPU]:-0}" "${TESTS_FAILED[$TESTS_CPU]:-0}" "${TESTS_SKIPPED[$TESTS_CPU]:-0}" "${VIDEO:-}" "$INSTALL_KIND" $CPUS <<'PY'
 import datetime, json, os, sys
-out, kind, setup_s, install_s, total_s, n_img, size, tcpu, npass, nfail, nskip, video = sys.argv[1:13]
-cpus = sys.argv[13:]
+out, kind, setup_s, install_s, total_s, n_img, size, tcpu, npass, nfail, nskip, video, how = sys.argv[1:14]
+cpus = sys.argv[14:]
 s = {"date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), "root": kind, "setup_s": int(setup_s),
-     "install_s": int(install_s), "total_s": int(total_s), "images": int(n_img), "input_size": size,
+     "install_s": int(install_s), "install": how, "total_s": int(total_s), "images": int(n_img), "input_size": size,
      "platform": open(os.path.join(out, "arm-platform.txt")).read().strip(),
      "tests": {"cpu": tcpu, "passed": int(npass), "failed": int(nfail), "skipped": int(nskip)},
      "video": video, "cpus": {}}
 print("\n==== Raspberry Pi (emulated aarch64, Debian 12 bookworm, %s) ====" % s["platform"])
-print("setup: %s root in %ss; runtime install (extension compiled for aarch64) %ss; all %ss"
-      % (kind, setup_s, install_s, total_s))
+print("setup: %s root in %ss; runtime install (%s; extension compiled for aarch64) %ss; all %ss"
+      % (kind, setup_s, how, install_s, total_s))
 print("runtime tests under %s: %s passed, %s failed, %s skipped" % (tcpu, npass, nfail, nskip))
 for cpu in cpus:
     c = json.load(open(os.path.join(out, "arm-" + cpu, "compare.json")))["kinds"]
@@ -308,6 +338,10 @@ for cpu in cpus:
          "raw_outputs": [a + b for a, b in zip(g("heatmaps"), g("pafs"))],
          "neon_decode_of_x86_maps": [a + b for a, b in zip(g("ref_keypoints"), g("ref_scores"))],
          "keypoints": [a + b for a, b in zip(g("keypoints"), g("scores"))]}
+    old = json.load(open(os.path.join(out, "arm-" + cpu, "compare_legacy.json")))["kinds"]
+    r["previous_preprocessing"] = {"preprocess": [old["input"]["differ"], old["input"]["values"]],
+                                   "keypoints": [old["keypoints"]["differ"] + old["scores"]["differ"],
+                                                 old["keypoints"]["values"] + old["scores"]["values"]]}
     s["cpus"][cpu] = r
     print("%s (%s): infer JSON %d of %d values differ from x86 (%d images); full precision: keypoints+scores %d of %d,"
           " model input %d of %d, raw outputs %d of %d, model on x86's input %d of %d, NEON decode of x86's maps %d of %d"
@@ -315,6 +349,9 @@ for cpu in cpus:
              r["keypoints"][0], r["keypoints"][1], r["preprocess"][0], r["preprocess"][1], r["raw_outputs"][0],
              r["raw_outputs"][1], r["model_on_x86_input"][0], r["model_on_x86_input"][1],
              r["neon_decode_of_x86_maps"][0], r["neon_decode_of_x86_maps"][1]))
+    pp = r["previous_preprocessing"]
+    print("    with the previous preprocessing (OpenCV INTER_AREA / INTER_LINEAR): model input %d of %d values differ,"
+          " keypoints+scores %d of %d" % (pp["preprocess"][0], pp["preprocess"][1], pp["keypoints"][0], pp["keypoints"][1]))
 print("camera demo video: %s" % (video or "(not run)"))
 with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(s, f, indent=1)

@@ -30,6 +30,20 @@ class _Scale:
         self.scale = float(scale)
 
 
+def legacy_preprocessing():
+    """The resampling edgepose used before it went integer-only (OpenCV's INTER_AREA to shrink,
+    INTER_LINEAR to enlarge), for the before/after comparison."""
+    import cv2
+    import edgepose.preprocess as pp
+
+    def resize(img, size_wh):
+        w, h = int(size_wh[0]), int(size_wh[1])
+        shrink = w <= img.shape[1] and h <= img.shape[0]
+        return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+    pp.resize_exact = resize
+
+
 def record(model, images, out, reference=None, threads=2):
     import cv2
     from edgepose.pipelines import load_estimator
@@ -109,19 +123,25 @@ def compare(a_path, b_path, json_path=None):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="cmd", required=True)
+    sub = p.add_subparsers(dest="cmd")
     r = sub.add_parser("record")
     r.add_argument("model")
     r.add_argument("images", nargs="+")
     r.add_argument("-o", "--output", required=True)
     r.add_argument("--reference")
     r.add_argument("--threads", type=int, default=2)
+    r.add_argument("--legacy-preprocessing", action="store_true",
+                   help="OpenCV's INTER_AREA / INTER_LINEAR resize, as before (for comparison)")
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")
     c.add_argument("--json")
     a = p.parse_args()
+    if a.cmd is None:
+        p.error("record or compare")
     if a.cmd == "record":
+        if a.legacy_preprocessing:
+            legacy_preprocessing()
         record(a.model, a.images, a.output, a.reference, a.threads)
         return 0
     return 1 if compare(a.a, a.b, a.json) else 0
