@@ -16,8 +16,9 @@ configuration once, so load drift hits all alike) and reports the median **CPU t
 time of all threads: what the inference costs, whatever else the machine runs) and median
 **wall time** per inference, each as a ratio to ONNX Runtime FP32 at the same thread count
 (> 1: faster). Thread-pool spinning is off in ONNX Runtime (a spinning idle pool burns CPU time
-that is not work); OpenVINO runs with ``PERFORMANCE_HINT=LATENCY`` and
-``INFERENCE_NUM_THREADS``. The host's int8 kernel class is printed with the table
+that is not work); OpenVINO runs with ``PERFORMANCE_HINT=LATENCY``, ``INFERENCE_NUM_THREADS``
+and ``INFERENCE_PRECISION_HINT=f32`` (its default on a CPU with AVX512-BF16 or AMX is bf16, which
+is not FP32 accuracy; ``--bf16`` adds that row). The host's int8 kernel class is printed with the table
 (:func:`edgepose.exporters.cpu_kernels.int8_kernel_class` when importable, else the CPU flags).
 """
 import argparse
@@ -95,11 +96,12 @@ def _ort(path, threads):
     return lambda x: s.run(None, {name: x})
 
 
-def _ov(path, threads):
+def _ov(path, threads, precision="f32"):
     import openvino as ov
     core = ov.Core()
     cm = core.compile_model(core.read_model(path), "CPU",
-                            {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads})
+                            {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
+                             "INFERENCE_PRECISION_HINT": precision})
     req = cm.create_infer_request()
     return lambda x: req.infer({0: x})
 
@@ -123,6 +125,8 @@ def measure(args):
             if ov_version:
                 configs += [("openvino", "fp32", _ov, name + ".fp32.onnx")]
                 configs += [("openvino", f, _ov, "%s.%s.onnx" % (name, f)) for f in FORMATS]
+                if args.bf16:   # OpenVINO's default on CPUs with AVX512-BF16/AMX: not FP32 accuracy
+                    configs += [("openvino-bf16", "fp32", lambda p, t: _ov(p, t, "bf16"), name + ".fp32.onnx")]
             runs = []
             for eng, fmt, mk, f in configs:
                 p = os.path.join(args.dir, f)
@@ -174,6 +178,9 @@ def main():
     s.add_argument("--threads", default="1,2")
     s.add_argument("--rounds", type=int, default=12)
     s.add_argument("--json")
+    s.add_argument("--bf16", action="store_true",
+                   help="also OpenVINO FP32 with bf16 inference precision (its default where the CPU has "
+                        "AVX512-BF16 or AMX; the other OpenVINO rows are pinned to f32)")
     args = ap.parse_args()
     make(args) if args.cmd == "make" else measure(args)
 

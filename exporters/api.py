@@ -251,6 +251,8 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
             fp32_report = dict(fp32_report, output=None)  # the temporary file is gone after this call
             own = {"fp32_onnx": fp32_report}
         kwargs = dict(calib=calib, meta=meta, torch_model=torch_model)
+        if "source_name" in (getattr(sys.modules.get(func.__module__), "OPTIONS", None) or ()):
+            kwargs["source_name"] = os.path.abspath(source)     # its report names the user's source
         if mode is not None:
             kwargs["mode"] = mode
         kwargs.update(target_options)

@@ -49,7 +49,7 @@ MODES = ("fp32", "fp16", "int8")
 OPTIONS = frozenset({"height", "width", "verify_samples", "threads", "float_ops", "activation_bits",
                      "check_accuracy", "report_json", "holdout", "calib_holdout", "calib_images_dir",
                      "search", "keep_float", "gate", "max_label_free_drop", "fold", "equalize",
-                     "equalize_concat"})
+                     "equalize_concat", "source_name"})
 TARGETS = {"tflite-fp32": "fp32", "tflite-fp16": "fp16", "rpi-int8": "int8"}
 
 # max |tflite - onnx| allowed, as  atol + rtol * max|onnx output|  (per output). fp32 is tight
@@ -558,7 +558,9 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     sample = _synthetic_inputs(tmeta, 1, seed=1)[0]
 
     report: Dict[str, Any] = {"target": {"fp32": "tflite-fp32", "fp16": "tflite-fp16", "int8": "rpi-int8"}[mode],
-                              "mode": mode, "source": os.path.abspath(onnx_path), "route": route,
+                              "mode": mode, "route": route,
+                              # the user's source (export() names it; onnx_path may be its temporary FP32 ONNX)
+                              "source": opts.get("source_name") or os.path.abspath(onnx_path),
                               "input_size": [H, W], "metadata": "flatbuffer metadata 'edgepose'"}
     t = time.time()
     flat = _convert_float(wrapper, sample)
