@@ -535,8 +535,12 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
     def attempt(keep: List[str], frames=None, escalate: bool = True) -> Tuple[Dict[str, Any], Dict[str, Any]]:
         frames = cs if frames is None else frames
         ta = time.time()
-        info = quantize_fn(prepared, out_path, sorted(set(user_keep + keep)))
-        state["written"] = sorted(set(user_keep + keep))
+        want = sorted(set(user_keep + keep))
+        if state["written"] == want and state.get("info") is not None:
+            info = state["info"]            # this configuration is on disk already (subset, then all)
+        else:
+            info = quantize_fn(prepared, out_path, want)
+        state["written"], state["info"] = want, info
         rep = accuracy_report(ref_path, out_path, frames, meta, coco=coco, images_dir=images_dir,
                               max_ap_drop=max_ap_drop, max_label_free_drop=max_label_free_drop,
                               threads=threads, cache=cache,
@@ -670,7 +674,8 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         if best is not None:
             info, rep = best
             if state["written"] != sorted(set(user_keep + rep["keep_float"])):
-                quantize_fn(prepared, out_path, sorted(set(user_keep + rep["keep_float"])))   # the chosen one, on disk
+                state["info"] = quantize_fn(prepared, out_path, sorted(set(user_keep + rep["keep_float"])))  # the chosen one, on disk
+                state["written"] = sorted(set(user_keep + rep["keep_float"]))
         rep["sensitivity_ranking"] = [{"nodes": u, "noise_db": round(sv, 2)} for u, sv in ranked]
         rep["search_seconds"] = round(time.time() - ts, 1)
     rep["search"] = tried

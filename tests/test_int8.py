@@ -510,3 +510,26 @@ def test_cpu_int8_measures_speed_and_says_what_int8_buys(tiny_bottomup, tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert rc != 0 and "below --min-speedup 1000" in err[-1] and "nothing written" in err[-1]
     assert not d2.exists() or os.listdir(str(d2)) == []
+
+
+def test_gate_screens_on_a_subset_and_decides_on_every_frame(tiny_bottomup, tmp_path):
+    """With more held-out frames than the trial subset, a configuration is scored on the subset
+    first and the verdict the report gives is the one on every held-out frame."""
+    import cv2
+
+    from edgepose.exporters import accuracy as acc
+    from edgepose.exporters.api import export
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(acc.TRIAL_FRAMES + 12):
+        img = cv2.GaussianBlur(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8), (7, 7), 2)
+        cv2.circle(img, (20 + i, 24), 8 + i % 5, (255, 200, 50), -1)
+        cv2.imwrite(str(calib / ("%02d.png" % i)), img)
+    logs = []
+    rep = export(str(tiny_bottomup / "tiny.onnx"), target="cpu-int8", out=str(tmp_path / "t.int8.onnx"),
+                 calib=str(calib), n_calib=4, max_label_free_drop=100.0, progress=False, log=logs.append)
+    a = rep["accuracy"]
+    n = acc.TRIAL_FRAMES + 12 - 4
+    assert a["holdout_frames"] == n and "scored_on" not in a        # the verdict: every frame
+    assert any("on %d of the %d held-out frames first" % (acc.TRIAL_FRAMES, n) in m for m in logs)
