@@ -9,7 +9,7 @@ MODEL defaults to the real Lightweight OpenPose checkpoint of the assets, export
 
 - ``plain``: no Ray, one estimator (1 thread) in this process: the images and frames one after
   the other, nothing written -- what one worker can do at best;
-- ``ray w=1`` / ``ray w=2``: ``edgepose.distributed.infer`` with 1 / 2 workers (1 thread
+- ``ray w=1`` / ``ray w=2``: ``edgepose.ray.infer`` with 1 / 2 workers (1 thread
   each) on a local Ray instance it starts: everything ``edgepose infer --ray`` writes
   (annotated images and video, results, summary). *wall* is the whole call (Ray start-up,
   model loads, the driver's replay of the video, writing); *run* is the items' part;
@@ -65,7 +65,7 @@ def plain(model, images, video, max_frames, opts):
 
 
 def ray_run(model, sources, tmp, name, opts, **kw):
-    from edgepose.distributed import infer
+    from edgepose.ray import infer
 
     out = os.path.join(tmp, name)
     t0 = time.perf_counter()

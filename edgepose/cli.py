@@ -187,7 +187,7 @@ def _video(args, est, source, out_dir, results, summary, track, jsonl, boxes_by_
 def _ray_infer(args) -> int:
     """``edgepose infer MODEL SOURCE... --ray [ADDRESS]``: what ``edgepose infer`` prints and
     writes, from Ray's workers (every frame of a file is processed: no --max-fps)."""
-    from .distributed import infer
+    from .ray import infer
     from .runner import EstimatorOptions
 
     opts = EstimatorOptions.from_args(args).to_dict()
@@ -259,7 +259,7 @@ def report_eval(args, r) -> None:
 def _ray_eval(args) -> int:
     """``edgepose eval ... --ray [ADDRESS]``: what ``edgepose eval`` prints and writes; the job's
     folder goes beside --results (or --json)."""
-    from .distributed import evaluate, log_summary, work_root
+    from .ray import evaluate, log_summary, work_root
     from .runner import EstimatorOptions
 
     work = None

@@ -1,4 +1,4 @@
-"""edgepose on Ray (edgepose.distributed): the same outputs as without Ray, a worker killed
+"""edgepose on Ray (edgepose.ray): the same outputs as without Ray, a worker killed
 mid-run, an interrupted job resumed, a running cluster joined by address, eval through Ray.
 
 Ray runs on this machine: a local instance in this process (127.0.0.1, 2 CPUs) for the Python
@@ -145,7 +145,7 @@ def _check_merged(out_dir, summary_path, media, refs):
 # without a running Ray: bad input, frame ranges, id stitching, the core without ray
 # ----------------------------------------------------------------------------------------------
 def test_the_runtime_core_never_imports_ray(tfpose_model, media):
-    code = ("import sys, edgepose, edgepose.cli, edgepose.distributed, edgepose.video, edgepose.pipelines\n"
+    code = ("import sys, edgepose, edgepose.cli, edgepose.ray, edgepose.video, edgepose.pipelines\n"
             "from edgepose import cli\n"
             "assert cli.main(['infer', %r, %r, '--height', '128', '--no-draw', '--json', %r]) == 0\n"
             "assert 'ray' not in sys.modules, 'ray was imported'\n"
@@ -175,7 +175,7 @@ def test_bad_input_fails_in_one_line_before_ray_starts(capsys, tfpose_model, med
 
 
 def test_a_frame_range_is_the_frames_decoding_from_the_start_gives(media):
-    from edgepose.distributed import FrameRange
+    from edgepose.ray import FrameRange
     from edgepose.video import open_source
 
     src, seq = open_source(media[1]), []
@@ -201,7 +201,7 @@ def test_a_frame_range_is_the_frames_decoding_from_the_start_gives(media):
 # ----------------------------------------------------------------------------------------------
 def test_a_worker_killed_mid_item_loses_nothing_and_duplicates_nothing(local_ray, tfpose_model, media,
                                                                           refs, tmp_path, capsys):
-    from edgepose.distributed import infer
+    from edgepose.ray import infer
 
     killed = []
 
@@ -226,7 +226,7 @@ def test_a_worker_killed_mid_item_loses_nothing_and_duplicates_nothing(local_ray
 
 
 def test_an_interrupted_job_resumes_where_it_stopped(local_ray, tfpose_model, media, refs, tmp_path):
-    from edgepose.distributed import infer
+    from edgepose.ray import infer
 
     out, summary = str(tmp_path / "out"), str(tmp_path / "s.json")
     opts = dict(out=out, summary_json=summary, workers=2, chunk_frames=12, images_per_item=2,
@@ -254,7 +254,7 @@ def test_chunks_whose_seeking_cannot_be_trusted_run_again_decoding_from_the_star
     again without seeking while the merge goes on), or a chunk whose timestamps were off (pts_ok
     false: the seeked chunks after it are unverified and run again); the outputs stay those of
     edgepose infer."""
-    from edgepose.distributed import infer
+    from edgepose.ray import infer
 
     out = str(tmp_path / "out")
     opts = dict(out=out, chunk_frames=15, estimator_options={"height": 128}, echo=None, keep_work=True)
@@ -286,7 +286,7 @@ def test_tracking_through_ray_is_the_tracking_of_one_sequential_run(local_ray, t
     """The driver tracks the workers' results in frame order: exactly edgepose infer --track,
     across chunk boundaries (chunks of 20 frames)."""
     pytest.importorskip("scipy")
-    from edgepose.distributed import infer
+    from edgepose.ray import infer
 
     def seq(name, *extra):
         rc, _, _ = _run(capsys, "infer", tfpose_model, media[1], "--height", "128", "--track", *extra,

@@ -1,0 +1,213 @@
+"""What a job runs: the sources as work items (``images_per_item`` images, or a video's frames
+``[start, end)``), each source checked in one line before any work; the frame ranges a worker
+decodes (:class:`FrameRange`, seeking checked against the timestamps) and the checksum that the
+driver's replay checks each recorded frame against."""
+import hashlib
+import json
+import os
+import zlib
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import InputError
+
+
+class SeekMismatch(Exception):
+    """A seeked frame's timestamp does not give the frame number it was given."""
+
+
+class FrameRange:
+    """``(index, time_s, frame)`` of a video's frames ``first <= index < end`` (``end`` None: to
+    the end), numbered and timed as :class:`edgepose.video.FrameSource` numbers them (the
+    frames of ``edgepose infer VIDEO``; an undecodable frame is skipped and keeps its number).
+
+    ``seek=True``: seek with ``CAP_PROP_POS_FRAMES`` (FFmpeg goes to the keyframe before and
+    decodes forward) and check each frame's timestamp, ``round(POS_MSEC * fps / 1000)``, against
+    its number: a first frame that disagrees makes it decode from frame 0 instead (``mode``
+    "sequential"), a later one raises :class:`SeekMismatch`. ``seek=False``: decode from frame 0
+    and skip to ``first`` (always right, slower).
+
+    After iterating: ``mode``; ``pts_ok`` (every frame's timestamp gave its number: the
+    timestamps run at a constant rate); ``eof`` (the video ended before ``end``)."""
+
+    def __init__(self, path: str, first: int = 0, end: Optional[int] = None, seek: bool = True):
+        self.path, self.first, self.end, self.seek = path, int(first), end, bool(seek)
+        self.mode = "sequential"
+        self.pts_ok = True
+        self.eof = False
+        self.fps = 30.0
+
+    @staticmethod
+    def _pts_index(cap, fps: float) -> int:
+        import cv2
+        return int(round(cap.get(cv2.CAP_PROP_POS_MSEC) * fps / 1000.0))
+
+    def __iter__(self) -> Iterator[Tuple[int, float, np.ndarray]]:
+        import cv2
+
+        from ..video import open_source
+
+        src = open_source(self.path)
+        try:
+            fps = float(src.cap.get(cv2.CAP_PROP_FPS) or 0.0) if src.cap is not None else 0.0
+            self.fps = src.fps
+            pending = None
+            if self.first > 0 and self.seek and fps > 0 and src.seek(self.first):
+                got = src.read()
+                if got is not None and self._pts_index(src.cap, fps) == got[0]:
+                    self.mode, pending = "seek", got
+                else:
+                    src.release()
+                    src = open_source(self.path)
+            while True:
+                if pending is not None:
+                    got, pending = pending, None
+                else:
+                    got = src.read()
+                if got is None:
+                    self.eof = True
+                    return
+                i, t, img = got
+                if self.end is not None and i >= self.end:
+                    return
+                if i < self.first:
+                    continue
+                if fps <= 0 or self._pts_index(src.cap, fps) != i:
+                    if self.mode == "seek":
+                        raise SeekMismatch("%s: frame %d has the timestamp of frame %d"
+                                           % (self.path, i, self._pts_index(src.cap, fps)))
+                    self.pts_ok = False
+                yield i, t, img
+        finally:
+            src.release()
+
+
+def frame_checksum(img: np.ndarray) -> int:
+    """CRC-32 of a frame's pixels (a seeked frame must be the frame decoding from 0 gives)."""
+    return zlib.crc32(np.ascontiguousarray(img).data) & 0xFFFFFFFF
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def file_id(path: str) -> list:
+    st = os.stat(path)
+    return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
+
+
+def job_hash(doc: dict) -> str:
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+
+def tracker_spec(track) -> Optional[tuple]:
+    """``track``: False/None (off), True (defaults), a ``(tracker opts, smoothing opts,
+    no_smooth)`` tuple as ``edgepose.cli._tracker`` gives, or ``{"tracker": {...}, "smoothing":
+    {...}, "smooth": bool}``; checked here (one line), before any work."""
+    if not track:
+        return None
+    from ..track import SMOOTH_DEFAULTS, TRACK_DEFAULTS, check_options
+
+    if track is True:
+        track = ({}, {}, False)
+    elif isinstance(track, dict):
+        track = (dict(track.get("tracker") or {}), dict(track.get("smoothing") or {}),
+                 not track.get("smooth", True))
+    topts, sopts, no_smooth = track
+    check_options(topts, TRACK_DEFAULTS, "tracker")
+    check_options(sopts, SMOOTH_DEFAULTS, "smoothing")
+    return ({k: topts.get(k) for k in TRACK_DEFAULTS}, {k: sopts.get(k) for k in SMOOTH_DEFAULTS},
+            bool(no_smooth))
+
+
+def boxes_of(boxes_by_image, iid):
+    if boxes_by_image is None or iid not in boxes_by_image:
+        return None
+    b, s = boxes_by_image[iid]
+    return (np.asarray(b).tolist(), None if s is None else np.asarray(s).tolist())
+
+
+def plan_infer(sources: Sequence[str], images_per_item: int, chunk_frames: int,
+                draw: bool, boxes_by_image, max_frames: Optional[int]):
+    """The sources (kind, images / frame count, fingerprint) and their work items, in merge
+    order; every source checked here, in one line, before any work."""
+    from ..io import list_images
+    from ..runner import drawn_name
+    from ..sources import image_id, source_kind, source_name
+    from ..video import open_source
+
+    plan, items, outputs, seen = [], [], {}, set()
+    use_boxes = boxes_by_image is not None
+    for si, src in enumerate(sources):
+        kind = source_kind(src)
+        if kind == "video" and not os.path.isfile(src):
+            raise InputError("--ray takes image and video files and folders; %s is a camera or "
+                             "stream: run it without --ray" % src)
+        ab = os.path.abspath(src)
+        if ab in seen:
+            raise InputError("source given twice: %s" % src)
+        seen.add(ab)
+        entry = {"source": src, "path": ab, "kind": kind}
+        if kind in ("image", "folder"):
+            paths = [src] if kind == "image" else list_images(src)
+            if not paths:
+                raise InputError("no images found in %s" % src)
+            ids = [image_id(p, i) for i, p in enumerate(paths)]
+            names = [drawn_name(p) for p in paths]
+            entry["images"] = len(paths)
+            entry["fingerprint"] = [file_id(p) for p in paths]
+            for a in range(0, len(paths), images_per_item):
+                b = min(a + images_per_item, len(paths))
+                items.append({"id": "s%03d-img-%06d-%06d" % (si, a, b), "kind": "images",
+                              "source": si, "draw": draw, "names": names[a:b], "use_boxes": use_boxes,
+                              "images": [{"path": os.path.abspath(paths[k]), "image_id": ids[k],
+                                          "boxes": boxes_of(boxes_by_image, ids[k])}
+                                         for k in range(a, b)]})
+        else:
+            fs = open_source(src)              # the one-line checks of a video file
+            n = int(fs.frame_count)
+            fs.release()
+            names = [source_name(src) + ".mp4"]
+            entry["fingerprint"] = file_id(src)
+            if max_frames:
+                n = min(n, int(max_frames)) if n > 0 else int(max_frames)
+            starts = list(range(0, n, chunk_frames)) if n > 0 else [0]
+            for ci, a in enumerate(starts):
+                b = a + chunk_frames if ci < len(starts) - 1 else (int(max_frames) if max_frames else None)
+                it = {"id": "s%03d-vid-%06d-%s" % (si, a, "end" if b is None else "%06d" % b),
+                      "kind": "frames", "source": si, "path": ab, "start": a, "end": b,
+                      "seek": True, "use_boxes": use_boxes}
+                if use_boxes:
+                    it["boxes"] = {str(f): boxes_of(boxes_by_image, f) for f in boxes_by_image
+                                   if f >= a and (b is None or f < b)}
+                items.append(it)
+        if draw:
+            for nm in names:
+                if nm in outputs:
+                    raise InputError("%s and %s would both write %s: infer them one at a time, "
+                                     "or with --no-draw" % (outputs[nm], src, nm))
+                outputs[nm] = src
+        plan.append(entry)
+    return plan, items
+
+
+def seek_redo(items: List[dict], jobdir) -> List[dict]:
+    """Seeked chunks after a chunk whose frames' timestamps were not all at their frame numbers:
+    their numbering cannot be trusted; they run again, decoding from the start. (The chunks'
+    ``mode`` / ``pts_ok`` are kept on the items when recorded.)"""
+    redo = []
+    for si in sorted({it["source"] for it in items if it["kind"] == "frames"}):
+        trusted = True
+        for it in items:
+            if it["kind"] != "frames" or it["source"] != si or "mode" not in it:
+                continue
+            if it["mode"] == "seek" and not trusted:
+                jobdir.drop(it["id"])
+                it["seek"] = False
+                del it["mode"]
+                redo.append(it)
+                continue
+            trusted = trusted and it["pts_ok"]
+    return redo
+
