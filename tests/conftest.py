@@ -17,6 +17,7 @@ RUNTIME_TESTS = (
     "test_track.py",
     "test_video.py",
     "test_int8_load.py",    # with EDGEPOSE_INT8_FORMATS_DIR: each cpu-int8 format on this onnxruntime
+    "test_tensorrt_device.py",  # with EDGEPOSE_TRT_BUNDLES_DIR: the TensorRT backend on each JetPack's (fake) TensorRT
     "test_api.py",          # edgepose.load, lazy names (a module subclass: no PEP 562 on 3.6)
     "test_onestage.py",     # YOLO-pose decode, letterbox, the C++ NMS (real models: with the exporters)
     "test_preprocess_exact.py",  # bit-exact resampling: C++ area kernel == numpy, exact cases

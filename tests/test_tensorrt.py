@@ -2,8 +2,10 @@
 
 TensorRT cannot be installed here. What runs here: the bundle (Q/DQ ONNX checked in
 onnxruntime, calibration cache, settings, README), the cache keys, bad-input errors, and the
-TensorRT-calling layer against tests/fake_tensorrt, a FAKE module that mirrors the documented
-8.2 / 8.6 / 10.x Python APIs (it checks version dispatch and plumbing, never accuracy or speed).
+TensorRT-calling layer against tests/fake_tensorrt, a FAKE module that models the Python API of
+each JetPack's TensorRT (8.2, 8.4, 8.5, 8.6, 10.3; it checks version dispatch and plumbing, never
+accuracy or speed). Building and running engines from bundles is tests/test_tensorrt_device.py
+(also run on the device's Python, 3.6 on the Nano).
 Tests needing the real tensorrt are skipped with a reason.
 """
 from __future__ import annotations
@@ -23,86 +25,37 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from edgepose import trt_cache as tc  # noqa: E402
-from edgepose.errors import EdgeposeError, ExportError, ModelError  # noqa: E402
+from edgepose.errors import ExportError, ModelError  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
 import fake_tensorrt  # noqa: E402  (FAKE TensorRT: compatibility logic only)
+import make_trt_bundles as mtb  # noqa: E402
+from test_tensorrt_device import copy_bundle as _copy_bundle  # noqa: E402
+from test_tensorrt_device import model_input as _input  # noqa: E402
+from test_tensorrt_device import ort_outputs as _ort_outputs  # noqa: E402
 
-H, W = 64, 96
+H, W = mtb.H, mtb.W
+JETPACK_TRT = fake_tensorrt.JETPACK_TRT
 
 
 # ----------------------------------------------------------------------------------------------
 # a small bottom-up model (random weights) with edgepose metadata, and calibration images
+# (tests/make_trt_bundles.py, also the device test's bundles)
 # ----------------------------------------------------------------------------------------------
-def _tiny_bottomup(path: str, seed: int = 0) -> None:
-    from onnx import TensorProto, helper, numpy_helper
-    from edgepose.exporters.onnx_export import make_meta
-    from edgepose.metadata import embed_onnx
-
-    rng = np.random.default_rng(seed)
-    nodes, inits = [], []
-
-    def conv(name, x, cin, cout, k, s, relu=True):
-        w = (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))).astype(np.float32)
-        b = (rng.standard_normal(cout) * 0.1).astype(np.float32)
-        inits.extend([numpy_helper.from_array(w, name + ".w"), numpy_helper.from_array(b, name + ".b")])
-        y = name + ".out"
-        nodes.append(helper.make_node("Conv", [x, name + ".w", name + ".b"], [y], name=name,
-                                      kernel_shape=[k, k], strides=[s, s], pads=[k // 2] * 4))
-        if relu:
-            nodes.append(helper.make_node("Relu", [y], [name + ".relu"], name=name + "_relu"))
-            return name + ".relu"
-        return y
-
-    x = conv("c1", "image", 3, 8, 3, 2)
-    x = conv("c2", x, 8, 16, 3, 2)
-    x = conv("c3", x, 16, 16, 3, 2)
-    x = conv("c4", x, 16, 16, 1, 1)
-    hm = conv("hm", x, 16, 18, 1, 1, relu=False)
-    paf = conv("paf", x, 16, 38, 1, 1, relu=False)
-    nodes.append(helper.make_node("Identity", [hm], ["heatmaps"], name="hm_out"))
-    nodes.append(helper.make_node("Identity", [paf], ["pafs"], name="paf_out"))
-    g = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
-        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, ["batch", 18, "h8", "w8"]),
-         helper.make_tensor_value_info("pafs", TensorProto.FLOAT, ["batch", 38, "h8", "w8"])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    meta = make_meta("lightweight-openpose", {}, (H, W), True, None)
-    embed_onnx(m, meta)
-    onnx.checker.check_model(m)
-    onnx.save(m, path)
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
     d = tmp_path_factory.mktemp("trt")
     model = str(d / "tiny.onnx")
-    _tiny_bottomup(model)
+    mtb.tiny_bottomup(model)
     other = str(d / "other.onnx")
-    _tiny_bottomup(other, seed=1)
-    imgs = d / "calib"
-    imgs.mkdir()
-    rng = np.random.default_rng(3)
-    for i in range(8):
-        img = cv2.GaussianBlur(rng.integers(0, 255, (48 + 8 * i, 80, 3), dtype=np.uint8), (7, 7), 2)
-        cv2.circle(img, (40, 24), 10 + i, (255, 200, 50), -1)
-        cv2.imwrite(str(imgs / ("%02d.png" % i)), img)
+    mtb.tiny_bottomup(other, seed=1)
+    imgs = mtb.calib_images(str(d / "calib"))
     return {"dir": d, "model": model, "other": other, "calib": str(imgs)}
 
 
 def _export(work, name, mode="int8", model=None, **kw):
-    from edgepose.exporters.tensorrt import export_jetson_bundle
     out = str(work["dir"] / name)
-    kw.setdefault("n_calib", 5)
-    kw.setdefault("holdout", 2)
-    if mode != "fp16":
-        # random weights on random images: the accuracy gate is not what these tests are about
-        kw.setdefault("max_label_free_drop", 100.0)
-    rep = export_jetson_bundle(model or work["model"], out, mode=mode,
-                               calib=None if mode == "fp16" else work["calib"],
-                               build_engine=False, log=lambda m: None, **kw)
-    return out, rep
+    return out, mtb.export_bundle(model or work["model"], work["calib"], out, mode=mode, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -118,13 +71,6 @@ def fp16_bundle(work):
 @pytest.fixture(scope="module")
 def dla_bundle(work):
     return _export(work, "tiny_dla", mode="int8-dla", dla_core=1)
-
-
-def _copy_bundle(src, dst):
-    if os.path.exists(dst):
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst)
-    return dst
 
 
 # ----------------------------------------------------------------------------------------------
@@ -401,26 +347,6 @@ def test_without_tensorrt_clear_error(fp16_bundle, monkeypatch):
 # ----------------------------------------------------------------------------------------------
 # the TensorRT-calling layer against the FAKE module (compatibility logic only)
 # ----------------------------------------------------------------------------------------------
-def _ort_outputs(path, x):
-    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in s.get_outputs()], s.run(None, {"image": x})))
-
-
-def _input(meta, w=W):
-    rng = np.random.default_rng(5)
-    img = rng.integers(0, 255, (H, w, 3), dtype=np.uint8)
-    from edgepose.preprocess import preprocess_bottomup
-    return preprocess_bottomup(img, meta)[0]
-
-
-# The TensorRT of each JetPack (the fake models each one's API surface: see tests/fake_tensorrt)
-JETPACK_TRT = [
-    "8.2.1",     # JetPack 4.6 (Jetson Nano's last): bindings API, max_workspace_size
-    "8.4.1",     # JetPack 5.0.2: bindings API, memory pools
-    "8.5.2",     # JetPack 5.1: + named tensors (execute_async_v3)
-    "8.6.2",     # JetPack 6.0
-    "10.3.0",    # JetPack 6.1 / 6.2: named tensors only
-]
 DLA_TRT = [v for v in JETPACK_TRT if v != "8.2.1"]    # Xavier / Orin: JetPack 5 and 6
 
 
@@ -463,72 +389,6 @@ def test_fake_surface_is_the_release(version):
 def test_fake_models_only_jetpack_releases():
     with pytest.raises(ValueError):
         fake_tensorrt.make_fake_tensorrt("9.3.0")
-
-
-@pytest.mark.parametrize("version", JETPACK_TRT)
-def test_fake_trt_build_and_run(int8_bundle, tmp_path, monkeypatch, version):
-    from edgepose.backends.tensorrt import TensorrtBackend, build_engine
-    # before 8.5: bindings and implicit INT8 (the calibration cache); 8.5+: named tensors, Q/DQ
-    old = tc.parse_version(version) < (8, 5, 0)
-    api, mode = ("bindings", "implicit") if old else ("tensors", "explicit")
-    onnx_file = tc.MODEL_ONNX if old else tc.QDQ_ONNX
-    trt, rt = fake_tensorrt.install(monkeypatch, version)
-    b = _copy_bundle(int8_bundle[0], str(tmp_path / "b"))
-    msgs = []
-    path = build_engine(b, log=msgs.append)
-    assert os.path.dirname(path) == os.path.join(b, tc.ENGINES_DIR)
-    side = tc.read_sidecar(path)
-    assert side["key"]["trt_version"] == version + ".0" and side["key"]["int8_mode"] == mode
-    assert side["key"]["gpu"] == "FAKE GPU (not a device)" and side["key"]["compute_capability"] == "8.7"
-    desc = trt.built[-1]
-    assert desc["flags"] == ["FP16", "INT8"] and desc["workspace"] == 256 << 20
-    assert desc["profile"]["image"][2][3] == tc.Bundle(b).input_shapes["image"]["max"][3]
-    if mode == "implicit":
-        # the cache header was rewritten for this TensorRT (else TensorRT ignores the cache)
-        assert desc["calib_cache"].startswith("TRT-%d-EntropyCalibration2\n" % tc.trt_version_code(version))
-    assert desc["has_qdq"] == (mode == "explicit")
-    # cached: a second call builds nothing
-    n = len(trt.built)
-    assert build_engine(b, log=msgs.append) == path and len(trt.built) == n
-    be = TensorrtBackend(b, log=msgs.append)
-    ctx_names = set(dir(be.context)) | set(dir(be.engine))
-    assert ("num_bindings" in ctx_names) == (tc.parse_version(version) < (10, 0, 0))
-    assert ("num_io_tensors" in ctx_names) == (not old)
-    assert be.api == api and be.meta.input["name"] == "image"
-    assert [i.name for i in be.inputs] == ["image"] and {o.name for o in be.outputs} == {"heatmaps", "pafs"}
-    for w in (W, 64):   # two widths inside the profile: shapes resolved per call
-        x = _input(be.meta, w)
-        got = be.run({"image": x})
-        ref = _ort_outputs(os.path.join(b, onnx_file), x)
-        for k in ("heatmaps", "pafs"):
-            np.testing.assert_allclose(got[k], ref[k], rtol=1e-6, atol=1e-6)
-    assert ("execute_async_v2" if api == "bindings" else "execute_async_v3") in trt.log
-    assert rt.copies["htod"] >= 2 and rt.copies["dtoh"] >= 4
-    with pytest.raises(EdgeposeError, match="outside the engine's optimisation profile"):
-        be.run({"image": _input(be.meta, 512)})
-    with pytest.raises(EdgeposeError, match="missing input"):
-        be.run({})
-    be.close()
-
-
-@pytest.mark.parametrize("version", JETPACK_TRT)
-def test_fake_trt_fp16_and_nano(fp16_bundle, int8_bundle, tmp_path, monkeypatch, version):
-    """fp16 / fp32 engines; a GPU without fast INT8 (the Nano's Maxwell, TensorRT 8.2) builds fp16."""
-    from edgepose.backends.tensorrt import build_engine
-    trt, _ = fake_tensorrt.install(monkeypatch, version, fast_int8=False)
-    b = _copy_bundle(fp16_bundle[0], str(tmp_path / "f"))
-    build_engine(b, log=lambda m: None)
-    assert trt.built[-1]["flags"] == ["FP16"]
-    build_engine(b, precision="fp32", log=lambda m: None)          # edgepose build-engine --precision fp32
-    assert trt.built[-1]["flags"] == []
-    with pytest.raises(ModelError, match="without INT8 calibration"):
-        build_engine(b, precision="int8", log=lambda m: None)
-    # a Nano (no fast INT8) gets fp16 from an int8 bundle, and is told
-    b = _copy_bundle(int8_bundle[0], str(tmp_path / "i"))
-    msgs = []
-    p = build_engine(b, log=msgs.append)
-    assert trt.built[-1]["flags"] == ["FP16"] and tc.read_sidecar(p)["key"]["precision"] == "fp16"
-    assert any("no fast INT8" in m for m in msgs)
 
 
 @pytest.mark.parametrize("version", DLA_TRT)

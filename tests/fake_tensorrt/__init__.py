@@ -40,8 +40,6 @@ Behaviour mirrored from TensorRT where edgepose depends on it:
 - a network holding Q/DQ nodes needs the INT8 flag; a dynamic input needs an optimisation profile;
 - 8.x ONNX parsing needs an explicit-batch network.
 """
-from __future__ import annotations
-
 import ctypes
 import enum
 import io
@@ -57,6 +55,16 @@ PLAN_MAGIC = b"FAKE-TRT-PLAN\0"
 
 _NP = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "BOOL": np.bool_}
 _ONNX_TO_DT = {1: "FLOAT", 10: "HALF", 3: "INT8", 6: "INT32", 9: "BOOL"}
+
+
+# The TensorRT of each JetPack, the releases this fake models
+JETPACK_TRT = (
+    "8.2.1",     # JetPack 4.6 (Jetson Nano's last): bindings API, max_workspace_size
+    "8.4.1",     # JetPack 5.0.2: bindings API, memory pools
+    "8.5.2",     # JetPack 5.1: + named tensors (execute_async_v3)
+    "8.6.2",     # JetPack 6.0
+    "10.3.0",    # JetPack 6.1 / 6.2: named tensors only
+)
 
 
 def _code(version: str) -> int:
@@ -263,10 +271,13 @@ def make_fake_tensorrt(version: str = "10.3.0", fast_int8: bool = True, dla_core
             self.errors: List[str] = []
 
         def parse(self, model: bytes, path=None):
-            import onnx
             if not self.network.explicit_batch:
                 self.errors.append("Network must have explicit batch dimension (fake)")
                 return False
+            try:
+                import onnx
+            except ImportError:     # a runtime-only install (the device's Python): no onnx
+                return self._parse_with_onnxruntime(bytes(model))
             try:
                 m = onnx.load_from_string(bytes(model))
             except Exception as e:
@@ -283,6 +294,25 @@ def make_fake_tensorrt(version: str = "10.3.0", fast_int8: bool = True, dla_core
                 self.network.outputs.append(ITensor(v.name, dims, DataType[_ONNX_TO_DT.get(v.type.tensor_type.elem_type, "FLOAT")]))
             self.network.has_qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in m.graph.node)
             self.network.onnx = bytes(model)
+            return True
+
+        def _parse_with_onnxruntime(self, model):
+            """The same inputs and outputs as the onnx path, read through onnxruntime; Q/DQ nodes are
+            found by their op_type strings in the serialized graph (a fake may be crude here)."""
+            import onnxruntime as ort
+            try:
+                sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+            except Exception as e:
+                self.errors.append("ModelImporter: failed to parse ONNX model: %s (fake)" % type(e).__name__)
+                return False
+            types = {"tensor(float)": "FLOAT", "tensor(float16)": "HALF", "tensor(int8)": "INT8",
+                     "tensor(int32)": "INT32", "tensor(bool)": "BOOL"}
+            for src, dst in ((sess.get_inputs(), self.network.inputs), (sess.get_outputs(), self.network.outputs)):
+                for v in src:
+                    dims = tuple(d if isinstance(d, int) else -1 for d in v.shape)
+                    dst.append(ITensor(v.name, dims, DataType[types.get(v.type, "FLOAT")]))
+            self.network.has_qdq = b"QuantizeLinear" in model or b"DequantizeLinear" in model
+            self.network.onnx = model
             return True
 
         def parse_from_file(self, path):
