@@ -27,9 +27,17 @@ _LAZY = {
 __all__ = ["__version__", "EdgeposeError", "ExportError", "InputError", "ModelError"] + sorted(_LAZY)
 
 
+def _no_export(*args, **kwargs):
+    """edgepose.export on a device's Python (< 3.8): the exporters need torch and onnx."""
+    raise ExportError("edgepose.export needs Python >= 3.8 (torch, onnx); this is Python %d.%d: export "
+                      "on a workstation and copy the artifact here" % _sys.version_info[:2])
+
+
 class _LazyModule(_types.ModuleType):
     # A module subclass rather than PEP 562's module __getattr__, which Python 3.6 lacks.
     def __getattr__(self, name):
+        if name == "export" and _sys.version_info < (3, 8):
+            return _no_export
         if name in _LAZY:
             mod, attr = _LAZY[name]
             value = getattr(_importlib.import_module(mod), attr)

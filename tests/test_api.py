@@ -26,6 +26,15 @@ def test_import_is_cheap_and_changes_nothing():
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stdout
 
 
+def test_export_on_a_device_python_is_a_one_line_error(monkeypatch):
+    import edgepose as ep
+
+    monkeypatch.setattr(sys, "version_info", (3, 6, 9, "final", 0))
+    monkeypatch.delitem(ep.__dict__, "export", raising=False)
+    with pytest.raises(edgepose.ExportError, match="needs Python >= 3.8"):
+        ep.export("model.pth", target="onnx")
+
+
 def test_lazy_names():
     assert set(edgepose.__all__) >= {"load", "Tracker", "run_video", "export", "PoseResult"}
     assert "load" in dir(edgepose)
