@@ -18,6 +18,8 @@
 #   sudo scripts/rpi_emulated.sh                      # everything, both CPU models
 #   sudo scripts/rpi_emulated.sh --setup-only         # only build (or unpack) the arm64 root
 #   sudo scripts/rpi_emulated.sh --rebuild            # ignore the cached root tarball
+#   sudo scripts/rpi_emulated.sh --keep-root          # rerun the checks in the last run's root and
+#                                                     # install (edgepose/ unchanged since)
 #
 # Settings (environment):
 #   EDGEPOSE_RPI_CACHE       cached prepared root   (default ~/.cache/edgepose/rpi-root.tar.zst)
@@ -44,10 +46,12 @@ MIRROR=${EDGEPOSE_RPI_MIRROR:-http://deb.debian.org/debian}
 VENV=/opt/edgepose-venv                    # inside the root
 SETUP_ONLY=0
 REBUILD=0
+KEEP=0
 for a in "$@"; do
   case "$a" in
     --setup-only) SETUP_ONLY=1 ;;
     --rebuild) REBUILD=1 ;;
+    --keep-root) KEEP=1 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed 's/^# \{0,1\}//; /^set -euo/d'; exit 0 ;;
     *) echo "rpi_emulated.sh: unknown argument: $a" >&2; exit 2 ;;
   esac
@@ -127,17 +131,23 @@ in_root() {  # in_root CPU CMD...
 # ------------------------------------------------------------------------------------------------
 mkdir -p "$WORK" "$OUT" "$(dirname "$CACHE")"
 for m in proc/cpuinfo proc sys dev assets out; do umount -l "$ROOT/$m" 2>/dev/null || true; done
+if [ $KEEP = 1 ] && [ ! -x "$ROOT/src/.venv/bin/edgepose" ] && [ ! -x "$ROOT$VENV/bin/edgepose" ]; then
+  echo "rpi_emulated.sh: --keep-root: no installed root at $ROOT (run without it first)" >&2; exit 2
+fi
 if grep -q " $ROOT/" /proc/mounts; then
   echo "rpi_emulated.sh: something is still mounted under $ROOT; unmount it first" >&2; exit 1
 fi
-rm -rf --one-file-system "$ROOT"
-mkdir -p "$ROOT"
 ts=$(date +%s)
-if [ -s "$CACHE" ] && [ $REBUILD = 0 ]; then
+if [ $KEEP = 1 ]; then
+  log "keeping the root of the last run: $ROOT"
+  SETUP_KIND=kept
+elif [ -s "$CACHE" ] && [ $REBUILD = 0 ]; then
+  rm -rf --one-file-system "$ROOT" && mkdir -p "$ROOT"
   log "unpacking the cached arm64 root $CACHE"
   zstd -dc -T0 "$CACHE" | tar -x -C "$ROOT" --numeric-owner
   SETUP_KIND=cached
 else
+  rm -rf --one-file-system "$ROOT" && mkdir -p "$ROOT"
   SETUP_KIND=cold
   log "debootstrap --arch=arm64 --foreign --variant=minbase $SUITE (first stage)"
   $NICE debootstrap --arch=arm64 --foreign --variant=minbase \
@@ -166,7 +176,7 @@ else
   tar -C "$ROOT" --numeric-owner -cf - . | zstd -q -T0 -3 -o "$CACHE.tmp" && mv "$CACHE.tmp" "$CACHE"
 fi
 SETUP_S=$(( $(date +%s) - ts ))
-log "root ready ($SETUP_KIND) in ${SETUP_S}s: $(du -sh "$CACHE" | cut -f1) tarball"
+log "root ready ($SETUP_KIND) in ${SETUP_S}s: $(du -sh "$CACHE" 2>/dev/null | cut -f1) tarball"
 grep -q '^cert' "$ROOT/etc/pip.conf"  # the root's pip trusts the host's CA bundle
 cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/host-ca.crt"
 if [ $SETUP_ONLY = 1 ]; then
@@ -213,7 +223,7 @@ log "x86: edgepose infer + stage records on $N_IMAGES images"
 # ARM side: install the runtime from this tree (C++ extension compiled for aarch64)
 # ------------------------------------------------------------------------------------------------
 mount_root cortex-a72
-rm -rf --one-file-system "$ROOT/src"
+[ $KEEP = 1 ] || rm -rf --one-file-system "$ROOT/src"
 mkdir -p "$ROOT/src"
 (cd "$REPO" && git ls-files -c -o --exclude-standard -z | xargs -0 tar -cf - --ignore-failed-read 2>/dev/null) \
   | tar -xf - -C "$ROOT/src"
@@ -225,7 +235,15 @@ cp "$REPO/constraints.txt" "$ROOT/tmp/constraints.txt"
 RPI_CMD=$(sed -n '/<!-- rpi-install -->/,/<!-- \/rpi-install -->/p' "$REPO/README.md" | grep -v '^```' | grep -v '<!--' || true)
 ts=$(date +%s)
 INSTALL_KIND=""
-if [ -n "$RPI_CMD" ] && grep -q 'sudo apt install -y python3-picamera2' <<<"$RPI_CMD"; then
+if [ $KEEP = 1 ]; then
+  # the compiled extension is kept; the Python files are refreshed from this tree
+  if [ -x "$ROOT/src/.venv/bin/edgepose" ]; then VENV=/src/.venv; fi
+  SITE=$(in_root cortex-a72 python -c "import os, edgepose; print(os.path.dirname(edgepose.__file__))")
+  for d in edgepose:. exporters:exporters calibration:calibration; do
+    (cd "$ROOT/src/${d%%:*}" && find . -name '*.py' -print0 | tar -cf - --null -T -) | tar -xf - -C "$ROOT$SITE/${d##*:}"
+  done
+  INSTALL_KIND="kept from the last run, Python files refreshed"
+elif [ -n "$RPI_CMD" ] && grep -q 'sudo apt install -y python3-picamera2' <<<"$RPI_CMD"; then
   CMD=${RPI_CMD/sudo apt install -y python3-picamera2/apt-get install -y -q python3-numpy}
   log "aarch64: README's install line: $CMD"
   if in_root cortex-a72 env PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive \
@@ -253,12 +271,13 @@ log "aarch64: installed in ${INSTALL_S}s ($(cat "$OUT/arm-platform.txt"), $INSTA
 # ------------------------------------------------------------------------------------------------
 # the runtime tests (conftest.RUNTIME_TESTS where the tree has it) + the Pi camera demo's test
 TESTS=$("$X86PY" - "$REPO/tests/conftest.py" <<'PY'
-import ast, sys
+import ast, os, sys
 names = ["test_runtime_core.py", "test_decode.py", "test_reference.py", "test_track.py"]
 for node in ast.parse(open(sys.argv[1]).read()).body:
     if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "RUNTIME_TESTS" for t in node.targets):
         names = list(ast.literal_eval(node.value))
 names += [n for n in ("test_preprocess_exact.py", "test_rpi_camera.py") if n not in names]
+names = [n for n in names if os.path.exists(os.path.join(os.path.dirname(sys.argv[1]), n))]
 print(" ".join("/src/tests/" + n for n in names))
 PY
 )
@@ -274,9 +293,10 @@ for cpu in $CPUS; do
     in_root "$cpu" env EDGEPOSE_TEST_MODEL=$MODEL sh -c "cd /tmp && python -m pytest -q -p no:cacheprovider -o addopts='' -rfEs $TESTS" \
       > "$A/pytest.log" 2>&1 || true
     tail -1 "$A/pytest.log"
-    TESTS_PASSED[$cpu]=$(grep -oE '[0-9]+ passed' "$A/pytest.log" | tail -1 | cut -d' ' -f1); TESTS_PASSED[$cpu]=${TESTS_PASSED[$cpu]:-0}
-    TESTS_FAILED[$cpu]=$(grep -oE '[0-9]+ (failed|error)' "$A/pytest.log" | awk '{s+=$1} END {print s+0}')
-    TESTS_SKIPPED[$cpu]=$(grep -oE '[0-9]+ skipped' "$A/pytest.log" | tail -1 | cut -d' ' -f1); TESTS_SKIPPED[$cpu]=${TESTS_SKIPPED[$cpu]:-0}
+    last=$(tail -1 "$A/pytest.log")
+    TESTS_PASSED[$cpu]=$( (grep -oE '[0-9]+ passed' <<<"$last" || echo 0) | cut -d' ' -f1)
+    TESTS_FAILED[$cpu]=$( (grep -oE '[0-9]+ (failed|errors?)' <<<"$last" || true) | awk '{s+=$1} END {print s+0}')
+    TESTS_SKIPPED[$cpu]=$( (grep -oE '[0-9]+ skipped' <<<"$last" || echo 0) | cut -d' ' -f1)
   fi
   log "$cpu: edgepose infer on $N_IMAGES images"
   in_root "$cpu" sh -c "cd /tmp && edgepose infer $MODEL /out/images --no-draw --threads 2 --json /out/arm-$cpu/results.json --summary-json /out/arm-$cpu/summary.json" \
