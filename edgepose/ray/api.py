@@ -209,9 +209,6 @@ def log_summary(st: dict) -> None:
                     % (100 * st["utilization"], st["overhead_ms_per_item"]))
 
 
-# ----------------------------------------------------------------------------------------------
-
-
 def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_path: Optional[str] = None,
           summary_json: Optional[str] = None, draw: bool = True, address: Optional[str] = "local",
           workers: Optional[int] = None, threads: Optional[int] = None,
@@ -368,9 +365,6 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
         jobdir.close(remove=ok and not keep_work)
 
 
-# ----------------------------------------------------------------------------------------------
-# eval
-# ----------------------------------------------------------------------------------------------
 def evaluate(model: str, coco: Sequence[str], images: Sequence[str], address: Optional[str] = "local",
              workers: Optional[int] = None, threads: Optional[int] = None,
              images_per_item: int = IMAGES_PER_ITEM, boxes: Optional[str] = None,

@@ -88,9 +88,6 @@ def frame_checksum(img: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(img).data) & 0xFFFFFFFF
 
 
-# ----------------------------------------------------------------------------------------------
-
-
 def file_id(path: str) -> list:
     st = os.stat(path)
     return [os.path.abspath(path), st.st_size, st.st_mtime_ns]
@@ -98,7 +95,6 @@ def file_id(path: str) -> list:
 
 def job_hash(doc: dict) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
 
 
 def tracker_spec(track) -> Optional[tuple]:
@@ -210,4 +206,3 @@ def seek_redo(items: List[dict], jobdir) -> List[dict]:
                 continue
             trusted = trusted and it["pts_ok"]
     return redo
-

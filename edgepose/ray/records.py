@@ -49,7 +49,6 @@ def pose_result(frame: dict, schema: dict):
     return res
 
 
-
 class JobDir:
     """A job's work folder: ``items/<item>.json`` (one record per finished item, written
     atomically), ``job.json`` (what the job is), ``workers.json`` (each worker's pid and host,
@@ -108,11 +107,10 @@ class JobDir:
         write_json(os.path.join(self.root, "workers.json"), {"job": self.job, "workers": workers})
 
     def close(self, remove: bool) -> None:
+        """``remove``: the job is done. A job that recorded nothing (it failed before its first
+        item: no cluster, no free CPUs) leaves nothing behind either."""
         self._lock.close()
-        if remove:
+        if remove or not os.listdir(self.items_dir):
             shutil.rmtree(self.root, ignore_errors=True)
             with contextlib.suppress(OSError):
                 os.rmdir(os.path.dirname(self.root))     # .edgepose-ray, when no other job is left
-
-
-# ----------------------------------------------------------------------------------------------

@@ -171,7 +171,7 @@ class RaySession:
         except (ConnectionError, RuntimeError, ValueError) as e:
             if self.address == "local":
                 raise InputError("cannot start a local Ray instance: %s" % first_line(e))
-            hint = "" if os.environ.get("RAY_AUTH_MODE") else \
+            hint = "" if os.environ.get("RAY_AUTH_MODE") or self.address == "auto" else \
                 " (a cluster with token authentication needs RAY_AUTH_MODE=token and its token)"
             raise InputError("cannot connect to the Ray cluster at %s: %s%s"
                              % (self.address, first_line(e), hint))

@@ -7,6 +7,11 @@ submitted again to the restarted actor, so its items run again there). The pool 
 per item, whichever process ran it; it notices a restart by the pid a result comes back with.
 Once Ray gives up on a worker (its restarts used up) the job stops in one line; the records of
 the finished items stay, and a rerun goes on from them.
+
+Not ``ray.util.ActorPool``: it keeps one call in flight per actor, and an item then costs ~8 ms
+beyond its model time against ~3 ms with two queued (``queue_depth``; benchmarks/ray_throughput.py,
+"per-item overhead"). Not Ray Data: its actor pool streams blocks to a dataset, while the records
+here are written on the driver, one per item, as each finishes.
 """
 import contextlib
 import hashlib
@@ -136,9 +141,6 @@ class PoseWorker:
         return {"frames_out": kept, "schema": schema, "mode": frames.mode,
                 "pts_ok": frames.pts_ok, "eof": frames.eof, "frames": len(kept),
                 "processed": len(kept)}
-
-
-# ----------------------------------------------------------------------------------------------
 
 
 class _Worker:
