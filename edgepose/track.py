@@ -20,14 +20,19 @@ Association (per frame)
     never seen counts 0), each keypoint's variance ``area * (2 sigma)^2`` plus the prediction's
     variance (so the gate relaxes as the gap grows); the IoU of the person's keypoint box with the
     box of the same keypoints predicted, moved towards the person by up to one standard deviation
-    of the prediction (the detector's boxes for top-down results). Pairs under
-    ``match_threshold`` never match; the rest are assigned one-to-one
-    maximising the total similarity (Hungarian, ``scipy.optimize.linear_sum_assignment``).
-    Three passes (ByteTrack's two, with lost tracks after live ones as in DeepSORT's cascade):
-    people scoring at least ``high_score`` are matched first to the tracks seen in the previous
-    frame, then the ones left to the lost tracks; then people scoring in ``[low_score,
-    high_score)`` only to the confirmed tracks of the first pass left unmatched. A low-score
-    person never starts a track; under ``low_score`` a person is ignored.
+    of the prediction (the detector's boxes for top-down results). A person whose box lies inside
+    the box of a person showing more keypoints (a fragment the decode split off somebody) and
+    showing under half of the keypoints the track has seen scores in proportion, so it never
+    outbids the whole person. Pairs under ``match_threshold`` never match; the rest are assigned
+    one-to-one maximising the total similarity (Hungarian, ``scipy.optimize.linear_sum_assignment``).
+    Four passes (ByteTrack's two, with lost and tentative tracks after live ones as in DeepSORT's
+    cascade): people scoring at least ``high_score`` are matched first to the confirmed tracks
+    seen in the previous frame, then the ones left to the lost tracks (at the better of where
+    each is predicted and where it was last seen; only a person showing a third of the keypoints
+    the track has seen, so that no fragment of somebody else takes the ID), then to the tentative
+    tracks; then people scoring in ``[low_score, high_score)`` only to the confirmed tracks of the
+    first pass left unmatched. A low-score person never starts a track; under ``low_score`` a
+    person is ignored.
 Birth and death (hysteresis)
     An unmatched high-score person starts a tentative track; it is confirmed, and only then
     gets an ID, after ``min_hits`` consecutive matched frames (at once in the first frame).
@@ -183,6 +188,22 @@ _MEAS_STD = 0.03   # person heights: std of the anchor a detection shows
 _V0 = 1.0          # person heights / s: prior std of a new track's velocity
 
 
+def _inside_fuller(boxes: np.ndarray, n_found: np.ndarray) -> np.ndarray:
+    """``[P]`` bool: people whose box lies mostly (70 %) inside the box of a person showing more
+    keypoints."""
+    P = len(boxes)
+    out = np.zeros(P, bool)
+    if P < 2:
+        return out
+    b = boxes
+    iw = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1.0)
+    inside = (iw * ih) / area[:, None] >= 0.7
+    np.fill_diagonal(inside, False)
+    return np.any(inside & (n_found[None, :] > n_found[:, None]), axis=1)
+
+
 def _assign(sim: np.ndarray, threshold: float):
     """One-to-one pairs ``(i, j)`` maximising the total similarity, each with sim >= threshold."""
     if sim.size == 0:
@@ -302,8 +323,12 @@ class Tracker:
         self.t_prev: Optional[float] = None
 
     def _sim(self, tracks: "List[_Track]", kp: np.ndarray, boxes: np.ndarray, t: float,
-             given_boxes: bool) -> np.ndarray:
-        """Similarity ``[T,P]`` of tracks and people (see the module docstring)."""
+             given_boxes: bool, recover: bool = False, still: bool = False) -> np.ndarray:
+        """Similarity ``[T,P]`` of tracks and people (see the module docstring). ``recover``:
+        lost tracks, which only a person showing a third of the keypoints the track has seen (3
+        at least) may take back. ``still``: at the place each track was last seen instead of
+        where its motion predicts it (with the same uncertainty): OC-SORT's observation-centric
+        recovery of a person who stopped or turned while hidden."""
         o = self.options
         sim = np.zeros((len(tracks), len(kp)))
         if not tracks or not len(kp):
@@ -312,6 +337,8 @@ class Tracker:
         found = kp[:, :, 2] > 0                                        # [P,K]
         n_found = np.maximum(found.sum(1), 1)
         states = [tr.predict_state(t, o["motion_noise"], o["max_predict_s"]) for tr in tracks]
+        if still:
+            states = [(np.concatenate([tr.z_obs, x[2:]]), P) for tr, (x, P) in zip(tracks, states)]
         pos = np.stack([x[:2] for x, _ in states])                     # [T,2]
         s2 = np.array([0.5 * (P[0, 0] + P[1, 1]) for _, P in states])  # [T] px^2, grows with the gap
         offs = np.stack([tr.offsets for tr in tracks])                 # [T,K,2]
@@ -343,6 +370,16 @@ class Tracker:
         pb = pb + np.tile(dc * f[..., None], 2)
         ious = np.where(valid, _iou(pb, boxes[None]), 0.0)
         sim = o["oks_weight"] * oks + (1.0 - o["oks_weight"]) * ious
+        # a fragment (the legs of somebody the decode split in two: a person inside a fuller
+        # person's box) must not outbid the whole person: under half of the keypoints the track
+        # has seen, its similarity scales down
+        n_common = common.sum(2)
+        n_has = has.sum(1)[:, None]
+        frag = _inside_fuller(boxes, n_found)
+        sim = np.where(frag[None], sim * np.minimum(1.0, n_common / np.maximum(0.5 * n_has, 1.0)), sim)
+        if recover:
+            # and a lost track is taken back only by a person showing a third of them (3 at least)
+            sim = np.where(n_common >= np.maximum(3.0, n_has / 3.0), sim, 0.0)
         return sim
 
     def update(self, result: PoseResult, time_s: Optional[float] = None) -> PoseResult:
@@ -364,19 +401,26 @@ class Tracker:
         low = np.nonzero((scores >= o["low_score"]) & (scores < o["high_score"]))[0]
         matched: Dict[int, int] = {}      # track index -> person index
 
-        def match(tracks, people):
+        def match(tracks, people, recover=False):
             if not tracks or not len(people):
                 return
-            sim = self._sim([live[i] for i in tracks], kp[people], boxes[people], t, given)
+            sim = self._sim([live[i] for i in tracks], kp[people], boxes[people], t, given, recover)
+            if recover:
+                sim = np.maximum(sim, self._sim([live[i] for i in tracks], kp[people], boxes[people], t,
+                                                given, recover, still=True))
             for i, j in _assign(sim, o["match_threshold"]):
                 matched[tracks[i]] = int(people[j])
 
-        # 1. the tracks seen in the previous frame take the confident people; 2. lost tracks
-        # (their uncertainty grown with the gap) the confident people left; 3. the confirmed
-        # tracks of 1 still unmatched take weaker people
-        match([i for i, tr in enumerate(live) if tr.seen_prev], high)
-        used = set(matched.values())
-        match([i for i, tr in enumerate(live) if not tr.seen_prev], np.array([p for p in high if p not in used], int))
+        def left(people):
+            used = set(matched.values())
+            return np.array([p for p in people if p not in used], int)
+
+        # the confident people go 1. to the confirmed tracks seen in the previous frame, 2. to the
+        # lost tracks (their uncertainty grown with the gap), 3. to the tentative tracks; then the
+        # weaker people to the tracks of 1 still unmatched
+        match([i for i, tr in enumerate(live) if tr.seen_prev and tr.confirmed], high)
+        match([i for i, tr in enumerate(live) if not tr.seen_prev], left(high), recover=True)
+        match([i for i, tr in enumerate(live) if not tr.confirmed], left(high))
         match([i for i, tr in enumerate(live) if i not in matched and tr.confirmed and tr.seen_prev], low)
         used = set(matched.values())
         keep: "List[_Track]" = []

@@ -140,7 +140,7 @@ def test_two_people_crossing_keep_their_ids(assets, lwop_estimator, pair, speed,
 
     cu = cutouts(assets, pair)
     frames, labels, times = crossing_video([cu[pair[0]], cu[pair[1]]], background(assets, FRAME_W, FRAME_H),
-                                           speed, dwell, front)
+                                           speed, dwell, front, margin=0.26 * FRAME_W)
     tr = Tracker()
     seen = []                     # per frame: {person: track id}
     hidden = 0                    # frames where the model finds only one of the two

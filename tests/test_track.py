@@ -233,3 +233,27 @@ def test_recovery_takes_the_velocity_covered_over_the_gap():
     r = tr.update(frame([person(x, 200)]), t)
     assert list(r.track_ids) == [1]
     assert tr.tracks[0].x[2] == pytest.approx(150.0, rel=0.08)   # a plain Kalman update: 173
+
+
+def test_a_fragment_of_the_front_person_takes_neither_its_track_nor_the_hidden_ones():
+    # A in front, B hidden behind it for 15 frames; the decode also reports A's legs as a
+    # separate 3-keypoint person (it does on real crossings). A's track keeps the whole of A, and
+    # B's ID is not given to A's legs: it waits for B
+    rng = np.random.RandomState(1)
+    tr = Tracker(smoothing=False)
+    for i in range(10):
+        r = tr.update(frame([person(200, 200), person(260, 200)]), i / 30)
+    assert sorted(r.track_ids) == [1, 2]
+    legs = [9, 10, 12]
+    for i in range(10, 25):
+        a = person(200, 200)
+        whole = a.copy()
+        whole[:9, :2] += rng.normal(0, 4.0, (9, 2)).astype(np.float32)   # arms swing, legs do not
+        frag = np.tile(np.array([[-1, -1, 0]], np.float32), (K, 1))
+        frag[legs] = a[legs]
+        r = tr.update(frame([frag, whole], [0.5, 0.8]), i / 30)
+        ids = list(r.track_ids)
+        assert 1 in ids and 2 not in ids, (i, ids)
+        assert int((r.raw_keypoints[ids.index(1)][:, 2] > 0).sum()) == K   # the whole of A
+    r = tr.update(frame([person(200, 200), person(258, 200)]), 25 / 30)
+    assert 1 in r.track_ids and 2 in r.track_ids
