@@ -45,10 +45,10 @@ py::array check_array(const py::handle& obj, const char* name, int nd_a, int nd_
                    std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
     py::array a = py::reinterpret_borrow<py::array>(obj);
     if (is_float) {
-        if (!a.dtype().is(py::dtype::of<float>()))
+        if (!a.dtype().equal(py::dtype::of<float>()))   // equal, not is: a pickled array has its own dtype object
             type_error(std::string(name) + " must be float32, got " +
                        std::string(py::str(a.dtype())));
-    } else if (!a.dtype().is(py::dtype::of<int64_t>())) {
+    } else if (!a.dtype().equal(py::dtype::of<int64_t>())) {
         type_error(std::string(name) + " must be int64, got " + std::string(py::str(a.dtype())));
     }
     if (a.ndim() != nd_a && a.ndim() != nd_b) {

@@ -615,3 +615,17 @@ def test_huge_negative_min_sample_fraction_keeps_connections():
     for frac in (-1e300, -3e9):
         assert_same(want, decode.decode_bottomup(hm, paf, LIMBS, min_sample_fraction=frac, **opts))
     assert len(decode.decode_bottomup(hm, paf, LIMBS, min_sample_fraction=1e300, **opts)[0]) == 0
+
+
+def test_arrays_from_pickle_or_another_process_are_accepted():
+    """dtypes are compared by value: an array unpickled (Ray, multiprocessing) carries its own
+    float32 dtype object and decodes exactly like the original; another byte order is refused."""
+    import pickle
+
+    hm = np.zeros((2, 12, 16), np.float32)
+    hm[0, 4, 5], hm[1, 7, 9] = 0.9, 0.6
+    back = pickle.loads(pickle.dumps(hm))
+    a, b = decode.find_peaks(hm, threshold=0.1), decode.find_peaks(back, threshold=0.1)
+    assert all((x == y).all() for x, y in zip(a, b)) and len(a[0]) == 2
+    with pytest.raises(EdgeposeError, match="must be float32"):
+        decode.find_peaks(hm.astype(">f4"), threshold=0.1)
