@@ -208,7 +208,7 @@ def test_two_video_writers_of_one_path(tmp_path):
 def bundle(tmp_path_factory):
     pytest.importorskip("onnx")
     sys.path.insert(0, HERE)
-    from test_tensorrt import _tiny_bottomup
+    from make_trt_bundles import tiny_bottomup as _tiny_bottomup
     from edgepose.exporters.tensorrt import export_jetson_bundle
 
     d = tmp_path_factory.mktemp("lock")

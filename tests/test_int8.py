@@ -458,10 +458,7 @@ def tiny_bottomup(tmp_path_factory):
 
     import cv2
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    try:
-        from make_trt_bundles import tiny_bottomup as _tiny_bottomup
-    except ImportError:
-        from test_tensorrt import _tiny_bottomup
+    from make_trt_bundles import tiny_bottomup as _tiny_bottomup
     d = tmp_path_factory.mktemp("tiny_bu")
     _tiny_bottomup(str(d / "tiny.onnx"))
     (d / "calib").mkdir()

@@ -463,7 +463,7 @@ def sources(tmp_path_factory):
     import cv2
 
     sys.path.insert(0, HERE)
-    from test_tensorrt import _tiny_bottomup
+    from make_trt_bundles import tiny_bottomup as _tiny_bottomup
 
     d = tmp_path_factory.mktemp("kill_src")
     out = {"dir": d}
