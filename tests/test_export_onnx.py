@@ -244,7 +244,7 @@ def test_bad_sources_fail_cleanly(tmp_path, lwop_ckpt):
 def test_targets_and_dispatch_contract(lwop_ckpt, tmp_path, monkeypatch):
     """Non-ONNX targets get the verified FP32 ONNX, its metadata and the PyTorch module."""
     assert TARGETS == ("onnx", "cpu-int8", "tflite-fp32", "tflite-fp16", "rpi-int8", "jetson-int8",
-                       "jetson-fp16", "jetson-int8-dla")
+                       "jetson-fp16", "jetson-int8-dla", "tflite")     # tflite: a foreign .tflite + spec
     seen = {}
 
     def export_tflite(onnx_path, out, mode, calib=None, meta=None, torch_model=None, **opts):
