@@ -4,8 +4,9 @@
 - :class:`EstimatorOptions`: THE estimator options (model, detector, backend and decode options)
   as one object: from a command line (:meth:`~EstimatorOptions.from_args`), from keywords, or
   from the plain dict a Ray worker receives (:meth:`~EstimatorOptions.from_dict`).
-- :func:`tracker_options` / :func:`make_tracker`: tracker and smoothing options checked before the
-  model loads, then edgepose's defaults < the model's metadata < the options given.
+- :func:`tracker_options_from_args`: a command line's tracking flags in the one normal form of
+  :func:`edgepose.track.tracker_options` (checked before the model loads); the tracker itself is
+  :meth:`edgepose.track.Tracker.from_options` (defaults < the model's metadata < the options).
 - :func:`infer_images` and :func:`infer_video`: a model over images or one video, writing the
   annotated outputs and filling the COCO results and per-image / per-frame summary writers;
   :func:`image_entry` is the summary entry of one image (the Ray workers build theirs with it,
@@ -21,7 +22,7 @@ import numpy as np
 from .errors import InputError
 from .sources import image_id, source_name
 
-__all__ = ["EstimatorOptions", "tracker_options", "make_tracker", "infer_images", "infer_video",
+__all__ = ["EstimatorOptions", "tracker_options_from_args", "infer_images", "infer_video",
            "image_entry", "people_counts", "video_summary_line"]
 
 
@@ -96,39 +97,13 @@ class EstimatorOptions:
 
 
 # -- tracking -------------------------------------------------------------------------------------
-def tracker_options(topts: Optional[Dict[str, Any]] = None, sopts: Optional[Dict[str, Any]] = None,
-                    smooth: bool = True) -> tuple:
-    """``(tracker options, smoothing options, no_smooth)``, every value checked in one line before
-    any work; options not given are None (the model's metadata, then edgepose's defaults)."""
-    from .track import SMOOTH_DEFAULTS, TRACK_DEFAULTS, check_options
-
-    topts, sopts = dict(topts or {}), dict(sopts or {})
-    check_options(topts, TRACK_DEFAULTS, "tracker")
-    check_options(sopts, SMOOTH_DEFAULTS, "smoothing")
-    return ({k: topts.get(k) for k in TRACK_DEFAULTS}, {k: sopts.get(k) for k in SMOOTH_DEFAULTS},
-            not smooth)
-
-
 def tracker_options_from_args(args) -> tuple:
-    """:func:`tracker_options` from a command line's tracking flags."""
-    from .track import SMOOTH_DEFAULTS, TRACK_DEFAULTS
+    """:func:`edgepose.track.tracker_options` of a command line's tracking flags."""
+    from .track import SMOOTH_DEFAULTS, TRACK_DEFAULTS, tracker_options
 
-    return tracker_options({k: getattr(args, k, None) for k in TRACK_DEFAULTS},
-                           {k: getattr(args, k, None) for k in SMOOTH_DEFAULTS},
-                           smooth=not getattr(args, "no_smooth", False))
-
-
-def make_tracker(spec: tuple, meta):
-    """A Tracker from a :func:`tracker_options` spec: edgepose's defaults, then the model's
-    metadata (``tracking`` / ``smoothing``), then the options given."""
-    from .track import Tracker
-
-    topts, sopts, no_smooth = spec
-    base_t = dict(meta.get("tracking") or {}) if meta is not None else {}
-    base_s = dict(meta.get("smoothing") or {}) if meta is not None else {}
-    base_t.update({k: v for k, v in topts.items() if v is not None})
-    base_s.update({k: v for k, v in sopts.items() if v is not None})
-    return Tracker(smoothing=False if no_smooth else base_s, **base_t)
+    return tracker_options(({k: getattr(args, k, None) for k in TRACK_DEFAULTS},
+                            {k: getattr(args, k, None) for k in SMOOTH_DEFAULTS},
+                            bool(getattr(args, "no_smooth", False))))
 
 
 # -- images -----------------------------------------------------------------------------------------
@@ -203,13 +178,17 @@ def infer_video(est, source, out_dir: Optional[str] = None, results=None, summar
     """One video source (file, folder of frames, camera, stream) through the overlapped pipeline
     (:func:`edgepose.video.run_video`): the annotated video ``OUT_DIR/NAME.mp4`` (None: none),
     COCO results with the frame number as image id, per-frame summary entries, JSON lines, CSV and
-    plot; ``tracker``: a :func:`tracker_options` spec. ``boxes_by_image``: person boxes per frame
+    plot; ``tracker``: tracking options in any form :func:`edgepose.track.tracker_options` takes. ``boxes_by_image``: person boxes per frame
     number (top-down; the frames then run in order on one thread). Returns run_video's stats plus
     ``people_per_frame`` ({people: frames}); raises InputError when no frame decodes."""
     from .log import logger
     from .video import run_video
 
-    track = make_tracker(tracker, est.meta) if tracker is not None else None
+    track = None
+    if tracker:
+        from .track import Tracker
+
+        track = Tracker.from_options(tracker, est.meta)
     if boxes_by_image is not None:
         whole, frame_no = est, iter(range(1 << 62))
 

@@ -295,6 +295,30 @@ class _Track:
         self.kp, self.box, self.t, self.score = kp.copy(), box.copy(), t, score
 
 
+def tracker_options(track=True) -> "Optional[tuple]":
+    """THE normal form of tracking options, every value checked in one line before any work:
+    ``track`` None/False (no tracking: None), True (the defaults), ``{"tracker": {...},
+    "smoothing": {...}, "smooth": bool}``, or a ``(tracker options, smoothing options,
+    no_smooth)`` tuple. Returns that tuple with every option named (None: not given, so the
+    model's metadata, then edgepose's defaults decide)."""
+    if not track:
+        return None
+    if track is True:
+        track = ({}, {}, False)
+    elif isinstance(track, dict):
+        unknown = set(track) - {"tracker", "smoothing", "smooth"}
+        if unknown:
+            raise InputError("unknown tracking key(s): %s (tracker, smoothing, smooth)" % ", ".join(sorted(unknown)))
+        track = (dict(track.get("tracker") or {}), dict(track.get("smoothing") or {}),
+                 not track.get("smooth", True))
+    topts, sopts, no_smooth = track
+    topts, sopts = dict(topts or {}), dict(sopts or {})
+    check_options(topts, TRACK_DEFAULTS, "tracker")
+    check_options(sopts, SMOOTH_DEFAULTS, "smoothing")
+    return ({k: topts.get(k) for k in TRACK_DEFAULTS}, {k: sopts.get(k) for k in SMOOTH_DEFAULTS},
+            bool(no_smooth))
+
+
 class Tracker:
     """Frame-by-frame tracker of a pose model's people (see the module docstring).
 
@@ -315,6 +339,17 @@ class Tracker:
         except ImportError:
             raise InputError("tracking needs scipy: pip install 'edgepose[track]'")
         self.reset()
+
+    @classmethod
+    def from_options(cls, track=True, meta=None) -> "Tracker":
+        """A Tracker for a model: edgepose's defaults, then the model's metadata (``tracking`` /
+        ``smoothing``), then ``track`` (any form :func:`tracker_options` takes)."""
+        topts, sopts, no_smooth = tracker_options(track)
+        base_t = dict(meta.get("tracking") or {}) if meta is not None else {}
+        base_s = dict(meta.get("smoothing") or {}) if meta is not None else {}
+        base_t.update({k: v for k, v in topts.items() if v is not None})
+        base_s.update({k: v for k, v in sopts.items() if v is not None})
+        return cls(smoothing=False if no_smooth else base_s, **base_t)
 
     def reset(self) -> None:
         self.tracks: "List[_Track]" = []

@@ -257,3 +257,30 @@ def test_a_fragment_of_the_front_person_takes_neither_its_track_nor_the_hidden_o
         assert int((r.raw_keypoints[ids.index(1)][:, 2] > 0).sum()) == K   # the whole of A
     r = tr.update(frame([person(200, 200), person(258, 200)]), 25 / 30)
     assert 1 in r.track_ids and 2 in r.track_ids
+
+
+def test_tracker_from_options_defaults_then_model_then_given():
+    """One normal form of tracking options (CLI, API, Ray): edgepose's defaults < the model's
+    metadata < the options given; a bad value or key is a one-line InputError."""
+    from edgepose.errors import InputError
+    from edgepose.track import TRACK_DEFAULTS, Tracker, tracker_options
+
+    class Meta:
+        def __init__(self, d):
+            self.d = d
+
+        def get(self, k, default=None):
+            return self.d.get(k, default)
+
+    meta = Meta({"tracking": {"max_lost": 7, "min_hits": 2}, "smoothing": {"beta": 0.9}})
+    t = Tracker.from_options({"tracker": {"min_hits": 5}}, meta)
+    assert t.options["max_lost"] == 7 and t.options["min_hits"] == 5
+    assert t.options["match_threshold"] == TRACK_DEFAULTS["match_threshold"]
+    assert t.smoothing["beta"] == 0.9
+    assert Tracker.from_options({"smooth": False}, meta).smoothing is None
+    assert Tracker.from_options(True).options == TRACK_DEFAULTS
+    assert tracker_options(None) is None and tracker_options(False) is None
+    with pytest.raises(InputError, match="max_lost"):
+        tracker_options({"tracker": {"max_lost": -1}})
+    with pytest.raises(InputError, match="unknown tracking key"):
+        tracker_options({"trackers": {}})

@@ -98,23 +98,11 @@ def job_hash(doc: dict) -> str:
 
 
 def tracker_spec(track) -> Optional[tuple]:
-    """``track``: False/None (off), True (defaults), a ``(tracker opts, smoothing opts,
-    no_smooth)`` tuple as ``edgepose.cli._tracker`` gives, or ``{"tracker": {...}, "smoothing":
-    {...}, "smooth": bool}``; checked here (one line), before any work."""
-    if not track:
-        return None
-    from ..track import SMOOTH_DEFAULTS, TRACK_DEFAULTS, check_options
+    """``track`` in :func:`edgepose.track.tracker_options`' normal form (None: no tracking),
+    checked here (one line), before any work."""
+    from ..track import tracker_options
 
-    if track is True:
-        track = ({}, {}, False)
-    elif isinstance(track, dict):
-        track = (dict(track.get("tracker") or {}), dict(track.get("smoothing") or {}),
-                 not track.get("smooth", True))
-    topts, sopts, no_smooth = track
-    check_options(topts, TRACK_DEFAULTS, "tracker")
-    check_options(sopts, SMOOTH_DEFAULTS, "smoothing")
-    return ({k: topts.get(k) for k in TRACK_DEFAULTS}, {k: sopts.get(k) for k in SMOOTH_DEFAULTS},
-            bool(no_smooth))
+    return tracker_options(track)
 
 
 def boxes_of(boxes_by_image, iid):
