@@ -56,6 +56,7 @@ def _wrestlers(people, width, height):
     return left, right
 
 
+@pytest.mark.slow
 def test_infer_video_finds_both_people(tfpose_model, assets, tmp_path):
     """arm_wrestling.mp4 is a close-up: both wrestlers are cut by the frame edges (heads out of
     view). Measured with tf-pose at the video's own height (256): the left wrestler is found in

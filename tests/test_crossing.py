@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow   # the real model over crossing videos
+
 pytest.importorskip("scipy")
 
 # COCO annotation ids of test_coco.json's upright, fully visible people (segmentation polygons)

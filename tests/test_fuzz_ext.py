@@ -18,6 +18,8 @@ from hypothesis import strategies as st
 from edgepose import decode, reference
 from edgepose.schema import CMU18_LIMBS
 
+pytestmark = pytest.mark.slow   # a sanitized build of the extension and 2,500 fuzzed inputs
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -13,7 +13,7 @@ import pytest
 from edgepose.evaluate import evaluate_coco
 from edgepose.pipelines import load_estimator
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]   # real-model INT8 exports: minutes
 
 
 @pytest.fixture(scope="module")
