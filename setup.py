@@ -92,9 +92,12 @@ EXTRAS = {
     # edgepose infer/eval --ray: Ray core is enough (no dashboard, no Ray Data); the CLI's local
     # instance and `ray start --head` clusters both run on it
     "ray": ["ray>=2.9"],
+    # --backend openvino: x86 CPUs with VNNI/AMX run the INT8 Q/DQ models 1.2-1.4x faster than
+    # with onnxruntime (README, INT8; benchmarks/openvino_speed.py)
+    "openvino": ["openvino>=2024.0"],
 }
 EXTRAS["all"] = sorted(set(r for k in ("ort", "tflite", "eval", "export", "tflite-export", "test",
-                                        "track", "ray") for r in EXTRAS[k]))
+                                        "track", "ray", "openvino") for r in EXTRAS[k]))
 
 # edgepose/ is the runtime; exporters/ and calibration/ (the workstation part: Python >= 3.8, torch,
 # onnx) are installed inside it as edgepose.exporters and edgepose.calibration

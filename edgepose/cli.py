@@ -13,6 +13,7 @@ import numpy as np
 
 from . import __version__
 from .errors import EdgeposeError, InputError, first_line
+from .backends import BACKENDS
 from .reference import REFINES
 
 
@@ -421,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     def model_opts(sp, detector=True):
         sp.add_argument("--threads", type=_count(1), help="inference threads")
         sp.add_argument("--providers", nargs="+", help="onnxruntime execution providers")
+        sp.add_argument("--backend", choices=["auto"] + list(BACKENDS),
+                        help="runtime of the pose model (default auto: by file type; openvino runs "
+                             "an .onnx model, pip install 'edgepose[openvino]')")
         sp.add_argument("--height", type=_count(8), help="bottom-up input height (dynamic-size models)")
         sp.add_argument("--refine", choices=list(REFINES),
                         help="subpixel refinement (default: the model's)")

@@ -76,14 +76,17 @@ class Pose:
 
 def load(model: Union[str, "os.PathLike"], detector: Optional[str] = None,
          threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
-         exact_int8: bool = False, **options) -> Pose:
+         exact_int8: bool = False, backend: Optional[str] = None, **options) -> Pose:
     """Load an exported model (its metadata says how to run it) as a :class:`Pose`.
 
     ``detector``: a person detector for top-down models (or pass ``boxes=`` per call);
     ``threads``/``providers``: the backend's; ``exact_int8``: run a Q/DQ ONNX model with the
-    device's exact integer arithmetic instead of this CPU's int8 kernels; other keywords are the
-    pipeline's decode options (e.g. ``refine="dark"``)."""
+    device's exact integer arithmetic instead of this CPU's int8 kernels; ``backend``: None /
+    "auto" (by file type), "onnxruntime", "openvino" (an .onnx model, ``pip install
+    'edgepose[openvino]'``), "tflite" or "tensorrt"; other keywords are the pipeline's decode
+    options (e.g. ``refine="dark"``)."""
     from .pipelines import load_estimator
 
     return Pose(load_estimator(os.fspath(model), detector=detector, threads=threads,
-                               providers=providers, exact_int8=exact_int8, **options))
+                               providers=providers, exact_int8=exact_int8, backend=backend,
+                               **options))

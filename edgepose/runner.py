@@ -30,22 +30,25 @@ class EstimatorOptions:
     """Everything that decides which estimator runs and how (``None``: the model's default).
 
     model, detector (a path or None), detector_spec, threads, providers, exact_int8, height,
-    refine, flip_test, max_peaks."""
+    refine, flip_test, max_peaks, backend (None: by file type; see :func:`edgepose.backends.load_backend`)."""
 
     FIELDS = ("model", "detector", "detector_spec", "threads", "providers", "exact_int8", "height",
-              "refine", "flip_test", "max_peaks")
+              "refine", "flip_test", "max_peaks", "backend")
     __slots__ = FIELDS
 
     def __init__(self, model: str, detector: Optional[str] = None, detector_spec: Optional[str] = None,
                  threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
                  exact_int8: bool = False, height: Optional[int] = None, refine: Optional[str] = None,
-                 flip_test: bool = False, max_peaks: Optional[int] = None):
+                 flip_test: bool = False, max_peaks: Optional[int] = None, backend: Optional[str] = None):
         self.model = os.fspath(model)
         self.detector, self.detector_spec = detector, detector_spec
         self.threads = None if threads is None else int(threads)
         self.providers = None if providers is None else list(providers)
         self.exact_int8, self.flip_test = bool(exact_int8), bool(flip_test)
         self.height, self.refine, self.max_peaks = height, refine, max_peaks
+        from .backends import check_backend
+
+        self.backend = check_backend(backend, self.exact_int8)  # a bad combination: refused here
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "EstimatorOptions":
@@ -89,7 +92,7 @@ class EstimatorOptions:
         return load_estimator(self.model, detector=self.detector,
                               threads=self.threads if threads is None else threads,
                               providers=self.providers, exact_int8=self.exact_int8,
-                              **self.decode_options())
+                              backend=self.backend, **self.decode_options())
 
     def __repr__(self) -> str:
         return "EstimatorOptions(%s)" % ", ".join("%s=%r" % kv for kv in self.to_dict().items()

@@ -3,6 +3,9 @@
 - ``.onnx``                          → onnxruntime
 - ``.tflite``                        → ai-edge-litert (tflite-runtime as a fall-back import)
 - ``.engine`` / ``.plan`` / a bundle directory → TensorRT
+
+``backend=`` picks one explicitly: ``"onnxruntime"``, ``"openvino"`` (an ``.onnx`` file on the
+CPU), ``"tflite"``, ``"tensorrt"``; ``None`` or ``"auto"``: by file type as above.
 """
 import os
 from typing import Optional, Sequence
@@ -10,7 +13,10 @@ from typing import Optional, Sequence
 from ..errors import ModelError
 from .base import Backend, TensorSpec
 
-__all__ = ["Backend", "TensorSpec", "load_backend", "backend_kind"]
+__all__ = ["Backend", "TensorSpec", "load_backend", "backend_kind", "BACKENDS"]
+
+BACKENDS = ("onnxruntime", "openvino", "tflite", "tensorrt")
+_FITS = {"openvino": "onnxruntime"}  # the file type (backend_kind) an explicit backend also reads
 
 
 def backend_kind(path: str) -> str:
@@ -27,12 +33,37 @@ def backend_kind(path: str) -> str:
                      % (path, ext or "(no extension)"))
 
 
+def check_backend(backend: Optional[str], exact_int8: bool = False) -> Optional[str]:
+    """``backend`` normalised (None for auto), or a one-line error for a name or combination
+    that cannot work; called before any file is read."""
+    if backend in (None, "", "auto"):
+        return None
+    if backend not in BACKENDS:
+        raise ModelError("unknown backend %r (choose auto, %s)" % (backend, ", ".join(BACKENDS)))
+    if exact_int8 and backend != "onnxruntime":
+        raise ModelError("exact_int8 is onnxruntime's exact Q/DQ evaluation (graph optimisations "
+                         "off): it cannot run on backend %s" % backend)
+    return backend
+
+
 def load_backend(path: str, threads: Optional[int] = None,
-                 providers: Optional[Sequence[str]] = None, **kwargs) -> Backend:
-    """Load a model file with the backend its type calls for."""
+                 providers: Optional[Sequence[str]] = None, backend: Optional[str] = None,
+                 **kwargs) -> Backend:
+    """Load a model file with ``backend`` (None / "auto": the one its file type calls for)."""
+    backend = check_backend(backend, bool(kwargs.get("exact_int8")))
     if not os.path.exists(path):
         raise ModelError("model file not found: %s" % path)
     kind = backend_kind(path)
+    if backend is not None and _FITS.get(backend, backend) != kind:
+        fits = [b for b in BACKENDS if _FITS.get(b, b) == kind]
+        raise ModelError("backend %s cannot run %s (backends for this model type: %s)"
+                         % (backend, os.path.basename(path), ", ".join(fits)))
+    if backend == "openvino":
+        if providers:
+            raise ModelError("providers are onnxruntime's: they do not apply to backend openvino")
+        kwargs.pop("exact_int8", None)
+        from .openvino import OpenvinoBackend
+        return OpenvinoBackend(path, threads=threads, **kwargs)
     if kind == "onnxruntime":
         from .onnxruntime import OrtBackend
         return OrtBackend(path, threads=threads, providers=providers,

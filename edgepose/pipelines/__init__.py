@@ -24,14 +24,18 @@ __all__ = ["BottomUpEstimator", "load_estimator"]
 
 
 def load_estimator(model: str, detector: Optional[str] = None, threads: Optional[int] = None,
-                   providers: Optional[Sequence[str]] = None, exact_int8: bool = False, **options):
+                   providers: Optional[Sequence[str]] = None, exact_int8: bool = False,
+                   backend: Optional[str] = None, **options):
     """A bottom-up or top-down estimator for ``model``, picked from its metadata.
 
     Top-down models need a person detector (``detector`` path) or boxes given per call.
     ``exact_int8``: run an INT8 Q/DQ ONNX model exactly as written (see
     :class:`edgepose.backends.onnxruntime.OrtBackend`), not with this CPU's int8 kernels.
+    ``backend``: the pose model's runtime (None / "auto": by file type; "openvino" runs an .onnx
+    model with OpenVINO); a person detector keeps its own (by file type).
     """
-    backend = load_backend(model, threads=threads, providers=providers, exact_int8=exact_int8)
+    backend = load_backend(model, threads=threads, providers=providers, exact_int8=exact_int8,
+                           backend=backend)
     meta = require_meta(backend)
     if meta.family == "bottomup":
         return BottomUpEstimator(backend, **options)

@@ -1,0 +1,152 @@
+"""The OpenVINO backend (``backend="openvino"``, ``--backend openvino``): the same .onnx models as
+onnxruntime, the same results.
+
+* parity with onnxruntime on the real Lightweight OpenPose (FP32, static 368x496) and on a
+  dynamic-H/W export of it run at two heights (keypoints within 0.5 px, same people);
+* an INT8 Q/DQ model (tests/make_int8_formats.py, u8s8 as cpu-int8 writes it) equals its exact
+  integer output within what host int8 kernels allow (int32 accumulation, requantization
+  rounding ties: the tolerance of tests/test_int8_load.py), not bit for bit;
+* ``edgepose bench MODEL --backend openvino``; bad combinations refused in one line, exit 2.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("openvino", reason="openvino is not installed (pip install 'edgepose[openvino]')")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+IMAGE = ("coco", "000000196141.jpg")
+EXACT_TOL = 0.02        # relative L2 to the exact Q/DQ output (tests/test_int8_load.py)
+
+
+def _image(assets):
+    from edgepose.io import read_image
+
+    return read_image(os.path.join(assets, *IMAGE))
+
+
+def _assert_same_people(a, b, tol=0.5):
+    assert len(a.people) >= 2                       # the image has several people: not 0 == 0
+    assert len(a.people) == len(b.people)
+    ka, kb = a.keypoints, b.keypoints
+    found = (ka[..., 2] > 0) & (kb[..., 2] > 0)
+    assert np.array_equal(ka[..., 2] > 0, kb[..., 2] > 0)
+    err = np.abs(ka[..., :2] - kb[..., :2])[found]
+    assert err.max() <= tol, err.max()
+    np.testing.assert_allclose(a.scores, b.scores, atol=0.01)
+
+
+def test_lwop_fp32_parity_with_onnxruntime(lwop_onnx, assets):
+    import edgepose
+
+    ort = edgepose.load(lwop_onnx, threads=1)
+    ov = edgepose.load(lwop_onnx, threads=1, backend="openvino")
+    assert ov.estimator.backend.name == "openvino" and ort.estimator.backend.name == "onnxruntime"
+    assert "f32" in ov.estimator.backend.describe()
+    assert ov.meta == ort.meta                      # metadata read from the same metadata_props
+    img = _image(assets)
+    _assert_same_people(ort(img), ov(img))
+
+
+@pytest.fixture(scope="module")
+def lwop_dynamic(assets, tmp_path_factory):
+    from conftest import exporters_or_skip
+
+    exporters_or_skip()
+    pytest.importorskip("torch")
+    ckpt = os.path.join(assets, "models", "lwop_hpe0001.pth")
+    if not os.path.exists(ckpt):
+        pytest.skip("models/lwop_hpe0001.pth missing from assets")
+    from edgepose.exporters.api import export
+
+    out = str(tmp_path_factory.mktemp("lwop_dyn") / "lwop_dyn.onnx")
+    export(ckpt, target="onnx", out=out, dynamic=True, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("height", [256, 368])
+def test_dynamic_height_parity(lwop_dynamic, assets, height):
+    import edgepose
+    from edgepose.backends import load_backend
+
+    b = load_backend(lwop_dynamic, backend="openvino")
+    assert b.inputs[0].shape[2:] == (None, None)    # H and W stay dynamic
+    ort = edgepose.load(lwop_dynamic, threads=1, height=height)
+    ov = edgepose.load(lwop_dynamic, threads=1, height=height, backend="openvino")
+    img = _image(assets)
+    _assert_same_people(ort(img), ov(img))
+
+
+@pytest.fixture(scope="module")
+def int8_formats(tmp_path_factory):
+    pytest.importorskip("onnx")
+    d = str(tmp_path_factory.mktemp("int8_formats"))
+    r = subprocess.run([sys.executable, os.path.join(HERE, "make_int8_formats.py"), d],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
+    assert r.returncode == 0, r.stdout[-2000:]
+    with open(os.path.join(d, "manifest.json")) as f:
+        return d, json.load(f)
+
+
+def test_int8_qdq_scored_like_host_kernels(int8_formats):
+    from edgepose.backends import load_backend
+
+    d, manifest = int8_formats
+    x = np.load(os.path.join(d, manifest["input"]))
+    m = [e for e in manifest["models"] if e["format"] == "u8s8"][0]
+    b = load_backend(os.path.join(d, m["file"]), threads=1, backend="openvino")
+    got = b.run({b.input_name: x})
+    fp32 = load_backend(os.path.join(d, "fp32.onnx"), backend="openvino").run({b.input_name: x})
+    assert sorted(got) == sorted(m["expected"])
+    for name, f in sorted(m["expected"].items()):
+        exp = np.load(os.path.join(d, f)).astype(np.float64)
+        rel = np.linalg.norm(got[name] - exp) / np.linalg.norm(exp)
+        assert rel <= EXACT_TOL, (name, rel)
+        # and the model is really quantized: the exact int8 output differs from FP32 by more
+        assert np.linalg.norm(fp32[name] - exp) / np.linalg.norm(exp) > rel
+    # only the named outputs come back
+    assert list(b.run({b.input_name: x}, ["pafs"])) == ["pafs"]
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "edgepose.cli"] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True)
+
+
+def test_bench_with_openvino(lwop_onnx, assets):
+    r = _cli("bench", lwop_onnx, "--backend", "openvino", "--threads", "1", "--runs", "2",
+             "--warmup", "1", "--image", os.path.join(assets, *IMAGE))
+    assert r.returncode == 0, r.stderr
+    assert "openvino" in r.stdout and "inference_ms" in r.stdout
+
+
+@pytest.mark.parametrize("extra, msg", [
+    (["--backend", "openvino"], "backend openvino cannot run x.tflite (backends for this model type: tflite)"),
+    (["--backend", "onnx"], "invalid choice: 'onnx'"),
+])
+def test_bad_backend_refused_in_one_line(tmp_path, extra, msg):
+    f = tmp_path / "x.tflite"
+    f.write_bytes(b"not a model")
+    r = _cli("bench", str(f), *extra)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.count("\n") == 1 and msg in r.stderr, r.stderr
+
+
+def test_exact_int8_with_openvino_refused(tmp_path):
+    import edgepose
+    from edgepose.errors import ModelError
+
+    f = tmp_path / "x.onnx"
+    f.write_bytes(b"not a model")
+    with pytest.raises(ModelError, match="exact_int8 is onnxruntime's"):
+        edgepose.load(str(f), backend="openvino", exact_int8=True)
+    ann = tmp_path / "a.json"
+    ann.write_text("{}")
+    r = _cli("eval", str(f), "--backend", "openvino", "--exact-int8", "--coco", str(ann), "--images", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "exact_int8" in r.stderr, r.stderr
+    with pytest.raises(ModelError, match="is not a model OpenVINO can read"):
+        edgepose.load(str(f), backend="openvino")
