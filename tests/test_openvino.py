@@ -150,3 +150,14 @@ def test_exact_int8_with_openvino_refused(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "exact_int8" in r.stderr, r.stderr
     with pytest.raises(ModelError, match="is not a model OpenVINO can read"):
         edgepose.load(str(f), backend="openvino")
+
+
+def test_missing_openvino_names_the_extra(monkeypatch, tmp_path):
+    from edgepose.backends import load_backend
+    from edgepose.errors import ModelError
+
+    f = tmp_path / "x.onnx"
+    f.write_bytes(b"not a model")
+    monkeypatch.setitem(sys.modules, "openvino", None)      # import openvino -> ImportError
+    with pytest.raises(ModelError, match=r"openvino is not installed: pip install 'edgepose\[openvino\]'"):
+        load_backend(str(f), backend="openvino")
