@@ -150,6 +150,18 @@ def _choice(v: Any, field: str, options) -> Any:
     return v
 
 
+def _section(data: Dict[str, Any], key: str, defaults: Dict[str, Any], what: str) -> Dict[str, Any]:
+    """``data[key]``, checked to be an object holding only the fields of ``defaults``."""
+    sec = data[key]
+    if not isinstance(sec, dict):
+        raise _bad(key, sec, "is not an object")
+    unknown = sorted(set(sec) - set(defaults))
+    if unknown:
+        raise _bad(key + "." + unknown[0], sec[unknown[0]], "is not a %s field (fields: %s)"
+                   % (what, ", ".join(sorted(defaults))))
+    return sec
+
+
 def _index_list(v: Any, field: str, width: int, hi: int, allow_missing: bool = False) -> None:
     if not isinstance(v, list):
         raise _bad(field, v, "is not a list")
@@ -204,24 +216,12 @@ def validate(data: Dict[str, Any]) -> None:
                     raise _bad("input." + k, inp[k], "is not a multiple of the stride %d" % stride)
         _number(data["heatmap_offset"], "heatmap_offset", 0.0, 1.0)
     if family == "onestage":
-        one = data["onestage"]
-        if not isinstance(one, dict):
-            raise _bad("onestage", one, "is not an object")
-        unknown = sorted(set(one) - set(ONESTAGE_DEFAULTS))
-        if unknown:
-            raise _bad("onestage." + unknown[0], one[unknown[0]], "is not a one-stage field (fields: %s)"
-                       % ", ".join(sorted(ONESTAGE_DEFAULTS)))
+        one = _section(data, "onestage", ONESTAGE_DEFAULTS, "one-stage")
         for k in ("box_units", "keypoint_units"):
             _choice(one[k], "onestage." + k, ("normalized", "pixels"))
         _choice(one["pixel_origin"], "onestage.pixel_origin", ("corner", "center"))
     if "letterbox" in data:
-        lb = data["letterbox"]
-        if not isinstance(lb, dict):
-            raise _bad("letterbox", lb, "is not an object")
-        unknown = sorted(set(lb) - set(LETTERBOX_DEFAULTS))
-        if unknown:
-            raise _bad("letterbox." + unknown[0], lb[unknown[0]], "is not a letterbox field (fields: %s)"
-                       % ", ".join(sorted(LETTERBOX_DEFAULTS)))
+        lb = _section(data, "letterbox", LETTERBOX_DEFAULTS, "letterbox")
         _number(lb["pad_value"], "letterbox.pad_value", 0, 255, integer=True)
         _choice(lb["align"], "letterbox.align", ("center", "top-left"))
     _check_io_fields(data)

@@ -53,12 +53,30 @@ def assets():
     return d
 
 
+def asset_or_skip(assets, *parts):
+    """The path of an asset, or skip the test naming the one that is missing."""
+    p = os.path.join(assets, *parts)
+    if not os.path.exists(p):
+        pytest.skip("%s missing from assets" % "/".join(parts))
+    return p
+
+
+def export_lwop(assets, tmp_path_factory, name="lwop", **options):
+    """The real Lightweight OpenPose checkpoint exported to FP32 ONNX (``options``: export's,
+    e.g. ``dynamic=True``); skips where the exporters or the checkpoint are missing."""
+    exporters_or_skip()
+    pytest.importorskip("torch")
+    ckpt = asset_or_skip(assets, "models", "lwop_hpe0001.pth")
+    from edgepose.exporters.api import export
+
+    out = str(tmp_path_factory.mktemp(name) / (name + ".onnx"))
+    export(ckpt, target="onnx", out=out, progress=False, **options)
+    return out
+
+
 @pytest.fixture(scope="session")
 def tfpose_onnx(assets):
-    p = os.path.join(assets, "models", "tfpose_mobilenet_thin.onnx")
-    if not os.path.exists(p):
-        pytest.skip("tfpose_mobilenet_thin.onnx missing from assets")
-    return p
+    return asset_or_skip(assets, "models", "tfpose_mobilenet_thin.onnx")
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,13 +112,4 @@ def one_torch_thread():
 @pytest.fixture(scope="session")
 def lwop_onnx(assets, tmp_path_factory):
     """The real Lightweight OpenPose checkpoint exported once per session to FP32 ONNX."""
-    exporters_or_skip()
-    pytest.importorskip("torch")
-    ckpt = os.path.join(assets, "models", "lwop_hpe0001.pth")
-    if not os.path.exists(ckpt):
-        pytest.skip("models/lwop_hpe0001.pth missing from assets")
-    from edgepose.exporters.api import export
-
-    out = str(tmp_path_factory.mktemp("lwop") / "lwop.onnx")
-    export(ckpt, target="onnx", out=out, progress=False)
-    return out
+    return export_lwop(assets, tmp_path_factory)

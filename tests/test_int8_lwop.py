@@ -17,15 +17,10 @@ pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]   # real-m
 
 
 @pytest.fixture(scope="module")
-def lwop(assets, tmp_path_factory):
+def lwop(assets, tmp_path_factory, lwop_onnx):
+    """The checkpoint, its FP32 ONNX (the session's export, not a second one) and a folder."""
     ckpt = os.path.join(assets, "models", "lwop_hpe0001.pth")
-    if not os.path.exists(ckpt):
-        pytest.skip("models/lwop_hpe0001.pth missing from assets")
-    from edgepose.exporters.api import export
-    d = tmp_path_factory.mktemp("lwop")
-    fp32 = str(d / "lwop.onnx")
-    export(ckpt, target="onnx", out=fp32, progress=False)
-    return {"ckpt": ckpt, "fp32": fp32, "dir": d,
+    return {"ckpt": ckpt, "fp32": lwop_onnx, "dir": tmp_path_factory.mktemp("lwop_int8"),
             "calib": [os.path.join(assets, "people"), os.path.join(assets, "videos", "arm_wrestling.mp4")],
             "pairs": [(os.path.join(assets, "coco", "test_coco.json"), os.path.join(assets, "coco")),
                       (os.path.join(assets, "devset", "devset.json"), os.path.join(assets, "devset"))]}

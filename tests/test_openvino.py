@@ -54,18 +54,9 @@ def test_lwop_fp32_parity_with_onnxruntime(lwop_onnx, assets):
 
 @pytest.fixture(scope="module")
 def lwop_dynamic(assets, tmp_path_factory):
-    from conftest import exporters_or_skip
+    from conftest import export_lwop
 
-    exporters_or_skip()
-    pytest.importorskip("torch")
-    ckpt = os.path.join(assets, "models", "lwop_hpe0001.pth")
-    if not os.path.exists(ckpt):
-        pytest.skip("models/lwop_hpe0001.pth missing from assets")
-    from edgepose.exporters.api import export
-
-    out = str(tmp_path_factory.mktemp("lwop_dyn") / "lwop_dyn.onnx")
-    export(ckpt, target="onnx", out=out, dynamic=True, progress=False)
-    return out
+    return export_lwop(assets, tmp_path_factory, "lwop_dyn", dynamic=True)
 
 
 @pytest.mark.parametrize("height", [256, 368])

@@ -25,10 +25,9 @@ def _spec(name):
 
 @pytest.fixture(scope="module")
 def foreign(assets):
-    d = os.path.join(assets, "models", "foreign")
-    if not os.path.isdir(d):
-        pytest.skip("models/foreign missing from assets")
-    return d
+    from conftest import asset_or_skip
+
+    return asset_or_skip(assets, "models", "foreign")
 
 
 def _imp(foreign, tmp_path, model, spec, name=None):
