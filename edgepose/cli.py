@@ -433,6 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
         if detector:
             sp.add_argument("--detector", help="person detector model (top-down models)")
             sp.add_argument("--detector-spec", help="JSON spec of a detector edgepose does not know")
+            sp.add_argument("--detector-backend", choices=list(BACKENDS),
+                            help="runtime of the person detector (default: --backend where it reads the "
+                                 "detector's file type, else by file type)")
             sp.add_argument("--boxes", help="person boxes, COCO detection-results JSON (top-down)")
             sp.add_argument("--boxes-threshold", type=float, default=0.0,
                             help="ignore --boxes entries scoring below this")

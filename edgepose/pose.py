@@ -83,7 +83,8 @@ def load(model: Union[str, "os.PathLike"], detector: Optional[str] = None,
     ``threads``/``providers``: the backend's; ``exact_int8``: run a Q/DQ ONNX model with the
     device's exact integer arithmetic instead of this CPU's int8 kernels; ``backend``: None /
     "auto" (by file type), "onnxruntime", "openvino" (an .onnx model, ``pip install
-    'edgepose[openvino]'``), "tflite" or "tensorrt"; other keywords are the pipeline's decode
+    'edgepose[openvino]'``), "tflite" or "tensorrt"; ``detector_backend``: the detector's (default:
+    ``backend`` where it reads the detector's file type, else by file type); other keywords are the pipeline's decode
     options (e.g. ``refine="dark"``)."""
     from .pipelines import load_estimator
 

@@ -30,16 +30,18 @@ class EstimatorOptions:
     """Everything that decides which estimator runs and how (``None``: the model's default).
 
     model, detector (a path or None), detector_spec, threads, providers, exact_int8, height,
-    refine, flip_test, max_peaks, backend (None: by file type; see :func:`edgepose.backends.load_backend`)."""
+    refine, flip_test, max_peaks, backend (None: by file type; see :func:`edgepose.backends.load_backend`),
+    detector_backend (None: ``backend`` where it reads the detector's file, else by file type)."""
 
     FIELDS = ("model", "detector", "detector_spec", "threads", "providers", "exact_int8", "height",
-              "refine", "flip_test", "max_peaks", "backend")
+              "refine", "flip_test", "max_peaks", "backend", "detector_backend")
     __slots__ = FIELDS
 
     def __init__(self, model: str, detector: Optional[str] = None, detector_spec: Optional[str] = None,
                  threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
                  exact_int8: bool = False, height: Optional[int] = None, refine: Optional[str] = None,
-                 flip_test: bool = False, max_peaks: Optional[int] = None, backend: Optional[str] = None):
+                 flip_test: bool = False, max_peaks: Optional[int] = None, backend: Optional[str] = None,
+                 detector_backend: Optional[str] = None):
         self.model = os.fspath(model)
         self.detector, self.detector_spec = detector, detector_spec
         self.threads = None if threads is None else int(threads)
@@ -49,6 +51,7 @@ class EstimatorOptions:
         from .backends import check_backend
 
         self.backend = check_backend(backend, self.exact_int8)  # a bad combination: refused here
+        self.detector_backend = check_backend(detector_backend)
 
     @classmethod
     def from_dict(cls, d: Dict[str, Any]) -> "EstimatorOptions":
@@ -92,7 +95,8 @@ class EstimatorOptions:
         return load_estimator(self.model, detector=self.detector,
                               threads=self.threads if threads is None else threads,
                               providers=self.providers, exact_int8=self.exact_int8,
-                              backend=self.backend, **self.decode_options())
+                              backend=self.backend, detector_backend=self.detector_backend,
+                              **self.decode_options())
 
     def __repr__(self) -> str:
         return "EstimatorOptions(%s)" % ", ".join("%s=%r" % kv for kv in self.to_dict().items()

@@ -152,3 +152,33 @@ def test_missing_openvino_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "openvino", None)      # import openvino -> ImportError
     with pytest.raises(ModelError, match=r"openvino is not installed: pip install 'edgepose\[openvino\]'"):
         load_backend(str(f), backend="openvino")
+
+
+def test_detector_follows_the_pose_backend_where_it_can(assets, tmp_path):
+    """The person detector runs with --backend where that backend reads its file, else by file
+    type; --detector-backend picks it alone; the detections are the same on either runtime."""
+    from edgepose.backends import companion_backend
+    from edgepose.backends.onnxruntime import OrtBackend
+    from edgepose.backends.openvino import OpenvinoBackend
+    from edgepose.errors import ModelError
+    from edgepose.io import read_image
+    from edgepose.pipelines.detector import make_detector
+
+    det_onnx = os.path.join(assets, "detectors", "yolox_nano_416x416.onnx")
+    det_tflite = os.path.join(assets, "detectors", "light_person_detector.tflite")
+    assert companion_backend(det_onnx, "openvino") == "openvino"
+    assert companion_backend(det_onnx, "tflite") is None           # a .tflite pose model: detector by type
+    assert companion_backend(det_tflite, "openvino") is None
+    assert companion_backend(det_onnx, "openvino", "onnxruntime") == "onnxruntime"
+    assert companion_backend(det_onnx, None) is None
+    img = read_image(os.path.join(assets, *IMAGE))
+    ov = make_detector(det_onnx, threads=1, backend="openvino")
+    ort = make_detector(det_onnx, threads=1)
+    assert isinstance(ov.backend, OpenvinoBackend) and isinstance(ort.backend, OrtBackend)
+    (b1, s1), (b2, s2) = ov(img), ort(img)
+    assert len(s1) == len(s2) >= 1
+    assert np.abs(b1 - b2).max() < 1.0 and np.abs(s1 - s2).max() < 1e-3
+    with pytest.raises(ModelError, match="backend openvino cannot run light_person_detector.tflite"):
+        make_detector(det_tflite, backend="openvino")
+    r = _cli("infer", "x.onnx", "--detector-backend", "onnx")
+    assert r.returncode == 2 and "invalid choice: 'onnx'" in r.stderr

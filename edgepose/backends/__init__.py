@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 from ..errors import ModelError
 from .base import Backend, TensorSpec
 
-__all__ = ["Backend", "TensorSpec", "load_backend", "backend_kind", "BACKENDS"]
+__all__ = ["Backend", "TensorSpec", "load_backend", "backend_kind", "BACKENDS", "companion_backend"]
 
 BACKENDS = ("onnxruntime", "openvino", "tflite", "tensorrt")
 _FITS = {"openvino": "onnxruntime"}  # the file type (backend_kind) an explicit backend also reads
@@ -44,6 +44,24 @@ def check_backend(backend: Optional[str], exact_int8: bool = False) -> Optional[
         raise ModelError("exact_int8 is onnxruntime's exact Q/DQ evaluation (graph optimisations "
                          "off): it cannot run on backend %s" % backend)
     return backend
+
+
+def companion_backend(path: str, backend: Optional[str], own: Optional[str] = None) -> Optional[str]:
+    """The backend for a companion model (a person detector) at ``path``: ``own`` when given
+    (checked when loaded), else the pose model's ``backend`` where it reads this file type, else
+    None (by file type). So ``--backend openvino`` runs an .onnx detector with OpenVINO too, and a
+    .tflite pose model's detector.onnx still runs with onnxruntime."""
+    own = check_backend(own)
+    if own is not None:
+        return own
+    backend = check_backend(backend)
+    if backend is None or not os.path.exists(path):
+        return None
+    try:
+        kind = backend_kind(path)
+    except ModelError:
+        return None
+    return backend if _FITS.get(backend, backend) == kind else None
 
 
 def load_backend(path: str, threads: Optional[int] = None,

@@ -14,9 +14,10 @@ The estimator protocol that the video pipeline, the runner, Ray and ``edgepose.l
 - optionally ``stages() -> (infer, finish)``: two callables with ``finish(infer(img)) ==
   self(img)``, the first holding the backend, the second only CPU post-processing, so that the
   video pipeline overlaps them in two threads; an estimator without it runs whole in one stage."""
+import os
 from typing import Optional, Sequence
 
-from ..backends import load_backend
+from ..backends import check_backend, load_backend
 from ..errors import InputError
 from .bottomup import BottomUpEstimator, require_meta
 
@@ -25,24 +26,33 @@ __all__ = ["BottomUpEstimator", "load_estimator"]
 
 def load_estimator(model: str, detector: Optional[str] = None, threads: Optional[int] = None,
                    providers: Optional[Sequence[str]] = None, exact_int8: bool = False,
-                   backend: Optional[str] = None, **options):
+                   backend: Optional[str] = None, detector_backend: Optional[str] = None, **options):
     """A bottom-up or top-down estimator for ``model``, picked from its metadata.
 
     Top-down models need a person detector (``detector`` path) or boxes given per call.
     ``exact_int8``: run an INT8 Q/DQ ONNX model exactly as written (see
     :class:`edgepose.backends.onnxruntime.OrtBackend`), not with this CPU's int8 kernels.
     ``backend``: the pose model's runtime (None / "auto": by file type; "openvino" runs an .onnx
-    model with OpenVINO); a person detector keeps its own (by file type).
+    model with OpenVINO). ``detector_backend``: the person detector's (None: ``backend`` where it
+    reads the detector's file type, else by file type; see
+    :func:`edgepose.backends.companion_backend`).
     """
+    from ..backends import companion_backend
+
+    if detector_backend is not None or (backend is not None and isinstance(detector, (str, os.PathLike))):
+        detector_backend = companion_backend(os.fspath(detector), backend, detector_backend) \
+            if isinstance(detector, (str, os.PathLike)) else check_backend(detector_backend)
     backend = load_backend(model, threads=threads, providers=providers, exact_int8=exact_int8,
                            backend=backend)
     meta = require_meta(backend)
     if meta.family == "bottomup":
+        if detector is not None or detector_backend is not None:
+            raise InputError("a bottom-up model finds the people itself: --detector does not apply")
         return BottomUpEstimator(backend, **options)
     if meta.family == "onestage":
         from .onestage import OneStageEstimator
 
-        if detector is not None:
+        if detector is not None or detector_backend is not None:
             raise InputError("a one-stage model finds the people itself: --detector does not apply")
         options.pop("detector_spec", None)
         return OneStageEstimator(backend, **options)
@@ -50,8 +60,8 @@ def load_estimator(model: str, detector: Optional[str] = None, threads: Optional
         from .regression import RegressionEstimator
 
         return RegressionEstimator(backend, detector=detector, threads=threads, providers=providers,
-                                   **options)
+                                   detector_backend=detector_backend, **options)
     from .topdown import TopDownEstimator
 
     return TopDownEstimator(backend, detector=detector, threads=threads, providers=providers,
-                            **options)
+                            detector_backend=detector_backend, **options)

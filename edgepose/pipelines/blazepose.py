@@ -101,7 +101,7 @@ class BlazePoseDetector:
     """MediaPipe BlazePose's person detector (see the module doc)."""
 
     def __init__(self, model_path: str, spec: Union[None, str, Dict[str, Any]] = None,
-                 threads: Optional[int] = None):
+                 threads: Optional[int] = None, backend: Optional[str] = None):
         d = _read(spec)
         if not isinstance(d, dict) or d.get("format") != "blazepose":
             raise InputError("a BlazePose detector needs its spec (examples/blazepose_detection.spec.json)")
@@ -109,7 +109,7 @@ class BlazePoseDetector:
         if unknown:
             raise InputError("detector spec: unknown field(s) %s" % ", ".join(unknown))
         self.spec = d
-        self.backend = load_backend(os.fspath(model_path), threads=threads)
+        self.backend = load_backend(os.fspath(model_path), threads=threads, backend=backend)
         inp = d["input"]
         self.size = int(inp["height"])
         if int(inp["width"]) != self.size:

@@ -40,7 +40,7 @@ from typing import Any, Dict, Optional, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import InputError, ModelError
 from ..preprocess import check_image, normalize
 
 __all__ = ["PersonDetector", "KNOWN_SPECS", "load_detector_spec", "validate_spec", "letterbox",
@@ -257,7 +257,8 @@ class PersonDetector:
 
     def __init__(self, model_path, spec: Union[None, str, Dict[str, Any]] = None,
                  threads: Optional[int] = None, score_threshold: Optional[float] = 0.3,
-                 nms_threshold: Optional[float] = 0.45, providers: Optional[Sequence[str]] = None):
+                 nms_threshold: Optional[float] = 0.45, providers: Optional[Sequence[str]] = None,
+                 backend: Optional[str] = None):
         from ..backends import Backend, load_backend
 
         if isinstance(model_path, Backend):
@@ -268,7 +269,8 @@ class PersonDetector:
             self.backend = None
         self.spec, self.spec_source = load_detector_spec(path, spec)
         if self.backend is None:
-            self.backend = load_backend(path, threads=threads, providers=providers)
+            self.backend = load_backend(path, threads=threads,
+                                        providers=None if backend == "openvino" else providers, backend=backend)
         self.path = path
         self.score_threshold = float(self.spec["score_threshold"] if score_threshold is None
                                      else score_threshold)
@@ -373,3 +375,23 @@ class PersonDetector:
             boxes = np.zeros((0, 4), np.float32)
             scores = np.zeros((0,), np.float32)
         return boxes, scores
+
+
+def make_detector(detector, spec=None, threads: Optional[int] = None, providers: Optional[Sequence[str]] = None,
+                  backend: Optional[str] = None, score_threshold: Optional[float] = None):
+    """THE person detector of a two-stage estimator: ``detector`` a model path (a YOLOX-style
+    :class:`PersonDetector`, or BlazePose's own detector when ``spec`` says so), a callable
+    returning ``(boxes, scores)``, or None. ``backend``: the detector's runtime (see
+    :func:`edgepose.backends.companion_backend`)."""
+    if detector is None or (callable(detector) and not isinstance(detector, (str, os.PathLike))):
+        return detector
+    if not isinstance(detector, (str, os.PathLike)):
+        raise InputError("detector must be a model path or a PersonDetector, got %s" % type(detector).__name__)
+    from .blazepose import is_blazepose_spec
+
+    if is_blazepose_spec(spec):
+        from .blazepose import BlazePoseDetector
+
+        return BlazePoseDetector(os.fspath(detector), spec=spec, threads=threads, backend=backend)
+    return PersonDetector(os.fspath(detector), spec=spec, threads=threads, providers=providers,
+                          score_threshold=score_threshold, backend=backend)

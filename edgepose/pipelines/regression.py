@@ -84,7 +84,8 @@ class RegressionEstimator:
     def __init__(self, model: Union[str, Backend], detector=None, threads: Optional[int] = None,
                  providers: Optional[Sequence[str]] = None, crop: Optional[str] = None,
                  min_keypoint_score: Optional[float] = None, detector_spec=None,
-                 detector_score_threshold: Optional[float] = None, **unknown):
+                 detector_score_threshold: Optional[float] = None, detector_backend: Optional[str] = None,
+                 **unknown):
         if unknown:
             raise InputError("option(s) not used by regression models: %s" % ", ".join(sorted(unknown)))
         self.backend = model if isinstance(model, Backend) else load_backend(
@@ -111,21 +112,11 @@ class RegressionEstimator:
         self._pixels = out.get("units", "normalized") == "pixels"
         self._sequence = False
         self._last = None          # (image shape, keypoints [K,3]) of the previous frame
-        if isinstance(detector, (str, os.PathLike)):
-            st = dec["detector_score_threshold"] if detector_score_threshold is None else detector_score_threshold
-            from .blazepose import is_blazepose_spec
+        from .detector import make_detector
 
-            if is_blazepose_spec(detector_spec):
-                from .blazepose import BlazePoseDetector
-
-                detector = BlazePoseDetector(os.fspath(detector), spec=detector_spec, threads=threads)
-            else:
-                from .detector import PersonDetector
-
-                detector = PersonDetector(os.fspath(detector), spec=detector_spec, threads=threads,
-                                          providers=providers, score_threshold=st)
-        elif detector is not None and not callable(detector):
-            raise InputError("detector must be a model path or a PersonDetector, got %s" % type(detector).__name__)
+        st = dec["detector_score_threshold"] if detector_score_threshold is None else detector_score_threshold
+        detector = make_detector(detector, detector_spec, threads=threads, providers=providers,
+                                 backend=detector_backend, score_threshold=st)
         self.detector = detector
 
     # video: MoveNet follows the person from frame to frame ------------------------------------

@@ -154,7 +154,7 @@ class TopDownEstimator:
                  oks_nms_threshold: Optional[float] = None,
                  min_keypoint_score: Optional[float] = None, dark_kernel: Optional[int] = None,
                  detector_spec=None, detector_score_threshold: Optional[float] = None,
-                 **unknown):
+                 detector_backend: Optional[str] = None, **unknown):
         if unknown:
             raise InputError("option(s) not used by top-down models: %s"
                              % ", ".join(sorted(unknown)))
@@ -211,16 +211,12 @@ class TopDownEstimator:
             raise ModelError("flip test needs the model's flip_pairs, which its metadata lacks")
 
         # detector
-        if isinstance(detector, (str, os.PathLike)):
-            from .detector import PersonDetector
+        from .detector import make_detector
 
-            st = dec.get("detector_score_threshold", 0.3) if detector_score_threshold is None \
-                else detector_score_threshold
-            detector = PersonDetector(os.fspath(detector), spec=detector_spec, threads=threads,
-                                      providers=providers, score_threshold=st)
-        elif detector is not None and not callable(detector):
-            raise InputError("detector must be a model path or a PersonDetector, got %s"
-                             % type(detector).__name__)
+        st = dec.get("detector_score_threshold", 0.3) if detector_score_threshold is None \
+            else detector_score_threshold
+        detector = make_detector(detector, detector_spec, threads=threads, providers=providers,
+                                 backend=detector_backend, score_threshold=st)
         self.detector = detector
 
     # -- helpers ----------------------------------------------------------------------------------
