@@ -6,6 +6,8 @@ Two steps, because OpenVINO is not an edgepose dependency (measure it in a separ
     python benchmarks/openvino_speed.py make DIR [--models lwop,tfpose] [--n-calib 16]
     # 2. in any environment with onnxruntime (and openvino, for its rows): the table + JSON
     python benchmarks/openvino_speed.py measure DIR [--threads 1,2] [--rounds 12] [--json OUT.json]
+    # 3. in edgepose's environment: AP of every engine x format on the pooled labelled set
+    python benchmarks/openvino_speed.py ap DIR [--json OUT.json]
 
 ``make`` quantizes each model as ``cpu-int8`` does (:data:`edgepose.exporters.ort_int8.DEFAULTS`,
 calibration on the assets' people/ photos and arm-wrestling video) into u8s8, u8s7 and u8u8
@@ -20,6 +22,14 @@ that is not work); OpenVINO runs with ``PERFORMANCE_HINT=LATENCY``, ``INFERENCE_
 and ``INFERENCE_PRECISION_HINT=f32`` (its default on a CPU with AVX512-BF16 or AMX is bf16, which
 is not FP32 accuracy; ``--bf16`` adds that row). The host's int8 kernel class is printed with the table
 (:func:`edgepose.exporters.cpu_kernels.int8_kernel_class` when importable, else the CPU flags).
+
+``ap`` scores each model file through edgepose's own pipeline on the COCO sample + devset pooled
+(18 images, 35 people: ``edgepose eval M --coco A/coco/test_coco.json --images A/coco --coco
+A/devset/devset.json --images A/devset``) three ways: **exact** (the Q/DQ graph in integer
+arithmetic, what TensorRT/ARM/VNNI kernels compute: the device's figure), **onnxruntime** with
+this CPU's own int8 kernels and **openvino** with its own (host-kernel figures, labelled with the
+kernel class). A difference of about 2 AP points is what 18 images resolve (the paired
+bootstrap interval of a drop is about +-2 points wide here).
 """
 import argparse
 import json
@@ -166,6 +176,48 @@ def measure(args):
                        "rows": rows}, f, indent=1, default=str)
 
 
+def score_ap(args):
+    sys.path.insert(0, os.path.dirname(HERE))
+    from edgepose.assets import assets_dir
+    from edgepose.evaluate import coco_pairs, evaluate_coco
+    from edgepose.pipelines import load_estimator
+
+    a = assets_dir()
+    pairs = coco_pairs([os.path.join(a, "coco", "test_coco.json"), os.path.join(a, "devset", "devset.json")],
+                       [os.path.join(a, "coco"), os.path.join(a, "devset")])
+    try:
+        import openvino  # noqa: F401
+        engines = [("exact", "onnxruntime", True), ("onnxruntime", "onnxruntime", False), ("openvino", "openvino", False)]
+    except ImportError:
+        engines = [("exact", "onnxruntime", True), ("onnxruntime", "onnxruntime", False)]
+    kc = _kernel_class()
+    models = sorted({f.split(".")[0] for f in os.listdir(args.dir) if f.endswith(".fp32.onnx")})
+    rows = []
+    for name in models:
+        for fmt in ("fp32",) + FORMATS:
+            p = os.path.join(args.dir, "%s.%s.onnx" % (name, fmt))
+            if not os.path.exists(p):
+                continue
+            for label, backend, exact in engines:
+                if fmt == "fp32" and exact:
+                    continue            # nothing to make exact in a float model
+                est = load_estimator(p, threads=args.threads, backend=backend, exact_int8=exact)
+                st = evaluate_coco(est, pairs, None)["stats"]
+                rows.append({"model": name, "format": fmt, "engine": label, "AP": round(float(st["AP"]), 3),
+                             "AP50": round(float(st["AP50"]), 3)})
+                print("  %s %s %s: AP %.3f" % (name, fmt, label, st["AP"]), file=sys.stderr)
+    print("AP on COCO sample + devset pooled (18 images); exact = the device's integer arithmetic; "
+          "onnxruntime/openvino = this CPU's own kernels (%s)" % kc.get("name"))
+    fp = {r["model"]: r["AP"] for r in rows if r["format"] == "fp32" and r["engine"] == "onnxruntime"}
+    print("%-7s %-5s %-12s %6s %6s %7s" % ("model", "fmt", "engine", "AP", "AP50", "drop"))
+    for r in rows:
+        print("%-7s %-5s %-12s %6.3f %6.3f %7.1f" % (r["model"], r["format"], r["engine"], r["AP"], r["AP50"],
+                                                     100 * (fp.get(r["model"], r["AP"]) - r["AP"])))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"kernels": kc, "rows": rows}, f, indent=1, default=str)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -181,8 +233,12 @@ def main():
     s.add_argument("--bf16", action="store_true",
                    help="also OpenVINO FP32 with bf16 inference precision (its default where the CPU has "
                         "AVX512-BF16 or AMX; the other OpenVINO rows are pinned to f32)")
+    a = sub.add_parser("ap")
+    a.add_argument("dir")
+    a.add_argument("--threads", type=int, default=2)
+    a.add_argument("--json")
     args = ap.parse_args()
-    make(args) if args.cmd == "make" else measure(args)
+    {"make": make, "measure": measure, "ap": score_ap}[args.cmd](args)
 
 
 if __name__ == "__main__":
