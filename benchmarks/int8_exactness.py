@@ -21,8 +21,8 @@ def main() -> int:
 
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
     import test_int8 as T
-    from edgepose.exporters import quantize as Q
-    from edgepose.exporters.cpu_kernels import int8_kernel_class
+    from edgepose.exporters.int8.kernels import int8_kernel_class
+    from edgepose.exporters.int8.qdq import quantize_qdq
 
     print("this CPU's int8 kernels: %s" % int8_kernel_class())
     d = tempfile.mkdtemp(prefix="int8-exactness-")
@@ -31,7 +31,7 @@ def main() -> int:
     print("|---|---|---|")
     for sym in (False, True):
         out = os.path.join(d, "q%d.onnx" % sym)
-        Q.quantize_qdq(tiny, out, T._inputs(16, 1), symmetric_activations=sym)
+        quantize_qdq(tiny, out, T._inputs(16, 1), symmetric_activations=sym)
         held = T._inputs(3, 7)
         host = np.mean([T._rel(T._run(tiny, x, exact=False), T._run(out, x, exact=False)) for x in held])
         exact = np.mean([T._rel(T._run(tiny, x, exact=False), T._run(out, x, exact=True)) for x in held])

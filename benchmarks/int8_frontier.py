@@ -32,8 +32,9 @@ def main(argv=None) -> int:
     import onnx
 
     from edgepose.calibration import load_samples
-    from edgepose.exporters import accuracy as acc
-    from edgepose.exporters import quantize as q
+    from edgepose.exporters.int8 import gate as acc
+    from edgepose.exporters.int8.qdq import DEFAULT_OP_TYPES, prepare_model, quantize_qdq
+    from edgepose.exporters.int8.stats import collect_stats
     from edgepose.metadata import read_onnx_meta
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
                spec=os.path.join(repo, "examples", "tfpose_mobilenet_thin.spec.json"), progress=False)
     meta = read_onnx_meta(model)
     coco = os.path.join(A, "coco", "test_coco.json")
-    from edgepose.exporters.cpu_kernels import int8_kernel_class
+    from edgepose.exporters.int8.kernels import int8_kernel_class
 
     coco = labelled_pairs(A)
     cs = load_samples(default_calib_sources(A), meta, n=args.n_calib, holdout="auto")
@@ -68,11 +69,11 @@ def main(argv=None) -> int:
     img = cv2.imread(os.path.join(A, "coco", "000000000785.jpg"))
     x = np.ascontiguousarray(cv2.resize(img, (432, 368)).astype(np.float32)[None])  # NHWC BGR raw
     convs = [n.name for n in onnx.load(model).graph.node if n.op_type == "Conv"]
-    prep_plain = q.prepare_model(model, cs.calib, fold=False, equalize=False)
-    prep_fold = q.prepare_model(model, cs.calib, fold=True, equalize=False)
-    prep_cle = q.prepare_model(model, cs.calib, fold=True, equalize="activations", equalize_concat=False)
-    prep_cat = q.prepare_model(model, cs.calib, fold=True, equalize="activations", equalize_concat=True)
-    all_ops = list(q.DEFAULT_OP_TYPES) + ["Concat"]
+    prep_plain = prepare_model(model, cs.calib, fold=False, equalize=False)
+    prep_fold = prepare_model(model, cs.calib, fold=True, equalize=False)
+    prep_cle = prepare_model(model, cs.calib, fold=True, equalize="activations", equalize_concat=False)
+    prep_cat = prepare_model(model, cs.calib, fold=True, equalize="activations", equalize_concat=True)
+    all_ops = list(DEFAULT_OP_TYPES) + ["Concat"]
     bb = [c for c in convs if c.startswith("MobilenetV1")]
     configs = [
         ("naive: all layers, Concat quantized (issue's baseline)",
@@ -98,8 +99,8 @@ def main(argv=None) -> int:
     for name, kw in configs:
         out = os.path.join(tmp, re.sub(r"\W+", "_", name)[:40] + ".onnx")
         if kw.get("method", "minmax") != "minmax" and not kw["prepared"].stats.hists:
-            kw["prepared"].stats = q.collect_stats(kw["prepared"].model, cs.calib, histograms=True)
-        q.quantize_qdq(model, out, cs.calib, **kw)
+            kw["prepared"].stats = collect_stats(kw["prepared"].model, cs.calib, histograms=True)
+        quantize_qdq(model, out, cs.calib, **kw)
         rows.append(_measure(name, model, out, cs, meta, coco, x, args.runs, cache, acc))
     if args.search:
         from edgepose.exporters.ort_int8 import export_cpu_int8
@@ -116,7 +117,7 @@ def main(argv=None) -> int:
             for t in getattr(e, "frontier", []):
                 if 0.0 < t.get("float_mac_fraction", 0.0) < 0.5:
                     o = os.path.join(tmp, "trial%d.onnx" % t["units_float"])
-                    q.quantize_qdq(model, o, cs.calib, prepared=prep_cat, keep_float=t["keep_float"])
+                    quantize_qdq(model, o, cs.calib, prepared=prep_cat, keep_float=t["keep_float"])
                     rows.append(_measure("search trial: %d most sensitive tensors float (%.0f%% MACs)"
                                          % (t["units_float"], 100 * t["float_mac_fraction"]),
                                          model, o, cs, meta, coco, x, args.runs, cache, acc))
@@ -147,14 +148,14 @@ def main(argv=None) -> int:
 
 def _measure(name, model, out, cs, meta, coco, x, runs, cache, acc):
     import onnx
-    from edgepose.exporters import quantize as q
+    from edgepose.exporters.int8.units import conv_macs
     rep = acc.accuracy_report(model, out, cs, meta, coco=coco, threads=2, cache=cache)
     s1 = acc.relative_speed(model, out, x, threads=1, runs=runs)
     s2 = acc.relative_speed(model, out, x, threads=2, runs=runs)
     qm = onnx.load(out)
     prod = {o: n for n in qm.graph.node for o in n.output}
     convs = [n for n in qm.graph.node if n.op_type == "Conv"]
-    macs = q.conv_macs(model, cs.calib[0])
+    macs = conv_macs(model, cs.calib[0])
     int8 = sum(macs.get(n.name, 0.0) for n in convs if n.input[1] in prod
                and prod[n.input[1]].op_type == "DequantizeLinear")
     r = {"name": name, "ap": rep["ap_quant"], "ap_drop": rep["ap_drop"], "ap_drop_ci95": rep["ap_drop_ci95"],

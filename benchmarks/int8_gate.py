@@ -21,7 +21,7 @@ The table gives per configuration: conv MACs in int8, true AP drop [95 % interva
 label-free drop [95 % interval] under each rule; then, per rule, the rank correlation with the
 true drop and the largest label-free drop among configurations whose true drop is within 1 point
 versus the smallest among those beyond it -- the margin a threshold must fall in. The default
-threshold (``edgepose.exporters.accuracy.LABEL_FREE_GATE``) and rule were set from this table.
+threshold (``edgepose.exporters.int8.gate.LABEL_FREE_GATE``) and rule were set from this table.
 """
 from __future__ import annotations
 
@@ -36,13 +36,15 @@ import time
 DEFAULT_RULES = "0:1,0.2:1,0.3:1,0.4:1,0.3:4"
 
 
-def _configs(name, model_path, q):
+def _configs(name, model_path):
     import onnx
+
+    from edgepose.exporters.int8.qdq import DEFAULT_OP_TYPES
     convs = [n.name for n in onnx.load(model_path).graph.node if n.op_type == "Conv"]
     full = dict()
     cfgs = [
         ("naive: no rewrites, Concat quantized", dict(fold=False, equalize=False, equalize_concat=False,
-                                                      op_types=list(q.DEFAULT_OP_TYPES) + ["Concat"])),
+                                                      op_types=list(DEFAULT_OP_TYPES) + ["Concat"])),
         ("fold only", dict(equalize=False, equalize_concat=False)),
         ("fold + CLE", dict(equalize_concat=False)),
         ("fold + CLE + concat (cpu-int8 default)", full),
@@ -105,8 +107,10 @@ def main(argv=None) -> int:
     import numpy as np
     from edgepose.calibration import load_samples
     from edgepose.evaluate import KeypointEval, bootstrap, evaluate_coco, interval, load_coco, merge_coco
-    from edgepose.exporters import accuracy as acc
-    from edgepose.exporters import quantize as q
+    from edgepose.exporters.int8 import gate as acc
+    from edgepose.exporters.int8.qdq import prepare_model, quantize_qdq
+    from edgepose.exporters.int8.stats import collect_stats
+    from edgepose.exporters.int8.units import conv_macs
     from edgepose.metadata import read_onnx_meta
     from edgepose.pipelines import load_estimator
 
@@ -144,7 +148,7 @@ def main(argv=None) -> int:
         kf = KeypointEval(gt_coco, rf, img_ids)
         sizes = [img.shape[:2] for img in cs.holdout_images]
         prepared = {}
-        for cname, kw in _configs(name, path, q):
+        for cname, kw in _configs(name, path):
             if args.only and not any(w.strip() in cname for w in args.only.split(",")):
                 continue
             key = "".join(c if c.isalnum() else "_" for c in cname)[:60]
@@ -158,14 +162,14 @@ def main(argv=None) -> int:
                 pkey = (kw.pop("fold", True), kw.pop("equalize", "activations"), kw.pop("equalize_concat", True))
                 hist = kw.get("method", "minmax") != "minmax"
                 if pkey not in prepared:
-                    prepared[pkey] = q.prepare_model(path, cs.calib, fold=pkey[0], equalize=pkey[1],
+                    prepared[pkey] = prepare_model(path, cs.calib, fold=pkey[0], equalize=pkey[1],
                                                      equalize_concat=pkey[2])
                 prep = prepared[pkey]
                 if hist and not prep.stats.hists:
-                    prep.stats = q.collect_stats(prep.model, cs.calib, histograms=True)
+                    prep.stats = collect_stats(prep.model, cs.calib, histograms=True)
                 out = os.path.join(args.work, "%s_%s.onnx" % (name, key))
-                info = q.quantize_qdq(path, out, cs.calib, prepared=prep, **kw)
-                macs = q.conv_macs(prep.model, cs.calib[0])
+                info = quantize_qdq(path, out, cs.calib, prepared=prep, **kw)
+                macs = conv_macs(prep.model, cs.calib[0])
                 int8_frac = 1.0 - sum(macs.get(n, 0.0) for n in info["keep_float"]) / sum(macs.values())
                 eq = load_estimator(out, threads=args.threads, exact_int8=True)
                 pq = [eq(img) for img in cs.holdout_images]

@@ -5,7 +5,7 @@
 1. ``interleaved, spinning on``: both sessions alive, runs alternated, onnxruntime's default
    thread-pool spinning (how ``relative_speed`` measured before);
 2. ``interleaved, spinning off``: the same with ``session.intra_op.allow_spinning=0`` (how
-   :func:`edgepose.exporters.accuracy.relative_speed` measures now);
+   :func:`edgepose.exporters.int8.gate.relative_speed` measures now);
 3. ``alone``: one session at a time, in alternating blocks, spinning on (how a deployment runs).
 
 At 1 and 2 threads, medians of the per-run times; the ratio is FP32 / INT8 within each row, so

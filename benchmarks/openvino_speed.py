@@ -11,7 +11,7 @@ Two steps, because OpenVINO is not an edgepose dependency (measure it in a separ
 
 ``make`` quantizes each model as ``cpu-int8`` does (:data:`edgepose.exporters.ort_int8.DEFAULTS`,
 calibration on the assets' people/ photos and arm-wrestling video) into u8s8, u8s7 and u8u8
-(:data:`edgepose.exporters.cpu_kernels.FORMATS`), and writes one fixed input per model.
+(:data:`edgepose.exporters.int8.kernels.FORMATS`), and writes one fixed input per model.
 
 ``measure`` runs every engine x model back to back in interleaved rounds (each round runs each
 configuration once, so load drift hits all alike) and reports the median **CPU time** (process
@@ -21,7 +21,7 @@ time of all threads: what the inference costs, whatever else the machine runs) a
 that is not work); OpenVINO runs with ``PERFORMANCE_HINT=LATENCY``, ``INFERENCE_NUM_THREADS``
 and ``INFERENCE_PRECISION_HINT=f32`` (its default on a CPU with AVX512-BF16 or AMX is bf16, which
 is not FP32 accuracy; ``--bf16`` adds that row). The host's int8 kernel class is printed with the table
-(:func:`edgepose.exporters.cpu_kernels.int8_kernel_class` when importable, else the CPU flags).
+(:func:`edgepose.exporters.int8.kernels.int8_kernel_class` when importable, else the CPU flags).
 
 ``ap`` scores each model file through edgepose's own pipeline on the COCO sample + devset pooled
 (18 images, 35 people: ``edgepose eval M --coco A/coco/test_coco.json --images A/coco --coco
@@ -48,9 +48,9 @@ def make(args):
     sys.path.insert(0, os.path.dirname(HERE))
     from edgepose.assets import assets_dir
     from edgepose.calibration import load_samples
-    from edgepose.exporters import quantize as Q
     from edgepose.exporters.api import export
-    from edgepose.exporters.cpu_kernels import FORMATS as FMT
+    from edgepose.exporters.int8.kernels import FORMATS as FMT
+    from edgepose.exporters.int8.qdq import prepare_model, quantize_qdq
     from edgepose.exporters.ort_int8 import DEFAULTS
     from edgepose.metadata import read_onnx_meta
 
@@ -70,17 +70,17 @@ def make(args):
         meta = read_onnx_meta(fp32)
         cs = load_samples(calib, meta, n=args.n_calib, holdout=1, seed=0)
         np.save(os.path.join(args.dir, name + ".input.npy"), cs.holdout_inputs[0])
-        prep = Q.prepare_model(fp32, cs.calib, **{k: DEFAULTS[k] for k in ("fold", "equalize", "equalize_concat")})
+        prep = prepare_model(fp32, cs.calib, **{k: DEFAULTS[k] for k in ("fold", "equalize", "equalize_concat")})
         qkw = {k: v for k, v in DEFAULTS.items() if k not in ("fold", "equalize", "equalize_concat")}
         for fmt in FORMATS:
-            Q.quantize_qdq(fp32, os.path.join(args.dir, "%s.%s.onnx" % (name, fmt)), cs.calib, prepared=prep,
+            quantize_qdq(fp32, os.path.join(args.dir, "%s.%s.onnx" % (name, fmt)), cs.calib, prepared=prep,
                            **dict(qkw, **FMT[fmt]))
         print("made %s: fp32 + %s" % (name, ", ".join(FORMATS)))
 
 
 def _kernel_class():
     try:
-        from edgepose.exporters.cpu_kernels import int8_kernel_class
+        from edgepose.exporters.int8.kernels import int8_kernel_class
         return int8_kernel_class()
     except Exception:
         flags = set()

@@ -496,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(repeat to pool several, each with its --images)")
     e.add_argument("--images", action="append", help="images folder of the matching --coco")
     if sys.version_info >= (3, 8):     # the exporters' Python; export refuses older ones itself
-        from .exporters.cpu_kernels import FORMATS
+        from .exporters.int8.kernels import FORMATS
     else:
         FORMATS = ()
     e.add_argument("--int8-format", choices=["auto"] + list(FORMATS) if FORMATS else None,

@@ -231,7 +231,7 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
 
         check_sources(calib)           # a bad --calib is reported before the FP32 step
     if target_options.get("coco") is not None:
-        from .accuracy import coco_pairs
+        from edgepose.evaluate import coco_pairs
 
         coco_pairs(target_options["coco"], target_options.get("images_dir"))
     from edgepose.files import scratch_dir
@@ -277,7 +277,7 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
     report.setdefault("output", out)
     report["seconds"] = round(time.time() - t0, 2)
     if target in INT8_TARGETS and "verdict" not in report and isinstance(report.get("accuracy"), dict):
-        from .accuracy import final_line
+        from .int8.gate import final_line
         report["verdict"] = final_line(report["accuracy"], target)   # the CLI's last line
     return report
 

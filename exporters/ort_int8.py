@@ -1,10 +1,10 @@
 """``--target cpu-int8``: ONNX Runtime static INT8 (QDQ, per-channel int8 weights).
 
 Calibration on the user's data (:func:`edgepose.calibration.load_samples`, the runtime's
-preprocessing), quantization by :func:`edgepose.exporters.quantize.quantize_qdq`, then the
-accuracy gate (:mod:`edgepose.exporters.accuracy`): a report printed at the end and written
-beside the artifact as ``OUT.report.json``. A missed budget triggers the mixed-precision search;
-when nothing meets it the export fails and leaves no file behind.
+preprocessing), quantization by :func:`edgepose.exporters.int8.qdq.quantize_qdq`, then the
+accuracy gate (:func:`edgepose.exporters.int8.search.gated_quantize`): a report printed at the
+end and written beside the artifact as ``OUT.report.json``. A missed budget triggers the
+mixed-precision search; when nothing meets it the export fails and leaves no file behind.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from edgepose.evaluate import coco_pairs
 __all__ = ["export_cpu_int8", "DEFAULTS", "report_path"]
 
 # The default configuration (see benchmarks/int8_frontier.py for the measurements behind it);
-# activation/weight types come from the host's int8 kernels (cpu_kernels.cpu_int8_format)
+# activation/weight types come from the host's int8 kernels (int8.kernels.cpu_int8_format)
 DEFAULTS: Dict[str, Any] = {
     "method": "minmax",
     "symmetric_activations": False,   # uint8 activations: ReLU outputs use all 256 levels
@@ -52,7 +52,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     up to 128), ``seed`` (0), ``every``, ``height``, ``calib_images_dir`` (images of a COCO
     calibration file), ``format`` ("auto": u8s8 where this CPU's int8 kernels are exact, else
     u8s7 -- 7-bit weights, no 16-bit saturation -- then u8u8; or one of
-    :data:`edgepose.exporters.cpu_kernels.FORMATS`), ``symmetric_activations``, ``per_channel``,
+    :data:`edgepose.exporters.int8.kernels.FORMATS`), ``symmetric_activations``, ``per_channel``,
     ``equalize``, ``equalize_concat``, ``percentile``, ``keep_float`` (node names), ``search``
     (mixed-precision search on a missed budget, True), ``max_label_free_drop``, ``threads``,
     ``log`` (callable), ``quiet``.
@@ -60,9 +60,11 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     import onnx
     from edgepose.calibration import CalibrationSet, load_samples
     from edgepose.metadata import ModelMeta, embed_onnx
-    from . import accuracy as acc
-    from . import quantize as q
-    from .cpu_kernels import cpu_int8_candidates, cpu_int8_format, int8_kernel_class
+    from .int8.gate import LABEL_FREE_GATE, MIN_USEFUL_SPEEDUP, relative_speed
+    from .int8.kernels import cpu_int8_candidates, cpu_int8_format, int8_kernel_class
+    from .int8.qdq import quantize_qdq
+    from .int8.report import format_report, save_report
+    from .int8.search import PREPARE_KEYS, gated_quantize, prepare
 
     from .api import check_declared
     check_declared("cpu-int8", opts, OPTIONS)
@@ -93,7 +95,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
             qkw[k] = opts.pop(k)
     search = bool(opts.pop("search", True))
     enforce = bool(opts.pop("gate", True))
-    max_lf = float(opts.pop("max_label_free_drop", acc.LABEL_FREE_GATE))
+    max_lf = float(opts.pop("max_label_free_drop", LABEL_FREE_GATE))
     threads = opts.pop("threads", None)
     measure_speed = bool(opts.pop("measure_speed", True))
     min_speedup = opts.pop("min_speedup", None)
@@ -130,7 +132,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     t_prep = time.time()
     log("preparing the float model: exact rewrites (folding, equalization) and activation ranges on %d "
         "calibration samples" % len(cs.calib))
-    prepared = acc.prepare(onnx_path, cs.calib, qkw)
+    prepared = prepare(onnx_path, cs.calib, qkw)
     log("  prepared in %.0f s" % (time.time() - t_prep))
     tried_formats = []
     if enforce and kernels["saturates_u8s8"] and len(formats) > 2 and measure_speed:
@@ -147,11 +149,11 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
                 fkw.update({k: fmt[k] for k in ("activation_type", "weight_type", "reduce_range") if k in fmt})
                 fkw.pop("keep_float", None)
                 p = os.path.join(sd, fmt["format"] + ".onnx")
-                q.quantize_qdq(onnx_path, p, cs.calib, prepared=prepared,
-                               **{k: v for k, v in fkw.items() if k not in acc.PREPARE_KEYS})
-                sp = acc.relative_speed(onnx_path, p, cs.calib[0], threads=1, runs=6)
+                quantize_qdq(onnx_path, p, cs.calib, prepared=prepared,
+                               **{k: v for k, v in fkw.items() if k not in PREPARE_KEYS})
+                sp = relative_speed(onnx_path, p, cs.calib[0], threads=1, runs=6)
                 log("  %s, full INT8, on this CPU: %.2fx FP32 (CPU time, 1 thread)" % (fmt["format"], sp["cpu_speedup"]))
-                if sp["cpu_speedup"] >= acc.MIN_USEFUL_SPEEDUP:
+                if sp["cpu_speedup"] >= MIN_USEFUL_SPEEDUP:
                     keep.append(fmt)
                 else:
                     tried_formats.append({"format": fmt["format"], "result": "not scored: %.2fx FP32 on this CPU "
@@ -166,7 +168,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
             last = fi == len(formats) - 1
             log("cpu-int8 format %s: %s" % (fmt["format"], fmt["why"]))
             try:
-                info, rep = acc.gated_quantize(onnx_path, tmp, cs, meta, quantize_kwargs=fkw,
+                info, rep = gated_quantize(onnx_path, tmp, cs, meta, quantize_kwargs=fkw,
                                                max_ap_drop=max_ap_drop, coco=pairs, log=log,
                                                search=search and last, max_label_free_drop=max_lf,
                                                threads=threads, measure_speed=measure_speed,
@@ -179,7 +181,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
                 log("  %s: %s" % (fmt["format"], _one_line(e)))
                 continue
             hs = rep.get("host_speed")
-            if last or not (kernels["saturates_u8s8"] and hs) or hs["speedup"] >= acc.MIN_USEFUL_SPEEDUP:
+            if last or not (kernels["saturates_u8s8"] and hs) or hs["speedup"] >= MIN_USEFUL_SPEEDUP:
                 chosen = (fmt, info, rep)
                 break
             # a saturating CPU: a format that passes but does not pay here is kept only if nothing
@@ -220,14 +222,14 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
               "quantization": {k: v for k, v in info.items() if k != "ranges"},
               "accuracy": rep}
     rp = report_path(out)
-    written = acc.save_report(report, rp, accuracy=rep)
+    written = save_report(report, rp, accuracy=rep)
     report["report_json"] = rp
     if "png" in written:
         report["report_png"] = written["png"]
     report["written"] = [out] + list(written.values())
     if rep.get("verdict"):
         report["verdict"] = rep["verdict"]
-    log(acc.format_report(rep))
+    log(format_report(rep))
     return report
 
 

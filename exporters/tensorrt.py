@@ -6,7 +6,7 @@
 - the FP32 ONNX (with edgepose metadata);
 - int8 modes: the explicit-quantization ONNX (symmetric int8 Q/DQ: zero points 0, per-channel
   weights: what TensorRT >= 8 consumes natively and TensorRT 10 recommends over calibrators),
-  made by :func:`edgepose.exporters.quantize.quantize_qdq` on the user's calibration data
+  made by :func:`edgepose.exporters.int8.qdq.quantize_qdq` on the user's calibration data
   (:func:`edgepose.calibration.load_samples`, the runtime's preprocessing), and the same ranges as
   a TensorRT calibration cache for implicit INT8 (TensorRT 8.0-8.4, the Nano's 8.2, and DLA),
   keyed by the FP32 ONNX tensor names that TensorRT's parser sees;
@@ -309,7 +309,7 @@ def _quantize_and_gate(fp32_path: str, qdq_path: str, meta: ModelMeta, cs, metho
     (``percentile``, ``equalize``, ``equalize_concat``, ``max_memory_mb``, ``keep_float``,
     ``float_outputs``).
     """
-    from edgepose.exporters import accuracy as acc
+    from .int8.search import gated_quantize
 
     qkw: Dict[str, Any] = dict(symmetric_activations=True, per_channel=True, method=method)
     for k in ("percentile", "equalize", "equalize_concat", "max_memory_mb", "keep_float", "float_outputs",
@@ -317,7 +317,7 @@ def _quantize_and_gate(fp32_path: str, qdq_path: str, meta: ModelMeta, cs, metho
         if k in opts:
             qkw[k] = opts[k]
     gkw = {k: opts[k] for k in ("max_label_free_drop", "threads") if k in opts}
-    return acc.gated_quantize(fp32_path, qdq_path, cs, meta, quantize_kwargs=qkw,
+    return gated_quantize(fp32_path, qdq_path, cs, meta, quantize_kwargs=qkw,
                               max_ap_drop=max_ap_drop, coco=coco, images_dir=images_dir, log=log,
                               search=bool(opts.get("search", True)), enforce=bool(opts.get("gate", True)),
                               measure_speed=False, **gkw)
@@ -439,7 +439,7 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
             ranges = info.get("ranges") or {}
             if info.get("equalized_pairs"):
                 # equalisation rescales weights: the Q/DQ ranges are not those of the FP32 graph
-                from edgepose.exporters.quantize import collect_stats, ranges_from_stats
+                from .int8.stats import collect_stats, ranges_from_stats
                 ranges = ranges_from_stats(collect_stats(model, cs.calib), "minmax", symmetric=True) \
                     if method == "minmax" else ranges_from_stats(collect_stats(model, cs.calib, histograms=True),
                                                                  method, symmetric=True)
@@ -459,7 +459,7 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
                 "biases_float": n_float_bias,
             }
             if accuracy is not None:
-                from edgepose.exporters.accuracy import format_report, save_report
+                from .int8.report import format_report, save_report
                 save_report(accuracy, os.path.join(tmp, tc.ACCURACY_JSON))
                 log(format_report(accuracy))
             report["accuracy"] = accuracy
@@ -519,7 +519,7 @@ def _check_qdq_for_tensorrt(path: str) -> int:
     import onnx
     from onnx import numpy_helper
 
-    from .quantize import float_biases
+    from .int8.qdq import float_biases
     m = onnx.load(path)
     n_bias = float_biases(m)
     if n_bias:

@@ -15,7 +15,7 @@ Route (no TensorFlow, no onnx2tf):
    ``int8``: full integer (int8 weights per channel, int8 activations per tensor, int8 IO) with
    ai-edge-quantizer's static recipe, calibrated through the TFLite interpreter on the user's
    calibration frames preprocessed by edgepose.preprocess. Before conversion the ONNX graph gets
-   the exact float rewrites of :func:`edgepose.exporters.quantize.prepare_model` (1x1 depthwise
+   the exact float rewrites of :func:`edgepose.exporters.int8.qdq.prepare_model` (1x1 depthwise
    folding, activation-aware CLE, concat-aware equalization: TFLite makes every CONCATENATION
    input share one scale). Mixed precision: convs the accuracy gate's search keeps in float (and
    ops whose output tensor names match ``float_ops`` regexes) stay in float.
@@ -24,7 +24,7 @@ Route (no TensorFlow, no onnx2tf):
 6. Verification: the model is run by :class:`TfliteBackend` against onnxruntime on the ONNX
    source; max abs error per output beyond the mode's tolerance fails the export
    (:class:`ExportError`, nothing left behind). INT8 goes through the accuracy gate instead
-   (:func:`edgepose.exporters.accuracy.gated_quantize`, the one search every INT8 target uses),
+   (:func:`edgepose.exporters.int8.search.gated_quantize`, the one search every INT8 target uses),
    with the error numbers reported.
 """
 from __future__ import annotations
@@ -455,7 +455,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     int16 activations), ``check_accuracy`` (int8: run the accuracy gate, default True),
     ``report_json`` (default True: ``<out>.report.json``, plus the comparison PNG), ``holdout``
     (held-out frames taken from a calibration source, "auto"), ``calib_images_dir``, ``search``
-    (int8: the mixed-precision search of :func:`edgepose.exporters.accuracy.gated_quantize` on a
+    (int8: the mixed-precision search of :func:`edgepose.exporters.int8.search.gated_quantize` on a
     missed budget, default True), ``keep_float`` (ONNX conv names kept in float), ``gate`` (False:
     measure and report, never fail), ``max_label_free_drop``, ``fold`` / ``equalize`` /
     ``equalize_concat`` (the exact float rewrites before conversion, all on by default).
@@ -533,7 +533,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
         calib_x, holdout = _calib_inputs(calib, tmeta, src_layout, n_calib,
                                          opts.get("holdout", opts.get("calib_holdout", "auto")),
                                          opts.get("calib_images_dir"))
-        from .quantize import prepare_model
+        from .int8.qdq import prepare_model
         # fold 1x1 depthwise convs, activation-aware CLE and concat-aware equalization (exact in
         # float): TFLite gives every CONCATENATION input one scale, which crushes the 0-1
         # heatmaps and PAFs fed to the next stage unless their channels are rescaled first
@@ -634,7 +634,9 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                 else:
                     write_checked(flat, tmp)
             else:
-                from .accuracy import LABEL_FREE_GATE, format_report, gated_quantize
+                from .int8.gate import LABEL_FREE_GATE
+                from .int8.report import format_report
+                from .int8.search import gated_quantize
                 if holdout is None:
                     raise ExportError("the INT8 accuracy gate needs held-out frames: give --calib a source "
                                       "(images, a video or COCO json), or check_accuracy=False")
@@ -661,7 +663,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     report["size_bytes"] = os.path.getsize(out)
     report["total_s"] = round(time.time() - t0, 2)
     if opts.get("report_json", True):
-        from .accuracy import save_report
+        from .int8.report import save_report
         written = save_report(report, out + ".report.json", accuracy=report.get("accuracy") or {})
         if "png" in written:
             report["report_png"] = written["png"]

@@ -10,11 +10,11 @@ output channel** (all weights zero, as trained networks have): onnxruntime's qua
 a channel its own scale and zero point, which with uint8 weights (U8U8) used to make a model that
 onnxruntime < 1.20 refuses under graph optimisation.
 
-Each format (:data:`edgepose.exporters.cpu_kernels.FORMATS`: u8s8, u8s7, u8u8) is quantized the
+Each format (:data:`edgepose.exporters.int8.kernels.FORMATS`: u8s8, u8s7, u8u8) is quantized the
 way ``cpu-int8`` quantizes (:data:`edgepose.exporters.ort_int8.DEFAULTS`, one calibration set),
 and its exact output on a fixed input (Q/DQ as written, graph optimisations off: the integer
 arithmetic) is saved as ``FORMAT.OUTPUT.npy``. ``probe.onnx`` is the host kernel-class probe of
-:mod:`edgepose.exporters.cpu_kernels` with its exact output. ``manifest.json`` lists it all.
+:mod:`edgepose.exporters.int8.kernels` with its exact output. ``manifest.json`` lists it all.
 """
 import json
 import os
@@ -118,8 +118,8 @@ def main(argv):
     import onnx
     from onnx import numpy_helper
 
-    from edgepose.exporters import quantize as Q
-    from edgepose.exporters.cpu_kernels import FORMATS, probe_model
+    from edgepose.exporters.int8.kernels import FORMATS, probe_model
+    from edgepose.exporters.int8.qdq import prepare_model, quantize_qdq
     from edgepose.exporters.ort_int8 import DEFAULTS
 
     out = argv[0]
@@ -127,7 +127,7 @@ def main(argv):
     fp32 = fp32_model(os.path.join(out, "fp32.onnx"))
     calib, x = images(8, 1), images(1, 99)[0]
     np.save(os.path.join(out, "input.npy"), x)
-    prepared = Q.prepare_model(fp32, calib, **{k: DEFAULTS[k] for k in ("fold", "equalize", "equalize_concat")})
+    prepared = prepare_model(fp32, calib, **{k: DEFAULTS[k] for k in ("fold", "equalize", "equalize_concat")})
     qkw = {k: v for k, v in DEFAULTS.items() if k not in ("fold", "equalize", "equalize_concat")}
     manifest = {"input": "input.npy", "models": [],
                 "made_by": "tests/make_int8_formats.py", "onnx": onnx.__version__}
@@ -135,7 +135,7 @@ def main(argv):
     manifest["onnxruntime"] = onnxruntime.__version__
     for fmt, fkw in FORMATS.items():
         path = os.path.join(out, fmt + ".onnx")
-        info = Q.quantize_qdq(fp32, path, calib, prepared=prepared, **dict(qkw, **fkw))
+        info = quantize_qdq(fp32, path, calib, prepared=prepared, **dict(qkw, **fkw))
         m = onnx.load(path)
         inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
         dead = 0

@@ -142,6 +142,47 @@ def test_no_module_imports_the_cli():
     assert offenders == [], offenders
 
 
+def test_int8_package_has_no_import_cycle():
+    """exporters/int8/ is split by concern with acyclic dependencies: no module imports (at the
+    top or inside a function) one that imports it back, directly or through others."""
+    import ast
+
+    if sys.version_info < (3, 8):
+        pytest.skip("the exporters' sources need Python >= 3.8 to parse")
+
+    pkg = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "exporters", "int8")
+    mods = sorted(f[:-3] for f in os.listdir(pkg) if f.endswith(".py") and f != "__init__.py")
+    deps = {}
+    for m in mods:
+        tree = ast.parse(open(os.path.join(pkg, m + ".py"), encoding="utf-8").read())
+        found = set()
+        for n in ast.walk(tree):
+            if isinstance(n, ast.ImportFrom):
+                mod = n.module or ""
+                if n.level == 1:            # from .x import ..., from . import x
+                    found.update([mod.split(".")[0]] if mod else [a.name for a in n.names])
+                elif mod.startswith("edgepose.exporters.int8"):
+                    rest = mod[len("edgepose.exporters.int8"):].lstrip(".")
+                    found.update([rest.split(".")[0]] if rest else [a.name for a in n.names])
+            elif isinstance(n, ast.Import):
+                found.update(a.name.split(".")[3] for a in n.names
+                             if a.name.startswith("edgepose.exporters.int8."))
+        deps[m] = found & set(mods) - {m}
+    assert "graph" in mods and deps["graph"] == set()
+
+    def cycle_from(m, path):
+        if m in path:
+            return path[path.index(m):] + [m]
+        for d in sorted(deps[m]):
+            c = cycle_from(d, path + [m])
+            if c:
+                return c
+        return None
+
+    cycles = [c for c in (cycle_from(m, []) for m in mods) if c]
+    assert cycles == [], " -> ".join(cycles[0])
+
+
 def test_video_pipeline_splits_estimators_by_protocol_not_family():
     """run_video overlaps inference and decode for any estimator offering stages() (the
     estimator protocol, edgepose.pipelines), whatever its family; others run in one stage."""

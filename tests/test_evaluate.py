@@ -101,7 +101,7 @@ def test_one_sigma_rule():
     from edgepose.metadata import ModelMeta
     from edgepose.schema import (CMU18_KEYPOINTS, CMU18_LIMBS, CMU18_TO_COCO17, COCO17_SIGMAS,
                                  DEFAULT_OKS_SIGMA, oks_sigmas)
-    from edgepose.exporters.accuracy import _sigmas
+    from edgepose.exporters.int8.gate import _sigmas
     s = oks_sigmas(18, CMU18_TO_COCO17)
     assert s[1] == DEFAULT_OKS_SIGMA == pytest.approx(np.mean(COCO17_SIGMAS), abs=1e-4)   # the neck
     assert s[0] == COCO17_SIGMAS[0] and s[2] == COCO17_SIGMAS[6]    # nose; r_shoulder = COCO 6

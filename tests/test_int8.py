@@ -9,7 +9,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgepose.errors import ExportError
-from edgepose.exporters import quantize as Q
+from edgepose.exporters.int8.bias import bias_correction_deltas, float_conv_means
+from edgepose.exporters.int8.qdq import quantize_qdq, quantize_with_ranges, uniform_weight_zero_points
+from edgepose.exporters.int8.rewrites import concat_plans, equalize_model, fold_diagonal_convs
+from edgepose.exporters.int8.stats import QuantStats, _qerr, collect_stats, ranges_from_stats
+from edgepose.exporters.int8.units import conv_units, unit_sensitivity, unit_tensors
 
 ASSETS_VIDEO = ("videos", "arm_wrestling.mp4")
 
@@ -74,25 +78,25 @@ def _rel(a, b):
 
 def test_fold_and_equalize_are_exact(tiny):
     x = _inputs(2, 5)
-    m, n = Q.fold_diagonal_convs(tiny)
+    m, n = fold_diagonal_convs(tiny)
     assert n == 1 and "dw3" not in {k.name for k in m.graph.node}
-    st = Q.collect_stats(m, _inputs(4, 1))
-    e1, n1 = Q.equalize_model(m)                                   # data-free (Nagel et al.)
-    e2, n2 = Q.equalize_model(m, channel_absmax=st.channel_absmax)  # activation-aware
+    st = collect_stats(m, _inputs(4, 1))
+    e1, n1 = equalize_model(m)                                   # data-free (Nagel et al.)
+    e2, n2 = equalize_model(m, channel_absmax=st.channel_absmax)  # activation-aware
     assert n1 >= 1 and n2 >= 1
     for xi in x:
         ref = _run(tiny, xi)
         for mm in (m, e1, e2):
             np.testing.assert_allclose(_run(mm, xi), ref, rtol=1e-4, atol=1e-4)
     # activation-aware CLE equalizes the ReLU output feeding the depthwise conv
-    st2 = Q.collect_stats(e2, _inputs(4, 1))
+    st2 = collect_stats(e2, _inputs(4, 1))
     a = st2.channel_absmax["r0"]
     assert a.max() / a.min() < 1.01 < st.channel_absmax["r0"].max() / st.channel_absmax["r0"].min()
 
 
 def test_symmetric_qdq_structure(tiny, tmp_path):
     out = str(tmp_path / "q.onnx")
-    info = Q.quantize_qdq(tiny, out, _inputs(8, 1), symmetric_activations=True)
+    info = quantize_qdq(tiny, out, _inputs(8, 1), symmetric_activations=True)
     assert info["activation_type"] == "int8" and "r0" in info["ranges"]
     lo, hi = info["ranges"]["x"]
     assert lo == -hi                                     # symmetric range
@@ -120,7 +124,7 @@ def test_symmetric_qdq_structure(tiny, tmp_path):
 @pytest.mark.parametrize("sym", [False, True])
 def test_quantized_output_agrees_with_float(tiny, tmp_path, sym):
     out = str(tmp_path / ("q%d.onnx" % sym))
-    Q.quantize_qdq(tiny, out, _inputs(16, 1), symmetric_activations=sym)
+    quantize_qdq(tiny, out, _inputs(16, 1), symmetric_activations=sym)
     for xi in _inputs(3, 7):      # held-out inputs
         # stated tolerance: relative L2 error under 3% on this 4-layer model
         assert _rel(_run(tiny, xi), _run(out, xi)) < 0.03
@@ -131,45 +135,45 @@ def test_range_methods_on_heavy_tail():
     v = np.concatenate([np.zeros(10 ** 6), rng.exponential(1.0, 10 ** 6), [200.0]])   # sparse ReLU-like
     lo, hi = 0.0, float(v.max())
     counts, _ = np.histogram(v, bins=2048, range=(lo, hi))
-    st = Q.QuantStats({"t": (lo, hi)}, {"t": (counts, lo, hi)})
-    r_mm = Q.ranges_from_stats(st, "minmax")["t"]
-    r_pc = Q.ranges_from_stats(st, "percentile", percentile=99.9)["t"]
-    r_mse = Q.ranges_from_stats(st, "mse")["t"]
+    st = QuantStats({"t": (lo, hi)}, {"t": (counts, lo, hi)})
+    r_mm = ranges_from_stats(st, "minmax")["t"]
+    r_pc = ranges_from_stats(st, "percentile", percentile=99.9)["t"]
+    r_mse = ranges_from_stats(st, "mse")["t"]
     assert r_mm == (0.0, 200.0)
     assert r_pc[0] == 0.0 and 5.0 < r_pc[1] < 12.0           # exp(1) 99.9th pct ~ 6.9 of the data
     assert r_mse[0] == 0.0 and r_mse[1] < r_mm[1]            # the lone outlier is clipped
     centers = (np.arange(2048) + 0.5) * hi / 2048
-    err = Q._qerr(centers, counts.astype(float), np.zeros(3), np.array([r_mm[1], r_pc[1], r_mse[1]]), 256)
+    err = _qerr(centers, counts.astype(float), np.zeros(3), np.array([r_mm[1], r_pc[1], r_mse[1]]), 256)
     assert err[2] <= err[0] and err[2] <= err[1]             # MSE-optimal clipping is optimal
 
 
 def test_ort_calibrator_memory_is_bounded(tiny, tmp_path):
     with pytest.raises(ExportError, match="calibrator would hold"):
-        Q.quantize_qdq(tiny, str(tmp_path / "e.onnx"), _inputs(4, 1), method="ort-entropy",
+        quantize_qdq(tiny, str(tmp_path / "e.onnx"), _inputs(4, 1), method="ort-entropy",
                        max_memory_mb=1e-6)
     assert not os.path.exists(str(tmp_path / "e.onnx"))
 
 
 def test_bad_quantization_input(tiny, tmp_path):
     with pytest.raises(ExportError, match="calibration inputs"):
-        Q.quantize_qdq(tiny, str(tmp_path / "a.onnx"), [])
+        quantize_qdq(tiny, str(tmp_path / "a.onnx"), [])
     with pytest.raises(ExportError, match="unknown calibration method"):
-        Q.quantize_qdq(tiny, str(tmp_path / "a.onnx"), _inputs(2, 1), method="magic")
+        quantize_qdq(tiny, str(tmp_path / "a.onnx"), _inputs(2, 1), method="magic")
     with pytest.raises(ExportError, match="NaN"):
-        Q.quantize_qdq(tiny, str(tmp_path / "a.onnx"), [np.full((1, 3, 16, 16), np.nan, np.float32)])
+        quantize_qdq(tiny, str(tmp_path / "a.onnx"), [np.full((1, 3, 16, 16), np.nan, np.float32)])
     with pytest.raises(ExportError, match="keep_float names unknown"):
-        Q.quantize_with_ranges(onnx.load(tiny), str(tmp_path / "a.onnx"), {}, keep_float=["nope"])
+        quantize_with_ranges(onnx.load(tiny), str(tmp_path / "a.onnx"), {}, keep_float=["nope"])
 
 
 def test_sensitivity_finds_the_outlier_layer(tmp_path):
     p = _tiny_model(str(tmp_path / "o.onnx"), outlier=True)
-    m, _ = Q.fold_diagonal_convs(p)
-    st = Q.collect_stats(m, _inputs(8, 1))
-    units = Q.conv_units(m)
+    m, _ = fold_diagonal_convs(p)
+    st = collect_stats(m, _inputs(8, 1))
+    units = conv_units(m)
     # one unit per conv input tensor: its producer conv (through a Relu) and its consumers
     assert units == [["conv0"], ["conv0", "dw1"], ["dw1", "pw2"], ["pw2", "pw4"]]
-    assert Q.unit_tensors(m) == ["x", "r0", "d1", "r2"]
-    sens = Q.unit_sensitivity(m, units, Q.ranges_from_stats(st), _inputs(2, 3))
+    assert unit_tensors(m) == ["x", "r0", "d1", "r2"]
+    sens = unit_sensitivity(m, units, ranges_from_stats(st), _inputs(2, 3))
     # the tensor that holds the 1000x channel (relu0's output, r0) is the most sensitive
     assert units[int(np.argmax(sens))] == ["conv0", "dw1"]
 
@@ -255,8 +259,8 @@ def test_sequential_bias_correction_removes_mean_output_error(tmp_path):
     calib, held = _inputs(16, 11), _inputs(16, 12)
     kw = dict(equalize=False, fold=False)          # no rewrites: the raw quantization bias
     q0, q1 = str(tmp_path / "q0.onnx"), str(tmp_path / "q1.onnx")
-    i0 = Q.quantize_qdq(path, q0, calib, **kw)
-    i1 = Q.quantize_qdq(path, q1, calib, bias_correction=True, **kw)
+    i0 = quantize_qdq(path, q0, calib, **kw)
+    i1 = quantize_qdq(path, q1, calib, bias_correction=True, **kw)
     assert i0["bias_corrected_convs"] == 0 and i1["bias_corrected_convs"] == 5
     assert i1["ranges"] == i0["ranges"]           # the biases move, the ranges stay
 
@@ -268,9 +272,9 @@ def test_sequential_bias_correction_removes_mean_output_error(tmp_path):
         (b0, r0), (b1, r1) = errs(q0, xs), errs(q1, xs)
         assert b1 < 0.5 * b0, (b0, b1)
         assert r1 <= r0 * 1.01, (r0, r1)
-    fm = Q.float_conv_means(path, calib)
-    again = Q.bias_correction_deltas(q1, fm, calib)
-    first = Q.bias_correction_deltas(q0, fm, calib)
+    fm = float_conv_means(path, calib)
+    again = bias_correction_deltas(q1, fm, calib)
+    first = bias_correction_deltas(q0, fm, calib)
     assert max(np.abs(v).max() for v in again.values()) < 0.05 * max(np.abs(v).max() for v in first.values())
 
 
@@ -328,7 +332,7 @@ def test_exact_evaluation_is_the_integer_arithmetic(act):
 
 
 def test_int8_kernel_class_and_format_choice(monkeypatch):
-    from edgepose.exporters import cpu_kernels as ck
+    from edgepose.exporters.int8 import kernels as ck
     for forced, sat, fmt in (("saturating", True, "u8u8"), ("exact", False, "u8s8")):
         monkeypatch.setenv("EDGEPOSE_INT8_KERNELS", forced)
         ck.int8_kernel_class.cache_clear()
@@ -353,7 +357,7 @@ def test_u8s7_and_u8u8_graphs_keep_accuracy_exactly(tiny, tmp_path):
     as graphs: exactly evaluated, both close to float on held-out inputs."""
     for name, kw in (("u8s7", dict(reduce_range=True)), ("u8u8", dict(weight_type="uint8"))):
         out = str(tmp_path / ("%s.onnx" % name))
-        Q.quantize_qdq(tiny, out, _inputs(16, 1), **kw)
+        quantize_qdq(tiny, out, _inputs(16, 1), **kw)
         m = onnx.load(out)
         inits = {i.name: numpy_helper.to_array(i) for i in m.graph.initializer}
         w = [inits[n.input[0]] for n in m.graph.node if n.op_type == "DequantizeLinear"
@@ -399,22 +403,22 @@ def _concat_model(path):
 def test_concat_aware_equalization_is_exact_and_unshares_the_scale(tmp_path):
     p = _concat_model(str(tmp_path / "cat.onnx"))
     calib, held = _inputs(16, 1), _inputs(4, 9)
-    plans = Q.concat_plans(onnx.load(p))
+    plans = concat_plans(onnx.load(p))
     assert len(plans) == 1
     assert [i["producer"] is not None for i in plans[0]["inputs"]] == [False, True]  # features shared
-    st = Q.collect_stats(p, calib)
-    m, n = Q.equalize_model(onnx.load(p), channel_absmax=st.channel_absmax, concats=True)
+    st = collect_stats(p, calib)
+    m, n = equalize_model(onnx.load(p), channel_absmax=st.channel_absmax, concats=True)
     for x in held:
         np.testing.assert_allclose(_run(m, x, exact=False), _run(p, x, exact=False), rtol=1e-4, atol=1e-4)
     a0 = st.channel_absmax["cat"]
-    a1 = Q.collect_stats(m, calib).channel_absmax["cat"]
+    a1 = collect_stats(m, calib).channel_absmax["cat"]
     assert a0[16:].max() < 0.1 * a0[:16].max()              # the head's channels get few levels
     np.testing.assert_allclose(a1[16:], a1[:16].max(), rtol=1e-3)   # now they use the full range
     np.testing.assert_allclose(a1[:16], a0[:16], rtol=1e-5)         # the shared features unchanged
     errs = {}
     for ec in (False, True):
         out = str(tmp_path / ("q%d.onnx" % ec))
-        Q.quantize_qdq(p, out, calib, equalize_concat=ec, symmetric_activations=True)
+        quantize_qdq(p, out, calib, equalize_concat=ec, symmetric_activations=True)
         errs[ec] = np.mean([_rel(_run(p, x, exact=False), _run(out, x)) for x in held])
     assert errs[True] < 0.2 * errs[False], errs        # measured: 0.24 -> 0.006
 
@@ -432,7 +436,7 @@ def test_dead_channel_gets_its_siblings_zero_point(tiny, tmp_path):
     src = str(tmp_path / "dead.onnx")
     onnx.save(m, src)
     out = str(tmp_path / "dead_u8u8.onnx")
-    info = Q.quantize_qdq(src, out, _inputs(8, 1), weight_type="uint8", fold=False, equalize=False)
+    info = quantize_qdq(src, out, _inputs(8, 1), weight_type="uint8", fold=False, equalize=False)
     assert info["dead_channel_zero_points_fixed"] == 1
     q = onnx.load(out)
     inits = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
@@ -448,7 +452,7 @@ def test_dead_channel_gets_its_siblings_zero_point(tiny, tmp_path):
         if i.name == dq.input[2]:
             i.CopyFrom(numpy_helper.from_array(zp_bad, dq.input[2]))
     with pytest.raises(ExportError, match="its own zero point"):
-        Q.uniform_weight_zero_points(q)
+        uniform_weight_zero_points(q)
 
 
 @pytest.fixture(scope="module")
@@ -476,7 +480,8 @@ def test_cpu_int8_measures_speed_and_says_what_int8_buys(tiny_bottomup, tmp_path
     speed-up is below 1.2x or the held-out set cannot resolve the budget; --min-speedup fails in
     one line with nothing written."""
     from edgepose.cli import main
-    from edgepose.exporters import accuracy as acc
+    from edgepose.exporters.int8.gate import final_line
+    from edgepose.exporters.int8.report import format_report
     src, calib = str(tiny_bottomup / "tiny.onnx"), str(tiny_bottomup / "calib")
     out = str(tmp_path / "a" / "t.int8.onnx")
     rc = main(["export", src, "--target", "cpu-int8", "--calib", calib, "--n-calib", "4",
@@ -495,11 +500,11 @@ def test_cpu_int8_measures_speed_and_says_what_int8_buys(tiny_bottomup, tmp_path
     assert "-> PASSED" not in printed.err
     # a resolved pass with no speed-up: PASSED is qualified
     r2 = dict(rep, resolves_budget=True, host_speed=dict(hs, speedup=0.96))
-    gate = [l for l in acc.format_report(r2).splitlines() if l.startswith("gate:")][0]
+    gate = [l for l in format_report(r2).splitlines() if l.startswith("gate:")][0]
     assert gate.endswith("PASSED on accuracy; 0.96x FP32 on this CPU: no speed-up here")
-    assert "0.96x FP32" in acc.final_line(r2) and "no speed-up here" in acc.final_line(r2)
+    assert "0.96x FP32" in final_line(r2) and "no speed-up here" in final_line(r2)
     r3 = dict(r2, host_speed=dict(hs, speedup=3.1))
-    assert acc.format_report(r3).count("-> PASSED\n") == 1 and "no speed-up" not in acc.final_line(r3)
+    assert format_report(r3).count("-> PASSED\n") == 1 and "no speed-up" not in final_line(r3)
     # --min-speedup: one line, nothing written
     d2 = tmp_path / "b"
     rc = main(["export", src, "--target", "cpu-int8", "--calib", calib, "--n-calib", "4",
@@ -514,12 +519,12 @@ def test_gate_screens_on_a_subset_and_decides_on_every_frame(tiny_bottomup, tmp_
     first and the verdict the report gives is the one on every held-out frame."""
     import cv2
 
-    from edgepose.exporters import accuracy as acc
     from edgepose.exporters.api import export
+    from edgepose.exporters.int8.search import TRIAL_FRAMES
     calib = tmp_path / "calib"
     calib.mkdir()
     rng = np.random.default_rng(5)
-    for i in range(acc.TRIAL_FRAMES + 12):
+    for i in range(TRIAL_FRAMES + 12):
         img = cv2.GaussianBlur(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8), (7, 7), 2)
         cv2.circle(img, (20 + i, 24), 8 + i % 5, (255, 200, 50), -1)
         cv2.imwrite(str(calib / ("%02d.png" % i)), img)
@@ -527,6 +532,6 @@ def test_gate_screens_on_a_subset_and_decides_on_every_frame(tiny_bottomup, tmp_
     rep = export(str(tiny_bottomup / "tiny.onnx"), target="cpu-int8", out=str(tmp_path / "t.int8.onnx"),
                  calib=str(calib), n_calib=4, max_label_free_drop=100.0, progress=False, log=logs.append)
     a = rep["accuracy"]
-    n = acc.TRIAL_FRAMES + 12 - 4
+    n = TRIAL_FRAMES + 12 - 4
     assert a["holdout_frames"] == n and "scored_on" not in a        # the verdict: every frame
-    assert any("on %d of the %d held-out frames first" % (acc.TRIAL_FRAMES, n) in m for m in logs)
+    assert any("on %d of the %d held-out frames first" % (TRIAL_FRAMES, n) in m for m in logs)

@@ -14,7 +14,7 @@ when the runtime is importable, else onnxruntime with the same options: ORT_ENAB
 CPU provider), run, and compared with the exact output. The tolerance is what this CPU's int8
 kernels allow: int32-accumulating kernels (x86 VNNI, ARM, and u8s7 / u8u8 everywhere) agree
 with the exact integer arithmetic up to a requantization rounding tie; u8s8 on x86 without
-VNNI saturates 16-bit sums (see ``edgepose/exporters/cpu_kernels.py``), so there it must only
+VNNI saturates 16-bit sums (see ``edgepose/exporters/int8/kernels.py``), so there it must only
 keep the signal. The host class comes from the saved probe model (or
 ``EDGEPOSE_INT8_KERNELS=exact|saturating``).
 """

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 __all__ = ["cpu_flags", "int8_kernel_class", "probe_u8s8_saturation", "probe_model", "cpu_int8_format",
-           "cpu_int8_candidates", "FORMATS"]
+           "cpu_int8_candidates", "check_format", "FORMATS"]
 
 # cpu-int8 formats: activation type, weight type, reduce_range
 FORMATS: Dict[str, Dict[str, Any]] = {
@@ -146,15 +146,23 @@ def int8_kernel_class() -> Dict[str, Any]:
     return {"name": name, "saturates_u8s8": bool(sat), "exact_int32": not sat, "source": source}
 
 
+def check_format(requested: Optional[str]) -> Optional[str]:
+    """``requested`` when it names one of :data:`FORMATS`, None for the host's choice (None, "" or
+    "auto"); ExportError for anything else."""
+    if requested in (None, "", "auto"):
+        return None
+    if requested not in FORMATS:
+        from edgepose.errors import ExportError
+        raise ExportError("unknown cpu-int8 format %r (choose from auto, %s)" % (requested, ", ".join(FORMATS)))
+    return requested
+
+
 def cpu_int8_format(requested: Optional[str] = None) -> Dict[str, Any]:
     """The cpu-int8 format for this host: ``requested`` (a :data:`FORMATS` key) or, by default,
     u8s8 where the kernels are exact and u8u8 where u8s8 saturates. Returns the format's
     quantizer options plus ``format``, ``kernels`` and ``why``."""
-    from edgepose.errors import ExportError
     k = int8_kernel_class()
-    if requested not in (None, "", "auto"):
-        if requested not in FORMATS:
-            raise ExportError("unknown cpu-int8 format %r (choose from auto, %s)" % (requested, ", ".join(FORMATS)))
+    if check_format(requested) is not None:
         fmt, why = requested, "requested"
     elif k["saturates_u8s8"]:
         fmt, why = "u8u8", ("this CPU's u8s8 kernels saturate 16-bit sums (%s): U8U8 keeps 8-bit weights "
