@@ -535,3 +535,48 @@ def test_gate_screens_on_a_subset_and_decides_on_every_frame(tiny_bottomup, tmp_
     n = TRIAL_FRAMES + 12 - 4
     assert a["holdout_frames"] == n and "scored_on" not in a        # the verdict: every frame
     assert any("on %d of the %d held-out frames first" % (TRIAL_FRAMES, n) in m for m in logs)
+
+
+# ---------------------------------------------------------------------------------------------
+# the mixed-precision search: bisection, and the frames that rank the units
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("n, answer, gran", [(113, 24, 7), (113, 1, 7), (113, 113, 7), (10, 3, 1), (113, 60, 1)])
+def test_bisection_finds_the_smallest_passing_count_to_its_granularity(n, answer, gran):
+    from edgepose.exporters.int8.search import bisect_units
+
+    tried = []
+
+    def trial(k, lo, hi):
+        assert lo < k <= hi <= n
+        tried.append(k)
+        return {"k": k}, {"passed": k >= answer}
+
+    k, (info, rep) = bisect_units(n, gran, 0, trial)
+    assert rep["passed"] and info["k"] == k and answer <= k < answer + gran + 1
+    assert len(tried) <= int(np.ceil(np.log2(n / gran))) + 1
+    # nothing passes short of every unit in float: that one is tried last; a float model that
+    # fails too (a broken gate) gives None
+    assert bisect_units(n, gran, 0, lambda k, lo, hi: ({}, {"passed": k >= n}))[0] == n
+    assert bisect_units(n, gran, 0, lambda k, lo, hi: ({}, {"passed": False})) is None
+
+
+def test_sensitivity_inputs_match_the_model_layout_and_halve_dynamic_sizes(tmp_path):
+    from edgepose.exporters.int8.units import sensitivity_inputs
+
+    def model(dims):
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+        return helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]))
+
+    rng = np.random.default_rng(0)
+    nhwc = rng.random((1, 36, 52, 3), dtype=np.float32)
+    # dynamic NCHW model, NHWC frame: transposed, then 2x2 means cropped to the stride (8)
+    (a,) = sensitivity_inputs(model([1, 3, "h", "w"]), [nhwc], stride=8)
+    assert a.shape == (1, 3, 16, 24)
+    ref = nhwc[0, :32, :48].reshape(16, 2, 24, 2, 3).mean(axis=(1, 3)).transpose(2, 0, 1)
+    np.testing.assert_allclose(a[0], ref, rtol=1e-6)
+    # a static model keeps its size (only the layout changes)
+    (b,) = sensitivity_inputs(model([1, 3, 36, 52]), [nhwc], stride=8)
+    np.testing.assert_array_equal(b, nhwc.transpose(0, 3, 1, 2))
+    (c,) = sensitivity_inputs(model([1, "h", "w", 3]), [nhwc], stride=4)
+    assert c.shape == (1, 16, 24, 3)

@@ -22,9 +22,9 @@ from .gate import LABEL_FREE_GATE, N_BOOT, accuracy_report, final_line, host_spe
 from .kernels import int8_kernel_class
 from .qdq import prepare_model, quantize_qdq
 from .stats import ranges_from_stats
-from .units import conv_macs, conv_units, unit_sensitivity
+from .units import conv_macs, conv_units, sensitivity_inputs, unit_sensitivity
 
-__all__ = ["TRIAL_FRAMES", "PREPARE_KEYS", "trial_subset", "prepare", "gated_quantize"]
+__all__ = ["TRIAL_FRAMES", "PREPARE_KEYS", "trial_subset", "prepare", "gated_quantize", "bisect_units"]
 
 # search trials are scored on this many held-out frames (spread over the sources); the chosen
 # configuration is then confirmed on all of them
@@ -101,9 +101,12 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
     by calls with the same float model and held-out frames (its outputs are computed once).
 
     Speed: every configuration is first scored on ``trial_frames`` held-out frames spread over
-    the sources (no bootstrap); only one that passes there is scored on all of them, and the
-    search's choice is confirmed on all frames (when the subset was optimistic, the search goes
-    on with every frame from there). One progress line per step, with the time left.
+    the sources (no bootstrap). Full INT8 that misses there but whose interval reaches the budget
+    is decided on all frames (it may pass and need no search); search trials are decided on the
+    subset, by bisection over the count of float units (:func:`bisect_units`: about 4 trials);
+    the choice is confirmed on all frames (when the subset was optimistic, the bisection goes on
+    with every frame from there). Units are ranked on a half-size frame (:func:`.units.sensitivity_inputs`).
+    One progress line per step, with the time left.
     """
     log = log or (lambda m: None)
     t0 = time.time()
@@ -203,50 +206,36 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         units = [u for u in units if not set(u) <= already]
         ranges = ranges_from_stats(prepared.stats)
         n_sens = max(1, min(sensitivity_frames, len(cs.holdout_inputs) or len(cs.calib)))
-        frames = list(cs.holdout_inputs[:n_sens]) or list(cs.calib[:n_sens])
+        frames = sensitivity_inputs(prepared.model, list(cs.holdout_inputs[:n_sens]) or list(cs.calib[:n_sens]),
+                                    int(meta.stride or 8))
         sens = unit_sensitivity(prepared.model, units, ranges, frames, threads=threads)
         order = [units[i] for i in np.argsort(-np.asarray(sens), kind="stable")]
         ranked = [(u, float(sens[units.index(u)])) for u in order]
-        log("  %d conv units ranked by sensitivity (once, on %d frames) in %.0f s" % (len(order), n_sens, time.time() - ts))
+        log("  %d conv units ranked by sensitivity (once, on %d frame%s at %s) in %.0f s" % (
+            len(order), n_sens, "s" if n_sens > 1 else "", "x".join(map(str, frames[0].shape)), time.time() - ts))
         steps = [0]
 
         def keep_k(k: int) -> List[str]:
             return sorted({n for u in order[:k] for n in u})
 
-        def step(k: int, frames, lo: int, hi: Optional[int]) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-            # while probing upwards (hi unknown) a subset miss just probes on: the bisection
-            # below and the confirmation on all frames decide the boundary
-            inf_k, rep_k = attempt(keep_k(k), frames, escalate=hi is not None)
+        gran = max(1, len(order) // SEARCH_GRANULARITY)
+
+        def step(k: int, frames, lo: int, hi: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+            # a trial is decided where it is scored (no escalation to every frame): a subset's
+            # false miss costs a few float layers, a false pass is caught by the confirmation
+            inf_k, rep_k = attempt(keep_k(k), frames, escalate=False)
             steps[0] += 1
             tried.append(_trial(k, keep_k(k), rep_k))
-            left = _search_time_left(state["trial_s"], lo, hi if hi is not None else len(order), k,
-                                     rep_k["passed"], n_all / max(1, n_sub) if screened else 1.0)
+            left = _search_time_left(state["trial_s"], lo, hi, k, rep_k["passed"], gran,
+                                     n_all / max(1, n_sub) if frames is not cs else 0.0)
             log("  search step %d: %d most sensitive units in float: %s (%s; %s, %.0f s so far)" % (
                 steps[0], k, _short(rep_k), rep_k.get("scored_on", "all %d held-out frames" % n_all),
                 left, time.time() - ts))
             return inf_k, rep_k
 
         def smallest_passing(lo: int, frames):
-            """The smallest k > lo whose configuration passes on ``frames``: probe geometrically
-            (cheap configurations first), then bisect. (k, info, rep) or None."""
-            k, hi, best = (lo * 2 if lo else 1), None, None
-            while best is None:
-                k = min(k, len(order))
-                inf_k, rep_k = step(k, frames, lo, None)
-                if rep_k["passed"]:
-                    hi, best = k, (inf_k, rep_k)
-                elif k >= len(order):
-                    return None
-                else:
-                    lo, k = k, k * 2
-            while hi - lo > max(1, len(order) // SEARCH_GRANULARITY):
-                mid = (lo + hi) // 2
-                inf_k, rep_k = step(mid, frames, lo, hi)
-                if rep_k["passed"]:
-                    hi, best = mid, (inf_k, rep_k)
-                else:
-                    lo = mid
-            return hi, best[0], best[1]
+            found = bisect_units(len(order), gran, lo, lambda k, a, b: step(k, frames, a, b))
+            return None if found is None else (found[0],) + tuple(found[1])
 
         found = smallest_passing(0, sub)
         best = None
@@ -290,14 +279,39 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
     return finish(info, rep)
 
 
-def _search_time_left(trial_s: List[float], lo: int, hi: int, k: int, passed: bool, confirm_factor: float) -> str:
-    """'about N s left': the bisection steps still to go (log2 of the open interval) times the
-    mean trial time, plus the confirmation on all frames."""
+def bisect_units(n: int, gran: int, lo: int, trial: Callable[[int, int, int], Tuple[Any, Dict[str, Any]]]):
+    """The smallest k in (lo, n] (to ``gran`` units) whose trial passes, by bisection between lo
+    and n (every unit in float: the float model, which passes and is tried only when nothing
+    smaller does). ``trial(k, lo, hi) -> (info, rep)`` with ``rep["passed"]``. Returns
+    ``(k, (info, rep))`` or None. About log2(16) = 4 trials at 1/16 granularity, whatever k is.
+    """
+    hi, best = n, None
+    while hi - lo > gran:
+        mid = (lo + hi) // 2
+        res = trial(mid, lo, hi)
+        if res[1]["passed"]:
+            hi, best = mid, res
+        else:
+            lo = mid
+    if best is None:
+        res = trial(hi, lo, hi)
+        if not res[1]["passed"]:
+            return None
+        best = res
+    return hi, best
+
+
+def _search_time_left(trial_s: List[float], lo: int, hi: int, k: int, passed: bool, gran: int,
+                      confirm_factor: float) -> str:
+    """'about N s left': the bisection steps still to go (until the open interval is ``gran``
+    units wide) times the mean trial time, plus the confirmation on all frames
+    (``confirm_factor`` trials)."""
     if not trial_s:
         return "time left unknown"
     lo2, hi2 = (lo, k) if passed else (k, hi)
-    n = int(np.ceil(np.log2(max(1, hi2 - lo2)))) if hi2 - lo2 > 1 else 0
-    if not passed and k < hi:
+    n = 0
+    while hi2 - lo2 > gran:
+        lo2 = (lo2 + hi2) // 2
         n += 1
     mean = float(np.mean(trial_s))
     return "about %.0f s left" % (n * mean + confirm_factor * mean)

