@@ -214,6 +214,10 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
                                 "per_channel": info.get("per_channel"),
                                 "keep_float": rep.get("keep_float", []),
                                 "calibration_sha256": cs.source_hash}
+        rt = (hs or {}).get("runtimes")
+        if rt:   # the faster runtime for this model on the export's CPU (measured, with its class)
+            data["quantization"]["runtime"] = {"faster": rt["faster"], "kernels": hs["kernels"]["name"],
+                                               "openvino_cpu_speedup": rt["openvino_cpu_speedup"]}
         embed_onnx(m, ModelMeta(data))
         onnx.save(m, tmp)
     rep["format"] = {"chosen": fmt["format"], "why": fmt["why"], "host_kernels": kernels,

@@ -182,3 +182,26 @@ def test_detector_follows_the_pose_backend_where_it_can(assets, tmp_path):
         make_detector(det_tflite, backend="openvino")
     r = _cli("infer", "x.onnx", "--detector-backend", "onnx")
     assert r.returncode == 2 and "invalid choice: 'onnx'" in r.stderr
+
+
+def test_cpu_int8_speed_names_the_faster_runtime(int8_formats, monkeypatch):
+    """host_speed times the INT8 model on onnxruntime and OpenVINO back to back; the faster one
+    (by the recorded rule) is what cpu-int8 writes into the metadata and the last line names."""
+    from edgepose.exporters.int8 import gate
+
+    d, manifest = int8_formats
+    x = np.load(os.path.join(d, manifest["input"]))
+    q = os.path.join(d, [e for e in manifest["models"] if e["format"] == "u8s8"][0]["file"])
+    rt = gate.runtime_speed(q, x, threads=(1, 2), runs=3)
+    assert [r["threads"] for r in rt["per_threads"]] == [1, 2]
+    r1 = rt["per_threads"][0]
+    assert r1["onnxruntime_cpu_ms"] > 0 and r1["openvino_cpu_ms"] > 0
+    assert rt["faster"] == ("openvino" if r1["openvino_cpu_ms"] <= gate.OPENVINO_MARGIN * r1["onnxruntime_cpu_ms"]
+                            else "onnxruntime")
+    hs = {"kernels": {"name": "x86-test"}, "speedup": 3.0, "wall_speedup_all_threads": 3.1, "all_threads": 2,
+          "runtimes": dict(rt, faster="openvino", openvino_cpu_speedup=1.17)}
+    assert gate.speed_verdict(hs).endswith("OpenVINO runs it 1.17x faster than ONNX Runtime here (--backend openvino)")
+    hs["runtimes"]["faster"] = "onnxruntime"
+    assert "OpenVINO" not in gate.speed_verdict(hs)
+    monkeypatch.setitem(sys.modules, "openvino", None)      # not installed: nothing to compare
+    assert gate.runtime_speed(q, x) is None

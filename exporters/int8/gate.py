@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -327,51 +327,89 @@ def final_line(rep: Dict[str, Any], target: str = "cpu-int8") -> str:
     return "; ".join(p for p in parts if p)
 
 
-def relative_speed(float_path: str, quant_path: str, x: np.ndarray, threads: int = 1,
-                   runs: int = 15, min_seconds: float = 0.0) -> Dict[str, Any]:
-    """Both models on this CPU (onnxruntime, its own int8 kernels), measured back to back in one
-    run, runs interleaved (robust to load drift): the median **wall** time and the median
-    **CPU** time (process time of all threads: unlike wall time it does not grow when other
-    processes take the cores) of each, and their ratios (``speedup``: wall, ``cpu_speedup``).
-    Thread-pool spinning is off in both sessions: with it on, the idle session's spinning threads
-    steal the cores the other one runs on (measured: LW OpenPose at 2 threads reads 1.7x with
-    spinning, 2.9x without, against 2.9-3.6x for each session timed alone) and spinning burns CPU
-    time that is not work. ``min_seconds``: keep going past ``runs`` until this much time."""
+def _ort_timing_session(path: str, threads: int):
+    """An onnxruntime session for timing: ``threads`` intra-op threads, thread-pool spinning off
+    (with it on, an idle session's spinning threads steal the cores the other one runs on --
+    measured: LW OpenPose at 2 threads reads 1.7x with spinning, 2.9x without, against 2.9-3.6x
+    for each session timed alone -- and spinning burns CPU time that is not work)."""
     import onnxruntime as ort
 
-    def sess(p):
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = int(threads)
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(p, so, providers=["CPUExecutionProvider"])
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = int(threads)
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    feed_name = s.get_inputs()[0].name
+    return lambda x: s.run(None, {feed_name: x})
 
-    sf, sq = sess(float_path), sess(quant_path)
-    feed_f = {sf.get_inputs()[0].name: x}
-    feed_q = {sq.get_inputs()[0].name: x}
+
+def back_to_back(fns: Sequence[Callable[[np.ndarray], Any]], x: np.ndarray, runs: int = 15,
+                 min_seconds: float = 0.0) -> List[Tuple[float, float]]:
+    """THE timing of several runners on this CPU in one run, runs interleaved (robust to load
+    drift), after two warm-up calls each: per runner the median **wall** time and the median
+    **CPU** time (process time of all threads: unlike wall time it does not grow when other
+    processes take the cores), in ms. ``min_seconds``: keep going past ``runs`` until this long."""
     for _ in range(2):
-        sf.run(None, feed_f)
-        sq.run(None, feed_q)
-    tf, tq, cf, cq = [], [], [], []
+        for f in fns:
+            f(x)
+    wall: List[List[float]] = [[] for _ in fns]
+    cpu: List[List[float]] = [[] for _ in fns]
     t_start = time.perf_counter()
-    while len(tf) < runs or time.perf_counter() - t_start < min_seconds:
-        a, ca = time.perf_counter(), time.process_time()
-        sf.run(None, feed_f)
-        b, cb = time.perf_counter(), time.process_time()
-        sq.run(None, feed_q)
-        c, cc = time.perf_counter(), time.process_time()
-        tf.append(b - a)
-        tq.append(c - b)
-        cf.append(cb - ca)
-        cq.append(cc - cb)
-    mf, mq = 1e3 * float(np.median(tf)), 1e3 * float(np.median(tq))
-    pf, pq = 1e3 * float(np.median(cf)), 1e3 * float(np.median(cq))
+    while len(wall[0]) < runs or time.perf_counter() - t_start < min_seconds:
+        for i, f in enumerate(fns):
+            a, ca = time.perf_counter(), time.process_time()
+            f(x)
+            wall[i].append(time.perf_counter() - a)
+            cpu[i].append(time.process_time() - ca)
+    return [(1e3 * float(np.median(w)), 1e3 * float(np.median(c))) for w, c in zip(wall, cpu)]
+
+
+def relative_speed(float_path: str, quant_path: str, x: np.ndarray, threads: int = 1,
+                   runs: int = 15, min_seconds: float = 0.0) -> Dict[str, Any]:
+    """Both models on this CPU (onnxruntime, its own int8 kernels), measured back to back
+    (:func:`back_to_back`): the median wall and CPU times of each, and their ratios
+    (``speedup``: wall, ``cpu_speedup``: CPU time)."""
+    (mf, pf), (mq, pq) = back_to_back([_ort_timing_session(float_path, threads),
+                                       _ort_timing_session(quant_path, threads)], x, runs, min_seconds)
     return {"threads": threads, "float_ms": round(mf, 2), "int8_ms": round(mq, 2),
             "speedup": round(mf / mq, 2) if mq > 0 else None,
             "float_cpu_ms": round(pf, 2), "int8_cpu_ms": round(pq, 2),
-            "cpu_speedup": round(pf / pq, 2) if pq > 0 else None, "runs": len(tf),
+            "cpu_speedup": round(pf / pq, 2) if pq > 0 else None, "runs": runs,
             "input": "x".join(str(d) for d in x.shape)}
+
+
+# OpenVINO is recorded as the faster runtime of a cpu-int8 model when it takes at most this share
+# of onnxruntime's CPU time at 1 thread (a margin above run-to-run noise)
+OPENVINO_MARGIN = 0.95
+
+
+def runtime_speed(quant_path: str, x: np.ndarray, threads: Sequence[int] = (1,), runs: int = 10
+                  ) -> Optional[Dict[str, Any]]:
+    """The INT8 model on onnxruntime and on OpenVINO (edgepose's OpenVINO backend: f32 precision,
+    its own int8 kernels), back to back per thread count; ``faster``: the runtime to deploy it
+    with on this CPU (OpenVINO when its CPU time at 1 thread is at most
+    :data:`OPENVINO_MARGIN` of onnxruntime's). None when openvino is not installed."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return None
+    from edgepose.backends.openvino import OpenvinoBackend
+
+    rows = []
+    for t in threads:
+        ov = OpenvinoBackend(quant_path, threads=int(t))
+        name = ov.input_name
+        (mo, po), (mv, pv) = back_to_back([_ort_timing_session(quant_path, t), lambda a: ov.run({name: a})],
+                                          x, runs)
+        rows.append({"threads": int(t), "onnxruntime_ms": round(mo, 2), "openvino_ms": round(mv, 2),
+                     "onnxruntime_cpu_ms": round(po, 2), "openvino_cpu_ms": round(pv, 2),
+                     "openvino_speedup": round(mo / mv, 2) if mv > 0 else None,
+                     "openvino_cpu_speedup": round(po / pv, 2) if pv > 0 else None})
+    r1 = rows[0]
+    faster = "openvino" if r1["openvino_cpu_ms"] <= OPENVINO_MARGIN * r1["onnxruntime_cpu_ms"] else "onnxruntime"
+    return {"per_threads": rows, "faster": faster, "openvino_cpu_speedup": r1["openvino_cpu_speedup"],
+            "rule": "openvino when its CPU time at 1 thread <= %.2f x onnxruntime's" % OPENVINO_MARGIN}
 
 
 # INT8 that buys less than this over FP32 on this CPU is reported as no speed-up
@@ -384,9 +422,13 @@ def host_speed(float_path: str, quant_path: str, x: np.ndarray, runs: int = 10) 
     thread (the compute INT8 saves, whatever else runs on the machine)."""
     n = max(1, os.cpu_count() or 1)
     rows = [relative_speed(float_path, quant_path, x, threads=t, runs=runs) for t in sorted({1, n})]
-    return {"kernels": int8_kernel_class(), "per_threads": rows, "speedup": rows[0]["cpu_speedup"],
-            "wall_speedup_all_threads": rows[-1]["speedup"], "all_threads": n,
-            "min_useful_speedup": MIN_USEFUL_SPEEDUP}
+    out = {"kernels": int8_kernel_class(), "per_threads": rows, "speedup": rows[0]["cpu_speedup"],
+           "wall_speedup_all_threads": rows[-1]["speedup"], "all_threads": n,
+           "min_useful_speedup": MIN_USEFUL_SPEEDUP}
+    rt = runtime_speed(quant_path, x, sorted({1, n}), runs=runs)
+    if rt is not None:
+        out["runtimes"] = rt
+    return out
 
 
 def speed_verdict(hs: Optional[Dict[str, Any]]) -> str:
@@ -403,6 +445,9 @@ def speed_verdict(hs: Optional[Dict[str, Any]]) -> str:
     if sp < hs.get("min_useful_speedup", MIN_USEFUL_SPEEDUP):
         s += " -- no speed-up here: use the FP32 model on this CPU; the INT8 model is built for " \
              "jetson/arm/VNNI CPUs"
+    elif (hs.get("runtimes") or {}).get("faster") == "openvino":
+        s += "; OpenVINO runs it %.2fx faster than ONNX Runtime here (--backend openvino)" % (
+            hs["runtimes"]["openvino_cpu_speedup"])
     return s
 
 
