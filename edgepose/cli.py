@@ -385,7 +385,13 @@ def cmd_info(args) -> int:
         print("limbs:    %d PAF pairs" % len(d["limbs"]))
     print("decode:   %s" % json.dumps(d["decode"], sort_keys=True))
     print("precision: %s" % d.get("precision"))
-    for k in ("model_config", "export", "source_io"):
+    q = d.get("quantization") or {}
+    if q.get("runtime"):      # cpu-int8: the runtime measured faster for it at export
+        rt = q["runtime"]
+        print("runtime:  %s measured faster on the export's CPU (%s; OpenVINO %.2fx ONNX Runtime, CPU time at 1 "
+              "thread)%s" % (rt.get("faster"), rt.get("kernels"), rt.get("openvino_cpu_speedup") or float("nan"),
+                            ": --backend openvino" if rt.get("faster") == "openvino" else ""))
+    for k in ("model_config", "export", "source_io", "quantization"):
         if d.get(k):
             print("%s: %s" % (k, json.dumps(d[k], sort_keys=True)))
     for k in ("source_sha256", "edgepose_version"):
