@@ -16,6 +16,7 @@ RUNTIME_TESTS = (
     "test_metadata.py",
     "test_track.py",
     "test_video.py",
+    "test_frames.py",       # edgepose.frames.FrameSource: stride, seeking checked against timestamps, counts
     "test_int8_load.py",    # with EDGEPOSE_INT8_FORMATS_DIR: each cpu-int8 format on this onnxruntime
     "test_tensorrt_device.py",  # with EDGEPOSE_TRT_BUNDLES_DIR: the TensorRT backend on each JetPack's (fake) TensorRT
     "test_api.py",          # edgepose.load, lazy names (a module subclass: no PEP 562 on 3.6)
