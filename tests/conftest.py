@@ -105,6 +105,23 @@ def made_by_script(tmp_path_factory, script, env_var, problem):
     return d
 
 
+def write_clip(src, out, frames=None, fourcc="mp4v"):
+    """The first ``frames`` frames of the video ``src`` (None: all) written to ``out`` with the
+    codec ``fourcc``, at ``src``'s frame rate and size; returns ``out``."""
+    import cv2
+
+    from edgepose.io import VideoReader
+
+    r = VideoReader(src)
+    w = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*fourcc), r.fps, r.size)
+    for i, f in enumerate(r):
+        if frames is not None and i >= frames:
+            break
+        w.write(f)
+    w.release()
+    return str(out)
+
+
 class LogRecorder:
     """The messages the 'edgepose' logger emits (WARNING and up) while inside ``with``."""
 

@@ -16,11 +16,11 @@ import subprocess
 import sys
 import time
 
-import cv2
 import pytest
 
 from edgepose import cli
-from edgepose.io import VideoReader
+
+from conftest import write_clip
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,15 +64,7 @@ def media(assets, tmp_path_factory):
                 "coco/000000197388.jpg", "images/astronaut.png", "images/grace_hopper.jpg"):
         with open(os.path.join(assets, rel), "rb") as f:
             (imgs / os.path.basename(rel)).write_bytes(f.read())
-    clip = str(d / "clip.mp4")
-    r = VideoReader(os.path.join(assets, "videos", "arm_wrestling.mp4"))
-    w = cv2.VideoWriter(clip, cv2.VideoWriter_fourcc(*"mp4v"), r.fps, r.size)
-    for i, f in enumerate(r):
-        if i >= 60:
-            break
-        w.write(f)
-    w.release()
-    return str(imgs), clip
+    return str(imgs), write_clip(os.path.join(assets, "videos", "arm_wrestling.mp4"), d / "clip.mp4", 60)
 
 
 @pytest.fixture(scope="module")
