@@ -16,30 +16,18 @@ The YOLO weights are AGPL-3.0 test data read from the assets folder; nothing is 
 import argparse
 import json
 import os
-import sys
 import tempfile
 
 import numpy as np
+from common import REPO, assets_or_exit, import_foreign   # beside this file; puts the checkout on sys.path
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from edgepose.assets import assets_dir  # noqa: E402
-from edgepose.evaluate import evaluate_coco, merge_coco  # noqa: E402
-from edgepose.exporters import export  # noqa: E402
-from edgepose.io import read_image  # noqa: E402
-from edgepose.pipelines import load_estimator  # noqa: E402
+from edgepose.evaluate import evaluate_coco, merge_coco
+from edgepose.files import write_json
+from edgepose.io import read_image
+from edgepose.pipelines import load_estimator
 
 YOLO = [("yolov8n_pose_224_int8", "yolov8n_pose_224"), ("yolo11n_pose_640_int8", "yolo11n_pose_640"),
         ("yolo11n_pose_640_full_integer", "yolo11n_pose_640")]
-
-
-def imported(tmp, assets, model, spec):
-    out = os.path.join(tmp, model + ".tflite")
-    if not os.path.exists(out):
-        export(os.path.join(assets, "models", "foreign", model + ".tflite"), target="tflite", out=out,
-               spec=os.path.join(REPO, "examples", spec + ".spec.json"), progress=False)
-    return out
 
 
 def pooled(assets):
@@ -86,22 +74,20 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--only")
     args = ap.parse_args()
-    assets = assets_dir()
-    if assets is None:
-        sys.exit("assets not found (EDGEPOSE_ASSETS)")
+    assets = assets_or_exit()
     tmp = tempfile.mkdtemp(prefix="edgepose-foreign-")
     doc = pooled(assets)
     out = {}
     if args.only in (None, "yolo"):
         for model, spec in YOLO:
-            est = load_estimator(imported(tmp, assets, model, spec))
+            est = load_estimator(import_foreign(tmp, assets, model, spec))
             r = evaluate_coco(est, doc, "/")
             out[model] = {"AP": r["stats"]["AP"], "AP50": r["stats"]["AP50"], "images": r["images"],
                           "people": r["people"]}
             print("%-32s AP %.3f  AP50 %.3f  (%d images, %d people)" % (model, r["stats"]["AP"],
                                                                         r["stats"]["AP50"], r["images"], r["people"]))
     if args.only in (None, "movenet"):
-        mn = imported(tmp, assets, "movenet_lightning_192_int8", "movenet_lightning_192")
+        mn = import_foreign(tmp, assets, "movenet_lightning_192_int8", "movenet_lightning_192")
         det = os.path.join(assets, "detectors", "yolox_nano_416x416.onnx")
         est = load_estimator(mn, detector=det, detector_spec=os.path.join(REPO, "examples", "yolox_nano.spec.json"))
         r = evaluate_coco(est, doc, "/")
@@ -116,7 +102,7 @@ def main():
             print("%-32s AP %.3f  AP50 %.3f  (%d single-person images, %s)" % (
                 "movenet_lightning_192_int8", r["stats"]["AP"], r["stats"]["AP50"], r["images"], name))
     if args.only in (None, "blazepose"):
-        lm = imported(tmp, assets, "blazepose_landmark_full_256", "blazepose_landmark_full_256")
+        lm = import_foreign(tmp, assets, "blazepose_landmark_full_256", "blazepose_landmark_full_256")
         est = load_estimator(lm, detector=os.path.join(assets, "models", "foreign", "blazepose_detection_224.tflite"),
                              detector_spec=os.path.join(REPO, "examples", "blazepose_detection.spec.json"))
         for name, d in (("pooled", doc), ("single-person", single_person(doc))):
@@ -127,7 +113,7 @@ def main():
                 "blazepose_full_256", r["stats"]["AP"], r["stats"]["AP50"], r["images"], name, r["people"]))
     if args.only in (None, "efficientpose"):
         for model, spec in (("efficientpose_rt_224", "efficientpose_rt_224"), ("efficientpose_i_256", "efficientpose_i_256")):
-            est = load_estimator(imported(tmp, assets, model, spec))
+            est = load_estimator(import_foreign(tmp, assets, model, spec))
             for use_box in (False, True):
                 v, n = pckh(est, assets, use_box)
                 key = "%s PCKh@0.5 %s" % (model, "centre/scale box" if use_box else "whole image")
@@ -135,8 +121,7 @@ def main():
                 print("%-32s PCKh@0.5 %.3f over %d visible joints (%s)" % (model, v, n,
                                                                           "annotated centre/scale box" if use_box else "whole image"))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+        write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -787,8 +787,10 @@ def main(argv=None) -> int:
     if not s["ok"]:
         print(s.get("stderr_report", ""), file=sys.stderr)
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(s, f, indent=1)
+        sys.path.insert(0, REPO)
+        from edgepose.files import write_json
+
+        write_json(args.json, s)
     return 0 if s["ok"] else 1
 
 

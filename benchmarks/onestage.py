@@ -18,22 +18,17 @@ evaluation) and at 0.0005 (hundreds of candidates: the NMS dominates).
     python benchmarks/onestage.py [--runs 30] [--threads 1] [--json OUT.json]
 """
 import argparse
-import json
 import os
-import sys
 import tempfile
 import time
 
 import cv2
 import numpy as np
+from common import assets_or_exit, import_foreign   # beside this file; puts the checkout on sys.path
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from edgepose.assets import assets_dir  # noqa: E402
-from edgepose.exporters import export  # noqa: E402
-from edgepose.io import read_image  # noqa: E402
-from edgepose.pipelines.onestage import OneStageEstimator, decode_rows  # noqa: E402
+from edgepose.files import write_json
+from edgepose.io import read_image
+from edgepose.pipelines.onestage import OneStageEstimator, decode_rows
 
 
 def numpy_decode(pred, meta, tr, thr, iou_thr, max_det):
@@ -86,13 +81,9 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json")
     args = ap.parse_args()
-    assets = assets_dir()
-    if assets is None:
-        sys.exit("assets not found (EDGEPOSE_ASSETS)")
-    tmp = tempfile.mkdtemp(prefix="edgepose-onestage-")
-    model = os.path.join(tmp, "yolo11n_pose_640_int8.tflite")
-    export(os.path.join(assets, "models", "foreign", "yolo11n_pose_640_int8.tflite"), target="tflite", out=model,
-           spec=os.path.join(REPO, "examples", "yolo11n_pose_640.spec.json"), progress=False)
+    assets = assets_or_exit()
+    model = import_foreign(tempfile.mkdtemp(prefix="edgepose-onestage-"), assets, "yolo11n_pose_640_int8",
+                           "yolo11n_pose_640")
     img = read_image(os.path.join(assets, "coco", "000000197388.jpg"))
     report = {"model": "yolo11n_pose_640_int8.tflite", "image": "coco/000000197388.jpg",
               "threads": args.threads, "runs": args.runs, "thresholds": {}}
@@ -136,8 +127,7 @@ def main():
         print("  numpy (straightforward)      %8.3f ms  (%.1fx edgepose)" % (row["decode_numpy_ms"],
                                                                            row["numpy_over_edgepose"]))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

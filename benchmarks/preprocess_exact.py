@@ -14,7 +14,6 @@ bottom-up pp   the whole preprocess_bottomup (resize, pad, normalise) of the COC
                vs new (the old one re-implemented here from the previous code)
 """
 import argparse
-import json
 import os
 import sys
 import time
@@ -26,6 +25,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from edgepose import preprocess as pp  # noqa: E402
 from edgepose.assets import assets_dir  # noqa: E402
+from edgepose.files import write_json  # noqa: E402
 
 
 class _Meta:
@@ -102,8 +102,7 @@ def main():
         rows[k] = {"old_ms": mo, "exact_ms": mn, "ratio": mn / mo}
         print("%-38s %12.3f %12.3f %6.2fx" % (k, mo, mn, mn / mo))
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(rows, f, indent=1)
+        write_json(a.json, rows)
 
 
 if __name__ == "__main__":

@@ -56,21 +56,13 @@ def looped_video(sources: List[str], frames: int, path: str) -> int:
     """Concatenate ``sources`` over and over into ``path`` (mp4v) until ``frames`` frames;
     frames of another size are resized to the first video's. Returns the frame count."""
     import cv2
-    clips = []
-    for s in sources:
-        cap = cv2.VideoCapture(s)
-        fs = []
-        while True:
-            ok, f = cap.read()
-            if not ok:
-                break
-            fs.append(f)
-        cap.release()
-        if not fs:
-            raise SystemExit("no frames in %s" % s)
-        clips.append(fs)
+    sys.path.insert(0, REPO)
+    from edgepose.io import VideoReader
+
+    readers = [VideoReader(s) for s in sources]      # one line for a video without frames
+    clips = [list(r) for r in readers]
     h, w = clips[0][0].shape[:2]
-    fps = cv2.VideoCapture(sources[0]).get(cv2.CAP_PROP_FPS) or 25.0
+    fps = readers[0].fps
     vw = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
     n = 0
     while n < frames:

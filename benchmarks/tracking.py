@@ -39,12 +39,11 @@ import tempfile
 import time
 
 import numpy as np
+from common import REPO, assets_or_exit   # beside this file; puts the checkout on sys.path
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-
-from edgepose.assets import asset  # noqa: E402
-from edgepose.results import PoseResult  # noqa: E402
+from edgepose.assets import asset
+from edgepose.files import write_json
+from edgepose.results import PoseResult
 
 
 def detections(model, video, height=None, frames=None):
@@ -344,15 +343,20 @@ TURN_BACK = [  # the same, but each goes back the way it came after the pause (m
 ]
 
 
-def crossings(args, configs):
+def _crossing_scene(args):
+    """``(crossing_video, cut-outs, background, H, W)``: what the crossing videos are made of
+    (tests/test_crossing.py: COCO cut-outs crossing on a background), ``--crossing-height`` high."""
     sys.path.insert(0, os.path.join(REPO, "tests"))
     from test_crossing import background, crossing_video, cutouts
 
-    A = os.environ.get("EDGEPOSE_ASSETS") or os.path.join(REPO, "..", "shared", "assets")
+    assets = assets_or_exit()
     H = args.crossing_height
     W = int(round(1.7 * H))
-    cu = cutouts(A)
-    bg = background(A, W, H)
+    return crossing_video, cutouts(assets), background(assets, W, H), H, W
+
+
+def crossings(args, configs):
+    crossing_video, cu, bg, H, W = _crossing_scene(args)
     table = {}
     for n, (pair, speed, dwell, front) in enumerate(CROSSINGS + TURN_BACK):
         back = n >= len(CROSSINGS)
@@ -387,15 +391,9 @@ def decode_on_crossings(args):
     orders, two pairs), per decode variant: people found; *duplicates* (a second person mostly on
     the same cut-out: a fragment); *mixed* (a person with 3 or more keypoints on each cut-out);
     *missed* (a cut-out more than 40 % visible with no person mostly on it)."""
-    sys.path.insert(0, os.path.join(REPO, "tests"))
-    from test_crossing import background, crossing_video, cutouts
     from edgepose.pipelines import load_estimator
 
-    A = os.environ.get("EDGEPOSE_ASSETS") or os.path.join(REPO, "..", "shared", "assets")
-    H = args.crossing_height
-    W = int(round(1.7 * H))
-    cu = cutouts(A)
-    bg = background(A, W, H)
+    crossing_video, cu, bg, H, W = _crossing_scene(args)
     est = load_estimator(args.model, threads=2, **({"height": args.height} if args.height else {}))
     base = dict(est.decode_options)
     maps = []
@@ -496,8 +494,7 @@ def main(argv=None):
             report["videos"][os.path.basename(v)]["sweep"] = sweep
     print("\nassignment, median us: %s" % json.dumps(report["assignment_us"]))
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=1)
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ Modes are interleaved round by round (A B A B ...) so that each sees the same ma
 the figures are medians over the rounds.
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -21,6 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from edgepose.assets import asset  # noqa: E402
+from edgepose.files import write_json  # noqa: E402
 
 
 def throughput(model, video, threads, pipelined, height=None, frames=0):
@@ -104,8 +104,7 @@ def main(argv=None):
             s = np.median(got[(t, True)]) / np.median(got[(t, False)])
             print("  pipelined / sequential at %d thread%s: x%.2f" % (t, "s" if t > 1 else "", s))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
+        write_json(args.json, report)
 
 
 if __name__ == "__main__":

@@ -422,44 +422,21 @@ def _catalog_folder(source: str) -> _Catalog:
 
 
 def _catalog_video(source: str, every: Optional[int]) -> _Catalog:
-    import cv2
-    from edgepose.io import quiet_ffmpeg
+    from edgepose.frames import FrameSource
 
-    quiet_ffmpeg()
-    cap = cv2.VideoCapture(source)
-    if not cap.isOpened():
-        raise InputError("calibration video %s cannot be opened (unreadable or not a video)" % source)
-    try:
-        # count by grabbing: CAP_PROP_FRAME_COUNT is an estimate for some containers
-        count = 0
-        while cap.grab():
-            count += 1
-    finally:
-        cap.release()
-    if count == 0:
-        raise InputError("calibration video %s has no decodable frames" % source)
+    with FrameSource.video_file(source) as src:     # one-line errors: missing, unreadable, no frame
+        count = src.count_frames()   # every frame grabbed: the container's count is an estimate for some
     frames = list(range(0, count, int(every))) if every is not None else list(range(count))
     what = ("video %s (%d frames, every %d-th)" % (source, count, int(every)) if every is not None
             else "video %s (%d frames)" % (source, count))
 
     def load(idx):
-        wanted = {frames[i]: i for i in idx}
+        wanted = {frames[i] for i in idx}
         images: Dict[int, np.ndarray] = {}
-        cap = cv2.VideoCapture(source)
-        try:
-            f = 0
-            last = max(wanted) if wanted else -1
-            while f <= last:
-                if not cap.grab():
-                    break
-                if f in wanted:
-                    ok, img = cap.retrieve()
-                    if not ok or img is None:
-                        raise InputError("calibration video %s: frame %d cannot be decoded" % (source, f))
+        if wanted:
+            with FrameSource.video_file(source) as src:
+                for f, _, img in src.frames(end=max(wanted) + 1, only=wanted):
                     images[f] = img
-                f += 1
-        finally:
-            cap.release()
         missing = [f for f in wanted if f not in images]
         if missing:
             raise InputError("calibration video %s: frames %s could not be read" % (source, sorted(missing)[:5]))

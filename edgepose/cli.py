@@ -191,15 +191,13 @@ def _ray_infer(args) -> int:
     from .ray import infer
     from .runner import EstimatorOptions
 
-    opts = EstimatorOptions.from_args(args).to_dict()
-    model, threads = opts.pop("model"), opts.pop("threads")
-    infer(model, args.input, out=args.out, json_path=args.json, summary_json=args.summary_json,
-          draw=not args.no_draw, address=args.ray, workers=args.workers, threads=threads,
+    infer(EstimatorOptions.from_args(args), args.input, out=args.out, json_path=args.json,
+          summary_json=args.summary_json, draw=not args.no_draw, address=args.ray, workers=args.workers,
           chunk_frames=args.chunk_frames, track=_tracker(args) if getattr(args, "track", False) else None,
           jsonl=getattr(args, "jsonl", None), csv=getattr(args, "csv", None),
           plot=getattr(args, "plot", None), max_frames=getattr(args, "max_frames", None),
           pipelined=not getattr(args, "no_pipeline", False), boxes=getattr(args, "boxes", None),
-          boxes_threshold=getattr(args, "boxes_threshold", 0.0), estimator_options=opts)
+          boxes_threshold=getattr(args, "boxes_threshold", 0.0))
     return 0
 
 
@@ -268,12 +266,9 @@ def _ray_eval(args) -> int:
         if p:
             work = work_root(os.path.dirname(os.path.abspath(p)))
             break
-    opts = EstimatorOptions.from_args(args).to_dict()
-    model, threads = opts.pop("model"), opts.pop("threads")
-    r = evaluate(model, args.coco, args.images, address=args.ray, workers=args.workers,
-                 threads=threads, boxes=getattr(args, "boxes", None),
-                 boxes_threshold=getattr(args, "boxes_threshold", 0.0),
-                 estimator_options=opts, work_dir=work)
+    r = evaluate(EstimatorOptions.from_args(args), args.coco, args.images, address=args.ray,
+                 workers=args.workers, boxes=getattr(args, "boxes", None),
+                 boxes_threshold=getattr(args, "boxes_threshold", 0.0), work_dir=work)
     report_eval(args, r)
     log_summary(r["ray"])
     return 0

@@ -1,5 +1,6 @@
-"""Media input/output with clear errors: images, image folders, videos (read and written
-atomically through :mod:`edgepose.files`), COCO detection boxes."""
+"""Media input/output with clear errors: images, image folders, videos (read through
+:mod:`edgepose.frames`, written atomically through :mod:`edgepose.files`), COCO detection
+boxes."""
 import os
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -52,46 +53,25 @@ def input_kind(path: str) -> str:
                      % (ext or "(none)", path, " ".join(IMAGE_EXTS), " ".join(VIDEO_EXTS)))
 
 
-def quiet_ffmpeg() -> None:
-    """FFmpeg's own log lines (e.g. "moov atom not found") would come before edgepose's one-line
-    error about the same file: turn them off before OpenCV opens its first video (FFmpeg reads
-    the level once). Called where edgepose opens videos, never at import; a level the user set in
-    OPENCV_FFMPEG_LOGLEVEL is kept."""
-    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-
-
 class VideoReader:
-    """Frames of a video file; raises InputError if it cannot be opened or holds no frame."""
+    """The frames of a video file, BGR uint8 arrays in order (read by
+    :meth:`edgepose.frames.FrameSource.video_file`: undecodable frames skipped); ``fps``,
+    ``frame_count`` (the container's), ``size`` (width, height). InputError in one line if it
+    cannot be opened or holds no readable frame."""
 
     def __init__(self, path: str):
-        if not os.path.exists(path):
-            raise InputError("video not found: %s" % path)
-        if os.path.getsize(path) == 0:
-            raise InputError("video file is empty: %s" % path)
+        from .frames import FrameSource
+
         self.path = path
-        quiet_ffmpeg()
-        self.cap = cv2.VideoCapture(path)
-        if not self.cap.isOpened():
-            raise InputError("cannot open video (not a video or unsupported codec): %s" % path)
-        self.fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0
-        self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        ok, first = self.cap.read()
-        if not ok or first is None:
-            self.cap.release()
-            raise InputError("video has no readable frames: %s" % path)
-        self._first: Optional[np.ndarray] = first
-        self.size = (first.shape[1], first.shape[0])
+        self._src = FrameSource.video_file(path)
+        self.fps, self.frame_count, self.size = self._src.fps, self._src.frame_count, self._src.size
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        if self._first is not None:
-            f, self._first = self._first, None
-            yield f
-        while True:
-            ok, frame = self.cap.read()
-            if not ok:
-                break
-            yield frame
-        self.cap.release()
+        try:
+            for _, _, frame in self._src:
+                yield frame
+        finally:
+            self._src.release()
 
     def __len__(self) -> int:
         return self.frame_count

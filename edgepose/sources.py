@@ -1,5 +1,5 @@
 """What a source string names, and what its outputs are called: THE rules for ``edgepose infer``,
-``track``, Ray and :func:`edgepose.video.open_source`.
+``track``, Ray and :func:`edgepose.frames.open_source`.
 
 - ``image``: one image file; ``folder``: a folder of images (``track`` also reads a folder of
   frames as a video);

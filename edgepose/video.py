@@ -1,11 +1,11 @@
-"""Video and cameras: one frame-source API, an overlapped pipeline, tracked results written out.
+"""Video and cameras: an overlapped pipeline over a frame source, tracked results written out.
 
-Sources (:func:`open_source`): a video file, a folder of images, a camera index (``0``), a V4L2
-device (``/dev/video0``), a GStreamer pipeline string (anything with ``!``: the Jetson CSI
-camera is :func:`gstreamer_csi`), an RTSP/HTTP(S) URL, or any object with ``read()`` and
-``release()`` (picamera2 wrappers). Files and folders are *finite*: every frame is processed, in
-order, none dropped. Cameras and streams are *live*: a reader thread always holds only the
-newest frame, so a slow model drops stale frames instead of falling behind.
+Sources: :func:`edgepose.frames.open_source` (named here too, with :class:`FrameSource` and
+:func:`gstreamer_csi`): a video file, a folder of images, a camera, a V4L2 device, a GStreamer
+pipeline, an RTSP/HTTP(S) URL, or any object with ``read()`` and ``release()``. Files and folders
+are *finite*: every frame is processed, in order, none dropped. Cameras and streams are *live*: a
+reader thread always holds only the newest frame, so a slow model drops stale frames instead of
+falling behind.
 
 Pipeline (:func:`run_video`): read/decode -> preprocess + inference -> decode + tracking ->
 draw + write, each stage in its own thread joined by bounded queues (OpenCV's decoding and
@@ -27,227 +27,12 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .frames import FrameSource, gstreamer_csi, open_source
 from .log import logger
 from .results import PoseResult
 
 __all__ = ["FrameSource", "open_source", "gstreamer_csi", "run_video", "frame_record",
            "VideoStats"]
-
-
-def gstreamer_csi(sensor_id: int = 0, width: int = 1280, height: int = 720, fps: int = 30,
-                  flip: int = 0, out_width: Optional[int] = None, out_height: Optional[int] = None) -> str:
-    """The Jetson CSI camera pipeline: nvarguscamerasrc (NVMM NV12 from the ISP) -> nvvidconv
-    (BGRx) -> BGR appsink keeping only the newest buffer."""
-    ow, oh = out_width or width, out_height or height
-    return ("nvarguscamerasrc sensor-id=%d ! "
-            "video/x-raw(memory:NVMM), width=(int)%d, height=(int)%d, format=(string)NV12, framerate=(fraction)%d/1 ! "
-            "nvvidconv flip-method=%d ! video/x-raw, width=(int)%d, height=(int)%d, format=(string)BGRx ! "
-            "videoconvert ! video/x-raw, format=(string)BGR ! appsink drop=true max-buffers=1 sync=false"
-            % (sensor_id, width, height, fps, flip, ow, oh))
-
-
-@contextlib.contextmanager
-def _quiet_opencv():
-    """OpenCV's own warnings off while a source opens: a failure is reported in one line."""
-    from .io import quiet_ffmpeg
-
-    quiet_ffmpeg()
-    try:
-        lg = cv2.utils.logging
-        old = lg.getLogLevel()
-        lg.setLogLevel(lg.LOG_LEVEL_ERROR)
-    except AttributeError:
-        yield
-        return
-    try:
-        yield
-    finally:
-        lg.setLogLevel(old)
-
-
-def _has_gstreamer() -> bool:
-    return any(ln.strip().startswith("GStreamer") and "YES" in ln
-               for ln in cv2.getBuildInformation().splitlines())
-
-
-class FrameSource:
-    """Frames of one source. ``read()`` -> ``(frame_index, time_s, frame)``, or None at the end.
-
-    ``kind``: file | folder | camera | v4l2 | gstreamer | url | custom; ``live``: True for
-    cameras and streams; ``fps`` (the container's or the camera's, else 30); ``frame_count``
-    (files and folders, else 0); ``skipped``: frames that could not be decoded (counted and
-    skipped); ``ended_early``: a file that stopped before its announced frame count.
-    """
-
-    MAX_BAD_IN_A_ROW = 16
-
-    def __init__(self, spec, width: Optional[int] = None, height: Optional[int] = None,
-                 fps: Optional[float] = None, mjpg: bool = False):
-        with _quiet_opencv():
-            self._open(spec, width, height, fps, mjpg)
-
-    def _open(self, spec, width, height, fps, mjpg) -> None:
-        self.spec = spec
-        self.skipped = 0
-        self.ended_early = False
-        self._index = 0
-        self._t0: Optional[float] = None
-        self._paths: Optional[List[str]] = None
-        self.cap = None
-        if not isinstance(spec, (str, int)) and hasattr(spec, "read"):
-            self.kind, self.live, self.cap = "custom", True, spec
-            self.name = type(spec).__name__
-            self.fps = float(fps or 30.0)
-            self.frame_count = 0
-            return
-        text = str(spec)
-        self.name = text
-        from .sources import stream_kind
-
-        stream = stream_kind(text)
-        if stream == "camera":
-            self.kind, self.live = "camera", True
-            self.cap = cv2.VideoCapture(int(text), cv2.CAP_V4L2)
-            if not self.cap.isOpened():
-                self.cap = cv2.VideoCapture(int(text))
-            if not self.cap.isOpened():
-                raise InputError("cannot open camera %s (ls /dev/video*; v4l2-ctl --list-devices)" % text)
-        elif stream == "v4l2":
-            self.kind, self.live = "v4l2", True
-            if not os.path.exists(text):
-                raise InputError("camera device not found: %s (ls /dev/video*)" % text)
-            self.cap = cv2.VideoCapture(text, cv2.CAP_V4L2)
-            if not self.cap.isOpened():
-                raise InputError("cannot open camera device %s (busy, or not a capture device)" % text)
-        elif stream == "gstreamer":
-            self.kind, self.live = "gstreamer", True
-            if not _has_gstreamer():
-                raise InputError("this OpenCV has no GStreamer support, needed for the pipeline %r "
-                                 "(on a Jetson use JetPack's python3-opencv)" % text[:60])
-            self.cap = cv2.VideoCapture(text, cv2.CAP_GSTREAMER)
-            if not self.cap.isOpened():
-                raise InputError("cannot open the GStreamer pipeline %r" % text[:80])
-        elif stream == "url":
-            self.kind, self.live = "url", True
-            self.cap = cv2.VideoCapture(text, cv2.CAP_FFMPEG)
-            if not self.cap.isOpened():
-                raise InputError("cannot open the stream %s (unreachable, or not a video stream)" % text)
-        elif os.path.isdir(text):
-            from .io import list_images
-
-            self.kind, self.live = "folder", False
-            self._paths = list_images(text)
-            if not self._paths:
-                raise InputError("no images found in %s" % text)
-        else:
-            from .io import input_kind
-
-            if input_kind(text) != "video":
-                raise InputError("not a video, an image folder or a camera: %s" % text)
-            from .io import VideoReader
-
-            reader = VideoReader(text)     # the one-line checks of a file (missing, empty, codec)
-            reader.cap.release()
-            self.kind, self.live = "file", False
-            self.cap = cv2.VideoCapture(text)
-        if self.cap is not None and self.kind != "custom":
-            if self.live and width:
-                self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
-            if self.live and height:
-                self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
-            if self.live and fps:
-                self.cap.set(cv2.CAP_PROP_FPS, fps)
-            if self.live and mjpg:
-                self.cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter_fourcc(*"MJPG"))
-            if self.live:
-                self.cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-        cap_fps = float(self.cap.get(cv2.CAP_PROP_FPS) or 0.0) if self.cap is not None and self.kind != "custom" else 0.0
-        self.fps = float(fps or (cap_fps if 0 < cap_fps < 1000 else 30.0))
-        if self.kind == "folder":
-            self.frame_count = len(self._paths)
-        elif self.kind == "file":
-            self.frame_count = max(int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
-        else:
-            self.frame_count = 0
-
-    def _frame(self, f) -> Optional[np.ndarray]:
-        if f is None or not isinstance(f, np.ndarray) or f.size == 0 or f.ndim not in (2, 3):
-            return None
-        if f.ndim == 2:
-            return cv2.cvtColor(f, cv2.COLOR_GRAY2BGR)
-        if f.shape[2] == 4:                      # XBGR8888 camera configurations
-            return cv2.cvtColor(f, cv2.COLOR_BGRA2BGR)
-        if f.shape[2] == 1:
-            return cv2.cvtColor(f, cv2.COLOR_GRAY2BGR)
-        if f.shape[2] != 3 or f.dtype != np.uint8:
-            return None
-        return f
-
-    def read(self) -> Optional[Tuple[int, float, np.ndarray]]:
-        """The next frame as ``(index, time_s, BGR uint8 frame)``, or None at the end. Frames that
-        cannot be decoded are skipped and counted; the end of a file before its announced length
-        is recorded in ``ended_early``."""
-        if self._t0 is None:
-            self._t0 = time.perf_counter()
-        bad = 0
-        while True:
-            if self.kind == "folder":
-                if self._index >= len(self._paths):
-                    return None
-                path = self._paths[self._index]
-                i = self._index
-                self._index += 1
-                f = cv2.imread(path, cv2.IMREAD_COLOR)
-                if f is None:
-                    self.skipped += 1
-                    logger.warning("skipped an unreadable image: %s" % path)
-                    continue
-                return i, i / self.fps, f
-            ok, f = self.cap.read()
-            if ok:
-                f = self._frame(f)
-            if ok and f is not None:
-                if bad:               # frames the decoder could not deliver, before this one
-                    self.skipped += bad
-                    logger.warning("skipped %d undecodable frame(s) before frame %d of %s"
-                                   % (bad, self._index + bad, self.name))
-                    self._index += bad
-                i = self._index
-                self._index += 1
-                t = i / self.fps if not self.live else time.perf_counter() - self._t0
-                return i, t, f
-            bad += 1
-            if bad < self.MAX_BAD_IN_A_ROW and (self.live and ok or (
-                    self.kind == "file" and self._index + bad <= self.frame_count)):
-                continue              # try the next frame
-            if self.kind == "file" and self.frame_count and self._index < self.frame_count:
-                self.ended_early = True
-            elif self.live and ok:
-                self.skipped += bad
-            return None
-
-    def seek(self, index: int) -> bool:
-        """Files and folders: make frame ``index`` the next one :meth:`read` returns (numbered
-        ``index``). Returns False where the source cannot seek (live sources). A video codec may
-        land elsewhere than asked: check the frames' timestamps (``cap.get(CAP_PROP_POS_MSEC)``)."""
-        if self.live or index < 0:
-            return False
-        if self.kind == "file":
-            if not self.cap.set(cv2.CAP_PROP_POS_FRAMES, int(index)):
-                return False
-        self._index = int(index)
-        return True
-
-    def release(self) -> None:
-        if self.cap is not None:
-            with contextlib.suppress(Exception):
-                self.cap.release()
-
-
-def open_source(spec, **kw) -> "FrameSource":
-    """A :class:`FrameSource` for ``spec`` (see the module docstring); one-line InputError if it
-    cannot be opened."""
-    return spec if isinstance(spec, FrameSource) else FrameSource(spec, **kw)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -22,7 +22,11 @@ Notes for Jetson boards:
 - This script keeps Python 3.6 syntax (JetPack 4.6).
 """
 import argparse
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # camera_run.py, beside this file
+import camera_run  # noqa: E402
 
 
 def camera_source(args):
@@ -35,11 +39,6 @@ def camera_source(args):
 
 
 def load(args):
-    from edgepose.pipelines import load_estimator
-
-    opts = {}
-    if args.height_in:
-        opts["height"] = args.height_in
     if args.engine:
         # a prebuilt engine (e.g. trtexec --saveEngine) for a bundle
         from edgepose.backends.tensorrt import TensorrtBackend
@@ -52,9 +51,8 @@ def load(args):
 
             det = PersonDetector(args.detector) if args.detector else None
             return TopDownEstimator(backend, detector=det), backend
-        return BottomUpEstimator(backend, **opts), backend
-    est = load_estimator(args.model, detector=args.detector, threads=args.threads, **opts)
-    return est, getattr(est, "backend", None)
+        return BottomUpEstimator(backend, **({"height": args.height_in} if args.height_in else {})), backend
+    return camera_run.load_model(args)
 
 
 def main(argv=None):
@@ -64,42 +62,12 @@ def main(argv=None):
     p.add_argument("--camera", choices=["csi", "usb"], default="csi")
     p.add_argument("--sensor-id", type=int, default=0, help="CSI sensor id")
     p.add_argument("--flip", type=int, default=0, help="nvvidconv flip-method (0-7)")
-    p.add_argument("--device", default="0", help="USB camera: index or /dev/videoN")
     p.add_argument("--mjpg", action="store_true", help="ask the USB camera for MJPG (higher fps)")
-    p.add_argument("--width", type=int, default=1280)
-    p.add_argument("--height", type=int, default=720)
-    p.add_argument("--fps", type=int, default=30)
-    p.add_argument("--height-in", type=int, help="bottom-up model input height (dynamic models)")
-    p.add_argument("--detector", help="person detector (top-down models)")
-    p.add_argument("--threads", type=int, help="CPU threads (onnx/tflite models)")
-    p.add_argument("--display", action="store_true", help="show the frames in a window")
-    p.add_argument("--out", help="write the annotated video here")
-    p.add_argument("--frames", type=int, default=0, help="stop after N frames (0: run until Ctrl-C)")
-    p.add_argument("--track", action="store_true", help="people IDs and smoothed keypoints")
-    p.add_argument("--jsonl", help="write one JSON line per frame here")
+    camera_run.add_camera_options(p, width=1280, height=720)
+    camera_run.add_model_options(p)
+    camera_run.add_output_options(p)
     args = p.parse_args(argv)
-
-    from edgepose.errors import EdgeposeError
-    from edgepose.log import configure
-    from edgepose.video import open_source, run_video
-
-    configure(0)
-    try:
-        est, backend = load(args)
-        if backend is not None and hasattr(backend, "describe"):
-            print(backend.describe())
-        src = open_source(camera_source(args), width=args.width, height=args.height, fps=args.fps,
-                          mjpg=args.mjpg)
-        tracker = None
-        if args.track:
-            from edgepose.track import Tracker
-            tracker = Tracker()
-        st = run_video(src, est, tracker=tracker, out_video=args.out, jsonl=args.jsonl,
-                       display=args.display, max_frames=args.frames, report_every_s=1.0)
-    except EdgeposeError as e:
-        sys.exit("edgepose: %s" % e)
-    print("%d frames, %.1f fps, %d stale frames dropped" % (st["frames_processed"], st["fps"], st["frames_dropped"]))
-    return 0
+    return camera_run.run_camera(args, lambda: load(args), lambda: camera_source(args), mjpg=args.mjpg)
 
 
 if __name__ == "__main__":

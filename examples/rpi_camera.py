@@ -15,7 +15,11 @@ needs ``--system-site-packages``). Its ``RGB888`` format is laid out B, G, R in 
 OpenCV's BGR: frames go to edgepose unchanged.
 """
 import argparse
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))   # camera_run.py, beside this file
+import camera_run  # noqa: E402
 
 
 class PiCamera:
@@ -53,44 +57,13 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("model", help=".tflite (or .onnx) model made by edgepose export")
     p.add_argument("--camera", choices=["pi", "usb"], default="pi")
-    p.add_argument("--device", default="0", help="USB camera: index or /dev/videoN")
-    p.add_argument("--width", type=int, default=640)
-    p.add_argument("--height", type=int, default=480)
-    p.add_argument("--fps", type=int, default=30)
-    p.add_argument("--threads", type=int, default=4)
-    p.add_argument("--height-in", type=int, help="bottom-up model input height (dynamic models)")
-    p.add_argument("--detector", help="person detector (top-down models), e.g. light_person_detector.tflite")
-    p.add_argument("--display", action="store_true", help="show the frames in a window")
-    p.add_argument("--out", help="write the annotated video here")
-    p.add_argument("--frames", type=int, default=0, help="stop after N frames (0: run until Ctrl-C)")
-    p.add_argument("--track", action="store_true", help="people IDs and smoothed keypoints")
-    p.add_argument("--jsonl", help="write one JSON line per frame here")
+    camera_run.add_camera_options(p, width=640, height=480)
+    camera_run.add_model_options(
+        p, threads=4, detector_help="person detector (top-down models), e.g. light_person_detector.tflite")
+    camera_run.add_output_options(p)
     args = p.parse_args(argv)
-
-    from edgepose.errors import EdgeposeError
-    from edgepose.log import configure
-    from edgepose.pipelines import load_estimator
-    from edgepose.video import open_source, run_video
-
-    configure(0)
-    opts = {"height": args.height_in} if args.height_in else {}
-    try:
-        est = load_estimator(args.model, detector=args.detector, threads=args.threads, **opts)
-        backend = getattr(est, "backend", None)
-        if backend is not None and hasattr(backend, "describe"):
-            print(backend.describe())
-        src = open_source(camera_source(args), width=args.width, height=args.height, fps=args.fps,
-                          mjpg=True)
-        tracker = None
-        if args.track:
-            from edgepose.track import Tracker
-            tracker = Tracker()
-        st = run_video(src, est, tracker=tracker, out_video=args.out, jsonl=args.jsonl,
-                       display=args.display, max_frames=args.frames, report_every_s=1.0)
-    except EdgeposeError as e:
-        sys.exit("edgepose: %s" % e)
-    print("%d frames, %.1f fps, %d stale frames dropped" % (st["frames_processed"], st["fps"], st["frames_dropped"]))
-    return 0
+    return camera_run.run_camera(args, lambda: camera_run.load_model(args), lambda: camera_source(args),
+                                 mjpg=True)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 import os
+import subprocess
 import sys
 
 import pytest
 
 from edgepose.assets import assets_dir
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
 
 # THE runtime tests: what a device (Jetson Nano on Python 3.6, JetPack 5/6, a Raspberry Pi) runs
 # with the runtime alone (numpy, OpenCV, onnxruntime, scipy; no torch, onnx or exporters; Python
@@ -16,6 +20,7 @@ RUNTIME_TESTS = (
     "test_metadata.py",
     "test_track.py",
     "test_video.py",
+    "test_frames.py",       # edgepose.frames.FrameSource: stride, seeking checked against timestamps, counts
     "test_int8_load.py",    # with EDGEPOSE_INT8_FORMATS_DIR: each cpu-int8 format on this onnxruntime
     "test_tensorrt_device.py",  # with EDGEPOSE_TRT_BUNDLES_DIR: the TensorRT backend on each JetPack's (fake) TensorRT
     "test_api.py",          # edgepose.load, lazy names (a module subclass: no PEP 562 on 3.6)
@@ -61,6 +66,82 @@ def asset_or_skip(assets, *parts):
     return p
 
 
+def _exporters_cannot_run() -> "str | None":
+    """Why this environment cannot run the exporters (None: it can), found without importing
+    them or onnx."""
+    import importlib.util
+
+    if sys.version_info < (3, 8):
+        return "the exporters need Python >= 3.8 (this is %d.%d)" % sys.version_info[:2]
+    for mod in ("onnx", "onnxruntime"):
+        try:
+            if importlib.util.find_spec(mod) is None:
+                return "this environment has no %s (the exporters need it)" % mod
+        except (ImportError, ValueError):
+            return "this environment has no %s (the exporters need it)" % mod
+    return None
+
+
+def made_by_script(tmp_path_factory, script, env_var, problem):
+    """The folder that ``tests/SCRIPT DIR`` writes (test models and their expected outputs):
+    ``$ENV_VAR`` where set (made in the main environment, then tested on a device's Python), else
+    made now into a temporary folder by the script in a separate process (this one stays free of
+    onnx and of what the exporters import) where the exporters can run here, else the test skips
+    with the reason. ``problem(dir)``: what is wrong with the folder (None: nothing); a folder
+    with a problem fails the test, naming the command that makes it."""
+    d = os.environ.get(env_var)
+    if not d:
+        why = _exporters_cannot_run()
+        if why is not None:
+            pytest.skip("%s is unset and %s: run tests/%s DIR in the main environment"
+                        % (env_var, why, script))
+        d = str(tmp_path_factory.mktemp(os.path.splitext(script)[0]))
+        r = subprocess.run([sys.executable, os.path.join(HERE, script), d], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, universal_newlines=True)
+        assert r.returncode == 0, r.stdout[-2000:]
+    bad = problem(d)
+    if bad:
+        pytest.fail("%s: run tests/%s %s" % (bad, script, d))
+    return d
+
+
+def write_clip(src, out, frames=None, fourcc="mp4v"):
+    """The first ``frames`` frames of the video ``src`` (None: all) written to ``out`` with the
+    codec ``fourcc``, at ``src``'s frame rate and size; returns ``out``."""
+    import cv2
+
+    from edgepose.io import VideoReader
+
+    r = VideoReader(src)
+    w = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*fourcc), r.fps, r.size)
+    for i, f in enumerate(r):
+        if frames is not None and i >= frames:
+            break
+        w.write(f)
+    w.release()
+    return str(out)
+
+
+class LogRecorder:
+    """The messages the 'edgepose' logger emits (WARNING and up) while inside ``with``."""
+
+    def __enter__(self):
+        import logging
+        self.messages = []
+        rec = self
+
+        class H(logging.Handler):
+            def emit(self, record):
+                rec.messages.append(record.getMessage())
+
+        self.h, self.log = H(logging.WARNING), logging.getLogger("edgepose")
+        self.log.addHandler(self.h)
+        return self
+
+    def __exit__(self, *exc):
+        self.log.removeHandler(self.h)
+
+
 def export_lwop(assets, tmp_path_factory, name="lwop", **options):
     """The real Lightweight OpenPose checkpoint exported to FP32 ONNX (``options``: export's,
     e.g. ``dynamic=True``); skips where the exporters or the checkpoint are missing."""
@@ -79,7 +160,6 @@ def tfpose_onnx(assets):
     return asset_or_skip(assets, "models", "tfpose_mobilenet_thin.onnx")
 
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TFPOSE_SPEC = os.path.join(REPO, "examples", "tfpose_mobilenet_thin.spec.json")
 
 

@@ -2,61 +2,22 @@
 
     python tests/make_trt_bundles.py OUTDIR      (in the main environment: needs the exporters, onnx)
 
-Writes ``OUTDIR/tiny.onnx`` (a 6-conv Lightweight-OpenPose-shaped model with edgepose metadata),
+Writes ``OUTDIR/tiny.onnx`` (``tests/tiny_models.py``'s 6-conv Lightweight-OpenPose-shaped model),
 ``OUTDIR/calib/`` (8 images), and the bundles ``OUTDIR/int8`` (jetson-int8: FP32 + Q/DQ ONNX,
 calibration cache) and ``OUTDIR/fp16`` (jetson-fp16), made the way ``edgepose export`` makes them.
 ``tests/test_tensorrt_device.py`` runs them on each JetPack's (FAKE) TensorRT on the device's
 Python, where the exporters cannot run (``EDGEPOSE_TRT_BUNDLES_DIR=OUTDIR``); ``tests/test_tensorrt.py``
-uses the same model and images.
+uses the same model and images. Both use the helpers here (a bundle's copy, its model input,
+onnxruntime's outputs); importing this file needs numpy and the runtime only.
 """
 import os
+import shutil
 import sys
 
 import numpy as np
+from tiny_models import BOTTOMUP_HW, tiny_bottomup   # beside this file: on sys.path as a script too
 
-H, W = 64, 96
-
-
-def tiny_bottomup(path, seed=0):
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    from edgepose.exporters.onnx_export import make_meta
-    from edgepose.metadata import embed_onnx
-
-    rng = np.random.default_rng(seed)
-    nodes, inits = [], []
-
-    def conv(name, x, cin, cout, k, s, relu=True):
-        w = (rng.standard_normal((cout, cin, k, k)) * np.sqrt(2.0 / (cin * k * k))).astype(np.float32)
-        b = (rng.standard_normal(cout) * 0.1).astype(np.float32)
-        inits.extend([numpy_helper.from_array(w, name + ".w"), numpy_helper.from_array(b, name + ".b")])
-        y = name + ".out"
-        nodes.append(helper.make_node("Conv", [x, name + ".w", name + ".b"], [y], name=name,
-                                      kernel_shape=[k, k], strides=[s, s], pads=[k // 2] * 4))
-        if relu:
-            nodes.append(helper.make_node("Relu", [y], [name + ".relu"], name=name + "_relu"))
-            return name + ".relu"
-        return y
-
-    x = conv("c1", "image", 3, 8, 3, 2)
-    x = conv("c2", x, 8, 16, 3, 2)
-    x = conv("c3", x, 16, 16, 3, 2)
-    x = conv("c4", x, 16, 16, 1, 1)
-    hm = conv("hm", x, 16, 18, 1, 1, relu=False)
-    paf = conv("paf", x, 16, 38, 1, 1, relu=False)
-    nodes.append(helper.make_node("Identity", [hm], ["heatmaps"], name="hm_out"))
-    nodes.append(helper.make_node("Identity", [paf], ["pafs"], name="paf_out"))
-    g = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["batch", 3, "height", "width"])],
-        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT, ["batch", 18, "h8", "w8"]),
-         helper.make_tensor_value_info("pafs", TensorProto.FLOAT, ["batch", 38, "h8", "w8"])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    meta = make_meta("lightweight-openpose", {}, (H, W), True, None)
-    embed_onnx(m, meta)
-    onnx.checker.check_model(m)
-    onnx.save(m, path)
+H, W = BOTTOMUP_HW     # the bundles' model input
 
 
 def calib_images(d):
@@ -83,6 +44,29 @@ def export_bundle(model, calib, out, mode="int8", log=None, **kw):
         kw.setdefault("max_label_free_drop", 100.0)
     return export_jetson_bundle(model, out, mode=mode, calib=None if mode == "fp16" else calib,
                                 build_engine=False, log=log or (lambda m: None), **kw)
+
+
+def copy_bundle(src, dst):
+    """A fresh copy of a bundle (a test changes its copy only)."""
+    if os.path.exists(dst):
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    return dst
+
+
+def ort_outputs(path, x):
+    """The outputs of an ONNX file on onnxruntime's CPU provider, by name."""
+    import onnxruntime as ort
+    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in s.get_outputs()], s.run(None, {"image": x})))
+
+
+def model_input(meta, w=W):
+    """A fixed random image, ``H`` x ``w``, preprocessed for the bundles' model."""
+    from edgepose.preprocess import preprocess_bottomup
+    rng = np.random.default_rng(5)
+    img = rng.integers(0, 255, (H, w, 3), dtype=np.uint8)
+    return preprocess_bottomup(img, meta)[0]
 
 
 def main(outdir):

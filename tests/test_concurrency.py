@@ -100,8 +100,7 @@ def test_bottomup_from_two_threads(tfpose_model, assets, shared):
 
 @pytest.mark.parametrize("shared", [False, True], ids=["two-estimators", "one-shared"])
 def test_topdown_with_detector_from_two_threads(assets, tmp_path, shared):
-    sys.path.insert(0, HERE)
-    from test_topdown import build_dots_model
+    from tiny_models import build_dots_model
     from edgepose.pipelines import load_estimator
     det = os.path.join(assets, "detectors", "light_person_detector.onnx")
     if not os.path.exists(det):
@@ -207,8 +206,7 @@ def test_two_video_writers_of_one_path(tmp_path):
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory):
     pytest.importorskip("onnx")
-    sys.path.insert(0, HERE)
-    from make_trt_bundles import tiny_bottomup as _tiny_bottomup
+    from tiny_models import tiny_bottomup as _tiny_bottomup
     from edgepose.exporters.tensorrt import export_jetson_bundle
 
     d = tmp_path_factory.mktemp("lock")

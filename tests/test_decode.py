@@ -7,6 +7,8 @@ from edgepose import decode, reference
 from edgepose.errors import EdgeposeError
 from edgepose.schema import CMU18_LIMBS
 
+from conftest import LogRecorder
+
 LIMBS = np.array(CMU18_LIMBS, np.int64)
 K = 18
 
@@ -267,26 +269,6 @@ def test_empty_inputs_that_are_valid():
     assert people.shape == (0, 18, 3)
 
 
-class _Recorder:
-    """The messages the 'edgepose' logger emits while inside (a handler of its own)."""
-
-    def __enter__(self):
-        import logging
-        self.messages = []
-        rec = self
-
-        class H(logging.Handler):
-            def emit(self, record):
-                rec.messages.append(record.getMessage())
-
-        self.h, self.log = H(logging.WARNING), logging.getLogger("edgepose")
-        self.log.addHandler(self.h)
-        return self
-
-    def __exit__(self, *exc):
-        self.log.removeHandler(self.h)
-
-
 def test_numpy_fallback_without_extension(monkeypatch):
     """Without the compiled core the same API runs the reference, with the same errors, and
     says so once."""
@@ -297,7 +279,7 @@ def test_numpy_fallback_without_extension(monkeypatch):
     monkeypatch.setattr(decode, "_ext", None)
     monkeypatch.setattr(decode, "_warned_fallback", [])
     assert not decode.has_extension()
-    with _Recorder() as rec:
+    with LogRecorder() as rec:
         got = decode.decode_bottomup(hm, paf, LIMBS)
         decode.decode_bottomup(hm, paf, LIMBS)
     assert len([m for m in rec.messages if "runs in numpy" in m]) == 1

@@ -458,11 +458,8 @@ def test_dead_channel_gets_its_siblings_zero_point(tiny, tmp_path):
 @pytest.fixture(scope="module")
 def tiny_bottomup(tmp_path_factory):
     """A tiny bottom-up model with edgepose metadata and a folder of 12 calibration images."""
-    import sys
-
     import cv2
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from make_trt_bundles import tiny_bottomup as _tiny_bottomup
+    from tiny_models import tiny_bottomup as _tiny_bottomup
     d = tmp_path_factory.mktemp("tiny_bu")
     _tiny_bottomup(str(d / "tiny.onnx"))
     (d / "calib").mkdir()

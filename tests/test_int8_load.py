@@ -20,48 +20,29 @@ keep the signal. The host class comes from the saved probe model (or
 """
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
+from conftest import made_by_script
+
 FORMATS = ("u8s8", "u8s7", "u8u8")
-HERE = os.path.dirname(os.path.abspath(__file__))
+ENV = "EDGEPOSE_INT8_FORMATS_DIR"
 # relative L2 error to the exact output
 EXACT_TOL = 0.02          # exact int32 kernels: rounding ties only (measured 0 on VNNI, 1.10-1.32)
 SATURATING_TOL = 0.5      # u8s8 on a saturating x86 CPU: must keep the signal, nothing more
 
 
-def _can_make():
-    import importlib.util
-    for mod in ("onnx", "onnxruntime"):
-        try:
-            if importlib.util.find_spec(mod) is None:
-                return False
-        except (ImportError, ValueError):
-            return False
-    return os.path.isfile(os.path.join(HERE, "make_int8_formats.py"))
-
-
 @pytest.fixture(scope="module")
 def formats_dir(tmp_path_factory):
     pytest.importorskip("onnxruntime")
-    d = os.environ.get("EDGEPOSE_INT8_FORMATS_DIR")
-    if d:
+
+    def problem(d):
         if not os.path.isfile(os.path.join(d, "manifest.json")):
-            pytest.fail("EDGEPOSE_INT8_FORMATS_DIR=%s has no manifest.json: run tests/make_int8_formats.py %s"
-                        % (d, d))
-        return d
-    if not _can_make():
-        pytest.skip("EDGEPOSE_INT8_FORMATS_DIR is unset and this environment cannot make the models "
-                    "(needs onnx): run tests/make_int8_formats.py DIR in the main environment")
-    d = str(tmp_path_factory.mktemp("int8_formats"))
-    # a separate process: this one stays free of onnx (and of anything the exporters import)
-    r = subprocess.run([sys.executable, os.path.join(HERE, "make_int8_formats.py"), d],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-    assert r.returncode == 0, r.stdout[-2000:]
-    return d
+            return "%s=%s has no manifest.json" % (ENV, d)
+        return None
+
+    return made_by_script(tmp_path_factory, "make_int8_formats.py", ENV, problem)
 
 
 @pytest.fixture(scope="module")

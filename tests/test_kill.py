@@ -462,8 +462,7 @@ def sources(tmp_path_factory):
     pytest.importorskip("onnxruntime")
     import cv2
 
-    sys.path.insert(0, HERE)
-    from make_trt_bundles import tiny_bottomup as _tiny_bottomup
+    from tiny_models import tiny_bottomup as _tiny_bottomup
 
     d = tmp_path_factory.mktemp("kill_src")
     out = {"dir": d}

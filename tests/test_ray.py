@@ -16,11 +16,11 @@ import subprocess
 import sys
 import time
 
-import cv2
 import pytest
 
 from edgepose import cli
-from edgepose.io import VideoReader
+
+from conftest import write_clip
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,15 +64,7 @@ def media(assets, tmp_path_factory):
                 "coco/000000197388.jpg", "images/astronaut.png", "images/grace_hopper.jpg"):
         with open(os.path.join(assets, rel), "rb") as f:
             (imgs / os.path.basename(rel)).write_bytes(f.read())
-    clip = str(d / "clip.mp4")
-    r = VideoReader(os.path.join(assets, "videos", "arm_wrestling.mp4"))
-    w = cv2.VideoWriter(clip, cv2.VideoWriter_fourcc(*"mp4v"), r.fps, r.size)
-    for i, f in enumerate(r):
-        if i >= 60:
-            break
-        w.write(f)
-    w.release()
-    return str(imgs), clip
+    return str(imgs), write_clip(os.path.join(assets, "videos", "arm_wrestling.mp4"), d / "clip.mp4", 60)
 
 
 @pytest.fixture(scope="module")
@@ -172,6 +164,25 @@ def test_bad_input_fails_in_one_line_before_ray_starts(capsys, tfpose_model, med
     assert rc == 2 and words in err and len(err.strip().splitlines()) == 1, err
     ray = sys.modules.get("ray")
     assert ray is None or not ray.is_initialized()
+
+
+def test_an_estimator_options_object_holds_every_estimator_option(tfpose_model, media):
+    """infer / evaluate take an EstimatorOptions (what the CLI passes) or a model path with
+    threads and estimator_options, not both."""
+    from edgepose.errors import InputError
+    from edgepose.ray import evaluate, infer
+    from edgepose.ray.api import _model_options
+    from edgepose.runner import EstimatorOptions
+
+    opts = EstimatorOptions(tfpose_model, threads=3, height=128)
+    model, threads, rest = _model_options(opts, None, None)
+    assert (model, threads, rest["height"]) == (tfpose_model, 3, 128) and "model" not in rest
+    assert _model_options(opts, 1, None)[1] == 1                       # threads= overrides
+    assert _model_options(tfpose_model, 2, {"height": 128}) == (tfpose_model, 2, {"height": 128})
+    for call in (lambda: infer(opts, [media[0]], estimator_options={"height": 96}),
+                 lambda: evaluate(opts, ["c.json"], ["imgs"], estimator_options={"height": 96})):
+        with pytest.raises(InputError, match="estimator_options go with a model path"):
+            call()
 
 
 def test_a_frame_range_is_the_frames_decoding_from_the_start_gives(media):
@@ -287,6 +298,7 @@ def test_tracking_through_ray_is_the_tracking_of_one_sequential_run(local_ray, t
     across chunk boundaries (chunks of 20 frames)."""
     pytest.importorskip("scipy")
     from edgepose.ray import infer
+    from edgepose.runner import EstimatorOptions
 
     def seq(name, *extra):
         rc, _, _ = _run(capsys, "infer", tfpose_model, media[1], "--height", "128", "--track", *extra,
@@ -295,10 +307,10 @@ def test_tracking_through_ray_is_the_tracking_of_one_sequential_run(local_ray, t
         assert rc == 0
         return tmp_path / name
 
-    def par(name, **kw):
+    def par(name, **kw):        # the estimator as the CLI gives it: an EstimatorOptions
         d = tmp_path / name
-        infer(tfpose_model, [media[1]], out=str(d), summary_json=str(d / "s.json"), jsonl=str(d / "t.jsonl"),
-              chunk_frames=20, estimator_options={"height": 128}, echo=None, **kw)
+        infer(EstimatorOptions(tfpose_model, height=128), [media[1]], out=str(d), summary_json=str(d / "s.json"),
+              jsonl=str(d / "t.jsonl"), chunk_frames=20, echo=None, **kw)
         return d
 
     a, b = seq("seq"), par("ray", track=True)

@@ -27,12 +27,12 @@ ort = pytest.importorskip("onnxruntime")
 from edgepose import trt_cache as tc  # noqa: E402
 from edgepose.errors import ExportError, ModelError  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(__file__))
 import fake_tensorrt  # noqa: E402  (FAKE TensorRT: compatibility logic only)
 import make_trt_bundles as mtb  # noqa: E402
-from test_tensorrt_device import copy_bundle as _copy_bundle  # noqa: E402
-from test_tensorrt_device import model_input as _input  # noqa: E402
-from test_tensorrt_device import ort_outputs as _ort_outputs  # noqa: E402
+from make_trt_bundles import copy_bundle as _copy_bundle  # noqa: E402
+from make_trt_bundles import model_input as _input  # noqa: E402
+from make_trt_bundles import ort_outputs as _ort_outputs  # noqa: E402
+from tiny_models import tiny_bottomup  # noqa: E402
 
 H, W = mtb.H, mtb.W
 JETPACK_TRT = fake_tensorrt.JETPACK_TRT
@@ -46,9 +46,9 @@ JETPACK_TRT = fake_tensorrt.JETPACK_TRT
 def work(tmp_path_factory):
     d = tmp_path_factory.mktemp("trt")
     model = str(d / "tiny.onnx")
-    mtb.tiny_bottomup(model)
+    tiny_bottomup(model)
     other = str(d / "other.onnx")
-    mtb.tiny_bottomup(other, seed=1)
+    tiny_bottomup(other, seed=1)
     imgs = mtb.calib_images(str(d / "calib"))
     return {"dir": d, "model": model, "other": other, "calib": str(imgs)}
 

@@ -9,9 +9,6 @@ otherwise the tests skip with the reason. Nothing here says anything about Tenso
 speed: it checks version dispatch, engine building and caching, buffers and execution.
 """
 import os
-import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -21,56 +18,25 @@ pytest.importorskip("onnxruntime")
 from edgepose import trt_cache as tc  # noqa: E402
 from edgepose.errors import EdgeposeError, ModelError  # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 import fake_tensorrt  # noqa: E402  (FAKE TensorRT: compatibility logic only)
+from conftest import made_by_script  # noqa: E402
+from make_trt_bundles import W, copy_bundle, model_input, ort_outputs  # noqa: E402
 
 JETPACK_TRT = fake_tensorrt.JETPACK_TRT
-H, W = 64, 96        # the bundles' model input (tests/make_trt_bundles.py)
 
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
-    d = os.environ.get("EDGEPOSE_TRT_BUNDLES_DIR")
-    if not d:
-        try:
-            import onnx  # noqa: F401
-            ok = sys.version_info >= (3, 8)
-        except ImportError:
-            ok = False
-        if not ok:
-            pytest.skip("EDGEPOSE_TRT_BUNDLES_DIR is unset and the exporters cannot run here: run "
-                        "tests/make_trt_bundles.py DIR in the main environment")
-        d = str(tmp_path_factory.mktemp("trt_bundles"))
-        r = subprocess.run([sys.executable, os.path.join(HERE, "make_trt_bundles.py"), d],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-        assert r.returncode == 0, r.stdout[-2000:]
+    def problem(d):
+        for m in ("int8", "fp16"):
+            if not tc.is_bundle(os.path.join(d, m)):
+                return "%s is not a bundle" % os.path.join(d, m)
+        return None
+
+    d = made_by_script(tmp_path_factory, "make_trt_bundles.py", "EDGEPOSE_TRT_BUNDLES_DIR", problem)
     out = {m: os.path.join(d, m) for m in ("int8", "fp16")}
-    for p in out.values():
-        if not tc.is_bundle(p):
-            pytest.fail("%s is not a bundle: run tests/make_trt_bundles.py %s" % (p, d))
     out["image"] = os.path.join(d, "calib", "07.png")
     return out
-
-
-def copy_bundle(src, dst):
-    if os.path.exists(dst):
-        shutil.rmtree(dst)
-    shutil.copytree(src, dst)
-    return dst
-
-
-def ort_outputs(path, x):
-    import onnxruntime as ort
-    s = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return dict(zip([o.name for o in s.get_outputs()], s.run(None, {"image": x})))
-
-
-def model_input(meta, w=W):
-    from edgepose.preprocess import preprocess_bottomup
-    rng = np.random.default_rng(5)
-    img = rng.integers(0, 255, (H, w, 3), dtype=np.uint8)
-    return preprocess_bottomup(img, meta)[0]
 
 
 @pytest.mark.parametrize("version", JETPACK_TRT)

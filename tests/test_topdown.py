@@ -1,10 +1,10 @@
 """Top-down pipeline: geometry through a constructed ONNX model, boxes, batching, flip, NMS.
 
-The constructed "dots" model turns a crop into heatmaps that peak where the crop shows bright
-dots: a Gaussian blur (sigma 6 input px) sampled at stride 4 (kernel centred on input pixel
-4*i: heatmap_offset 0, HRNet's convention), then channel selection (keypoint k looks at colour
-channel COLOUR[k]; flip pairs share a colour, so the model is mirror-consistent). A dot drawn
-in the image must come back at the same image position after crop -> decode -> inverse affine.
+The constructed "dots" model (``tests/tiny_models.py``) turns a crop into heatmaps that peak where
+the crop shows bright dots: a Gaussian blur sampled at stride 4, then channel selection (keypoint
+k looks at colour channel COLOUR[k]; flip pairs share a colour, so the model is
+mirror-consistent). A dot drawn in the image must come back at the same image position after
+crop -> decode -> inverse affine.
 """
 from __future__ import annotations
 
@@ -19,60 +19,14 @@ from edgepose.metadata import ModelMeta
 from edgepose.bench import benchmark_people
 from edgepose.io import load_coco_boxes
 from edgepose.pipelines.topdown import TopDownEstimator, flip_shift, oks_nms, sanitize_boxes
-from edgepose.schema import COCO17_FLIP_PAIRS, COCO17_KEYPOINTS, COCO17_SIGMAS, COCO17_SKELETON
+from edgepose.schema import COCO17_SIGMAS
+
+from conftest import LogRecorder
+from tiny_models import DOTS_COLOUR as COLOUR, DOTS_IN_H as IN_H, DOTS_IN_W as IN_W, DOTS_STRIDE as STRIDE
+from tiny_models import build_dots_model, dots_meta
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-
-IN_H, IN_W, STRIDE = 256, 192, 4
-# colour channel per keypoint; both members of each flip pair share one
-COLOUR = [0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2]
-KSIGMA, KSIZE = 6.0, 25
-
-
-def _meta(batch_dynamic=True) -> ModelMeta:
-    return ModelMeta({
-        "family": "topdown", "arch": "test-dots",
-        "input": {"name": "image", "layout": "NCHW", "height": IN_H, "width": IN_W,
-                  "channel_order": "BGR", "mean": [0, 0, 0], "std": [255, 255, 255],
-                  "dynamic_hw": False, "dynamic_batch": batch_dynamic},
-        "outputs": {"heatmaps": {"name": "heatmaps", "layout": "NCHW"}},
-        "stride": STRIDE, "heatmap_offset": 0.0, "schema": "coco17",
-        "keypoints": COCO17_KEYPOINTS, "skeleton": [list(s) for s in COCO17_SKELETON],
-        "flip_pairs": [list(p) for p in COCO17_FLIP_PAIRS], "to_coco17": list(range(17)),
-        "crop": {"padding": 1.25},
-    })
-
-
-def build_dots_model(path: str, batch=None) -> str:
-    from onnx import TensorProto, helper, numpy_helper
-
-    from edgepose.metadata import embed_onnx
-
-    r = (KSIZE - 1) // 2
-    g = np.exp(-0.5 * (np.arange(-r, r + 1) / KSIGMA) ** 2)
-    k2 = np.outer(g, g)
-    k2 /= k2.sum()
-    w = np.zeros((3, 1, KSIZE, KSIZE), np.float32)
-    w[:, 0] = k2
-    n = batch if batch else "N"
-    nodes = [
-        helper.make_node("Conv", ["image", "w"], ["blur"], group=3, strides=[STRIDE, STRIDE],
-                         pads=[r, r, r, r], kernel_shape=[KSIZE, KSIZE]),
-        helper.make_node("Gather", ["blur", "sel"], ["heatmaps"], axis=1),
-    ]
-    graph = helper.make_graph(
-        nodes, "dots",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [n, 3, IN_H, IN_W])],
-        [helper.make_tensor_value_info("heatmaps", TensorProto.FLOAT,
-                                       [n, 17, IN_H // STRIDE, IN_W // STRIDE])],
-        [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array(COLOUR, np.int64), "sel")])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    embed_onnx(model, _meta(batch is None))
-    onnx.save(model, path)
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +167,7 @@ def test_flip_test_needs_flip_pairs(tmp_path):
 
     path = build_dots_model(str(tmp_path / "nopairs.onnx"))
     m = onnx.load(path)
-    meta = _meta()
+    meta = dots_meta()
     meta.data["flip_pairs"] = []
     embed_onnx(m, meta)
     onnx.save(m, path)
@@ -323,12 +277,11 @@ def test_oks_nms_function():
 
 
 def test_whole_image_when_no_detector_no_boxes(est):
-    from test_decode import _Recorder
     img = np.zeros((256, 192, 3), np.uint8)
     dots = [(50.2, 60.1), (100.4, 128.3), (140.7, 200.6)]
     draw_dots(img, dots, 4.0)
     est._said_whole_image = False
-    with _Recorder() as rec:
+    with LogRecorder() as rec:
         r = est(img)
         est(img)
     said = [m for m in rec.messages if "whole image is one person box" in m]

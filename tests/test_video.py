@@ -14,22 +14,16 @@ from edgepose.errors import InputError
 from edgepose.io import VideoReader
 from edgepose.video import open_source, run_video
 
+from conftest import write_clip
+
 pytest.importorskip("scipy")
 
 
 @pytest.fixture(scope="module")
 def clip(assets, tmp_path_factory):
     """The first 24 frames of arm_wrestling.mp4 (two people)."""
-    src = os.path.join(assets, "videos", "arm_wrestling.mp4")
-    out = str(tmp_path_factory.mktemp("clip") / "clip.mp4")
-    r = VideoReader(src)
-    w = cv2.VideoWriter(out, cv2.VideoWriter_fourcc(*"mp4v"), r.fps, r.size)
-    for i, f in enumerate(r):
-        if i >= 24:
-            break
-        w.write(f)
-    w.release()
-    return out
+    return write_clip(os.path.join(assets, "videos", "arm_wrestling.mp4"),
+                      tmp_path_factory.mktemp("clip") / "clip.mp4", 24)
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +82,8 @@ def test_a_truncated_file_gives_what_it_holds_and_a_playable_output(clip, est, t
     cut = tmp_path / "cut.mp4"
     # mp4v in an mp4 container: the index is at the end, so a cut file does not open at all;
     # an AVI (index optional) cut in half plays up to the cut
-    avi = tmp_path / "clip.avi"
-    w = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 28, (340, 256))
-    for f in VideoReader(clip):
-        w.write(f)
-    w.release()
-    data = avi.read_bytes()
+    avi = write_clip(clip, tmp_path / "clip.avi", fourcc="MJPG")
+    data = open(avi, "rb").read()
     cut = tmp_path / "cut.avi"
     cut.write_bytes(data[: len(data) // 2])
     st = run_video(str(cut), est, out_video=str(tmp_path / "o.mp4"), jsonl=str(tmp_path / "o.jsonl"))
@@ -104,12 +94,8 @@ def test_a_truncated_file_gives_what_it_holds_and_a_playable_output(clip, est, t
 
 
 def test_a_corrupt_frame_is_counted_skipped_and_numbered_around(clip, est, tmp_path):
-    avi = tmp_path / "c.avi"
-    w = cv2.VideoWriter(str(avi), cv2.VideoWriter_fourcc(*"MJPG"), 28, (340, 256))
-    for f in VideoReader(clip):
-        w.write(f)
-    w.release()
-    data = bytearray(avi.read_bytes())
+    avi = write_clip(clip, tmp_path / "c.avi", fourcc="MJPG")
+    data = bytearray(open(avi, "rb").read())
     soi = [i for i in range(len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xD8]
     assert len(soi) == 24
     data[soi[10] + 2:soi[10] + 400] = bytes(398)          # frame 10's JPEG headers destroyed

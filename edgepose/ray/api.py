@@ -28,6 +28,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple
 from .. import __version__
 from ..errors import EdgeposeError, InputError, ModelError
 from ..log import logger
+from ..runner import EstimatorOptions
 from .merge import Entries, merge_video
 from .plan import boxes_of, file_id, job_hash, plan_infer, seek_redo, tracker_spec
 from .records import JobDir, work_root
@@ -44,11 +45,22 @@ DEFAULT_CHUNK_FRAMES = 200
 IMAGES_PER_ITEM = 4
 
 
+def _model_options(model, threads: Optional[int], options: Optional[dict]) -> tuple:
+    """``(model path, threads, the other estimator options)`` of a job: ``model`` is a path (with
+    ``threads`` and the ``estimator_options`` dict) or an :class:`edgepose.runner.EstimatorOptions`
+    holding them all (its threads unless ``threads`` is given; no ``estimator_options`` then)."""
+    if not isinstance(model, EstimatorOptions):
+        return model, threads, options
+    if options:
+        raise InputError("estimator_options go with a model path; an EstimatorOptions holds its own")
+    d = model.to_dict()
+    path, own = d.pop("model"), d.pop("threads")
+    return path, own if threads is None else threads, d
+
+
 def _estimator_spec(model: str, threads: int, options: Optional[dict]) -> dict:
     """The workers' :class:`edgepose.runner.EstimatorOptions`, as the plain dict they receive
     (paths absolute); an unknown option is a one-line error."""
-    from ..runner import EstimatorOptions
-
     options = dict(options or {})
     for k in ("model", "threads"):
         if k in options:
@@ -67,8 +79,6 @@ def _check_model(spec: dict) -> Tuple[str, Any]:
         raise ModelError("model file not found: %s" % spec["model"])
     meta = None
     if backend_kind(spec["model"]) != "tensorrt":
-        from ..runner import EstimatorOptions
-
         meta = EstimatorOptions.from_dict(spec).load(threads=1).meta
     return model_digest(spec["model"]), meta
 
@@ -209,7 +219,7 @@ def log_summary(st: dict) -> None:
                     % (100 * st["utilization"], st["overhead_ms_per_item"]))
 
 
-def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_path: Optional[str] = None,
+def infer(model: "str | EstimatorOptions", sources: Sequence[str], out: Optional[str] = None, json_path: Optional[str] = None,
           summary_json: Optional[str] = None, draw: bool = True, address: Optional[str] = "local",
           workers: Optional[int] = None, threads: Optional[int] = None,
           chunk_frames: Optional[int] = None, images_per_item: int = IMAGES_PER_ITEM,
@@ -221,6 +231,10 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
           echo: Optional[Callable[[str], None]] = print, keep_work: bool = False,
           queue_depth: int = QUEUE_DEPTH) -> dict:
     """``edgepose infer`` on Ray: images, folders and video files over ``workers`` actors.
+
+    ``model``: a model path, with ``threads`` (inference threads per worker, default 1) and
+    ``estimator_options`` (the other :class:`edgepose.runner.EstimatorOptions` fields, a dict),
+    or an :class:`~edgepose.runner.EstimatorOptions` holding them all (``threads`` overrides its).
 
     Writes what ``edgepose infer`` writes for one source: the annotated images / video in
     ``out`` (default ``edgepose_out``; none without ``draw``), the COCO results (``json_path``,
@@ -236,6 +250,7 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
     from ..files import sha256_file, write_atomic
     from ..runner import video_summary_line
 
+    model, threads, estimator_options = _model_options(model, threads, estimator_options)
     workers = int(workers or DEFAULT_WORKERS)
     threads = int(threads or 1)
     chunk_frames = int(chunk_frames or DEFAULT_CHUNK_FRAMES)
@@ -365,7 +380,7 @@ def infer(model: str, sources: Sequence[str], out: Optional[str] = None, json_pa
         jobdir.close(remove=ok and not keep_work)
 
 
-def evaluate(model: str, coco: Sequence[str], images: Sequence[str], address: Optional[str] = "local",
+def evaluate(model: "str | EstimatorOptions", coco: Sequence[str], images: Sequence[str], address: Optional[str] = "local",
              workers: Optional[int] = None, threads: Optional[int] = None,
              images_per_item: int = IMAGES_PER_ITEM, boxes: Optional[str] = None,
              boxes_threshold: float = 0.0, estimator_options: Optional[dict] = None,
@@ -377,10 +392,12 @@ def evaluate(model: str, coco: Sequence[str], images: Sequence[str], address: Op
     ``edgepose eval`` pools them), the images spread over ``workers`` actors. Returns what
     :func:`edgepose.evaluate.evaluate_coco` returns (``stats``, ``images``, ``people``,
     ``results``, identical) and ``ray`` (the job's statistics). ``work_dir``: where the job's
-    folder goes (default ``~/.cache/edgepose/ray``)."""
+    folder goes (default ``~/.cache/edgepose/ray``). ``model``, ``threads``,
+    ``estimator_options``: as for :func:`infer` (a path with them, or an ``EstimatorOptions``)."""
     from ..evaluate import coco_keypoint_stats, coco_pairs, load_coco, merge_coco
     from ..files import sha256_file
 
+    model, threads, estimator_options = _model_options(model, threads, estimator_options)
     workers = int(workers or DEFAULT_WORKERS)
     threads = int(threads or 1)
     if min(workers, threads, int(images_per_item)) < 1:

@@ -13,20 +13,15 @@ import numpy as np
 from ..errors import InputError
 
 
-class SeekMismatch(Exception):
-    """A seeked frame's timestamp does not give the frame number it was given."""
-
-
 class FrameRange:
     """``(index, time_s, frame)`` of a video's frames ``first <= index < end`` (``end`` None: to
-    the end), numbered and timed as :class:`edgepose.video.FrameSource` numbers them (the
-    frames of ``edgepose infer VIDEO``; an undecodable frame is skipped and keeps its number).
-
-    ``seek=True``: seek with ``CAP_PROP_POS_FRAMES`` (FFmpeg goes to the keyframe before and
-    decodes forward) and check each frame's timestamp, ``round(POS_MSEC * fps / 1000)``, against
-    its number: a first frame that disagrees makes it decode from frame 0 instead (``mode``
-    "sequential"), a later one raises :class:`SeekMismatch`. ``seek=False``: decode from frame 0
-    and skip to ``first`` (always right, slower).
+    the end), numbered and timed as :class:`edgepose.frames.FrameSource` numbers them (the
+    frames of ``edgepose infer VIDEO``; an undecodable frame is skipped and keeps its number),
+    which reads them: ``seek=True`` seeks to ``first`` with the landing checked against the
+    frames' timestamps (a first frame that disagrees makes it decode from frame 0 instead:
+    ``mode`` "sequential"; a later one raises :class:`edgepose.frames.SeekMismatch`), ``seek=False`` decodes
+    from frame 0 (always right, slower). See :meth:`FrameSource.seek` and
+    :meth:`FrameSource.frames`.
 
     After iterating: ``mode``; ``pts_ok`` (every frame's timestamp gave its number: the
     timestamps run at a constant rate); ``eof`` (the video ended before ``end``)."""
@@ -38,49 +33,17 @@ class FrameRange:
         self.eof = False
         self.fps = 30.0
 
-    @staticmethod
-    def _pts_index(cap, fps: float) -> int:
-        import cv2
-        return int(round(cap.get(cv2.CAP_PROP_POS_MSEC) * fps / 1000.0))
-
     def __iter__(self) -> Iterator[Tuple[int, float, np.ndarray]]:
-        import cv2
+        from ..frames import FrameSource
 
-        from ..video import open_source
-
-        src = open_source(self.path)
-        try:
-            fps = float(src.cap.get(cv2.CAP_PROP_FPS) or 0.0) if src.cap is not None else 0.0
+        with FrameSource.video_file(self.path) as src:
             self.fps = src.fps
-            pending = None
-            if self.first > 0 and self.seek and fps > 0 and src.seek(self.first):
-                got = src.read()
-                if got is not None and self._pts_index(src.cap, fps) == got[0]:
-                    self.mode, pending = "seek", got
-                else:
-                    src.release()
-                    src = open_source(self.path)
-            while True:
-                if pending is not None:
-                    got, pending = pending, None
-                else:
-                    got = src.read()
-                if got is None:
-                    self.eof = True
-                    return
-                i, t, img = got
-                if self.end is not None and i >= self.end:
-                    return
-                if i < self.first:
-                    continue
-                if fps <= 0 or self._pts_index(src.cap, fps) != i:
-                    if self.mode == "seek":
-                        raise SeekMismatch("%s: frame %d has the timestamp of frame %d"
-                                           % (self.path, i, self._pts_index(src.cap, fps)))
-                    self.pts_ok = False
-                yield i, t, img
-        finally:
-            src.release()
+            if self.first > 0 and src.seek(self.first, fast=self.seek):
+                self.mode = "seek"
+            for got in src.frames(end=self.end):
+                self.pts_ok = src.pts_ok
+                yield got
+            self.pts_ok, self.eof = src.pts_ok, src.eof
 
 
 def frame_checksum(img: np.ndarray) -> int:
@@ -118,8 +81,8 @@ def plan_infer(sources: Sequence[str], images_per_item: int, chunk_frames: int,
     order; every source checked here, in one line, before any work."""
     from ..io import list_images
     from ..runner import drawn_name
+    from ..frames import open_source
     from ..sources import image_id, source_kind, source_name
-    from ..video import open_source
 
     plan, items, outputs, seen = [], [], {}, set()
     use_boxes = boxes_by_image is not None

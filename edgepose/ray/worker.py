@@ -25,8 +25,9 @@ import numpy as np
 
 from .. import __version__
 from ..errors import EdgeposeError, InputError, ModelError, first_line
+from ..frames import SeekMismatch
 from ..log import logger
-from .plan import FrameRange, SeekMismatch, frame_checksum
+from .plan import FrameRange, frame_checksum
 from .records import record_result, schema_of
 
 MAX_RESTARTS = 3          # restarts of one worker by Ray (the model loads again each time)

@@ -51,8 +51,9 @@ def main():
         tot["max_abs_diff"] = max(tot["max_abs_diff"], m)
         tot["files"].append({"a": fa, "b": fb, "values": n, "differ": d, "max_abs_diff": m})
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(tot, f, indent=1)
+        from edgepose.files import write_json       # the x86 venv's edgepose (scripts/rpi_emulated.sh)
+
+        write_json(a.json, tot)
     return 1 if tot["differ"] else 0
 
 
