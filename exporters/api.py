@@ -14,10 +14,15 @@ Targets (``TARGETS``)
     metadata) and hands it to the target's module (imported lazily):
 
     ===============================  ====================================================
-    ``cpu-int8``                     ``ort_int8.export_cpu_int8(onnx, out, calib=, meta=, torch_model=)``
+    ``cpu-int8``                     ``ort_int8.export_cpu_int8(onnx, out, calib=, meta=, torch_model=, options=)``
     ``tflite-fp32/-fp16``, ``rpi-int8``  ``tflite.export_tflite(onnx, out, mode="fp32"|"fp16"|"int8", ...)``
     ``jetson-int8/-fp16/-int8-dla``  ``tensorrt.export_jetson_bundle(onnx, out, mode="int8"|"fp16"|"int8-dla", ...)``
     ===============================  ====================================================
+
+    The target options (``**target_options``) become one
+    :class:`edgepose.exporters.int8.options.ExportOptions`, checked for the target before any
+    expensive work (``ExportOptions.for_target``: an unknown option, or one the target does not
+    take, is refused in one line) and handed to the target function as ``options=``.
 
     ``torch_model`` is the PyTorch deployment module (same input and named outputs as the ONNX
     model: ``(heatmaps, pafs)`` or ``heatmaps``) when the source is a checkpoint, else None.
@@ -28,7 +33,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import time
 from typing import Any, Dict, Optional, Sequence, Union
 
@@ -193,6 +197,18 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
         raise ExportError("output of target onnx must end in .onnx: %s" % out)
     if os.path.abspath(out) == os.path.abspath(source) and not (target == "onnx" and kind == "onnx" and spec is None):
         raise ExportError("output %s would overwrite the source" % out)
+    from .int8.options import TARGET_OPTIONS, ExportOptions
+
+    opts = dict(target_options)
+    if "source_name" in TARGET_OPTIONS[target]:
+        opts.setdefault("source_name", os.path.abspath(source))     # its report names the user's source
+    if input_size is not None and kind != "checkpoint" and target.startswith(("tflite", "rpi")):
+        # a TFLite model has a fixed input size: --input-size picks it for ONNX sources too
+        from .onnx_export import parse_input_size
+
+        opts.setdefault("height", parse_input_size(input_size)[0])
+        opts.setdefault("width", parse_input_size(input_size)[1])
+    options = ExportOptions.for_target(target, **opts)     # checked once, before any expensive work
 
     meta = None
     if kind == "onnx" and spec is None:
@@ -209,8 +225,6 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
                           ".tflite with --target tflite); conversion and INT8 do not cover them yet" % (target, family))
 
     if target == "onnx":
-        if target_options:
-            raise ExportError("option(s) %s do not apply to target onnx" % ", ".join(sorted(target_options)))
         if calib:
             _log(progress, "--calib ignored for target onnx (FP32)")
         if meta is not None:
@@ -220,20 +234,16 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
 
     module_name, func_name, mode, _suffix = _DISPATCH[target]
     func = _target_function(target, module_name, func_name)
-    probe = dict(calib=calib, meta=None, torch_model=None, **target_options)
-    if mode is not None:
-        probe["mode"] = mode
-    _check_options(target, func, "model.onnx", out, probe)  # before any expensive work
     paths = [calib] if isinstance(calib, (str, os.PathLike)) else calib
     if calib and target != "onnx" and isinstance(paths, (list, tuple)) \
             and all(isinstance(c, (str, os.PathLike)) for c in paths):
         from edgepose.calibration import check_sources
 
         check_sources(calib)           # a bad --calib is reported before the FP32 step
-    if target_options.get("coco") is not None:
+    if options.coco is not None:
         from edgepose.evaluate import coco_pairs
 
-        coco_pairs(target_options["coco"], target_options.get("images_dir"))
+        coco_pairs(options.coco, options.images_dir)
     from edgepose.files import scratch_dir
 
     with scratch_dir(SCRATCH_LABEL) as tmpdir:
@@ -250,18 +260,9 @@ def export(source: str, target: str = "onnx", out: Optional[str] = None, arch: O
             meta = ModelMeta(fp32_report["metadata"])
             fp32_report = dict(fp32_report, output=None)  # the temporary file is gone after this call
             own = {"fp32_onnx": fp32_report}
-        kwargs = dict(calib=calib, meta=meta, torch_model=torch_model)
-        if "source_name" in (getattr(sys.modules.get(func.__module__), "OPTIONS", None) or ()):
-            kwargs["source_name"] = os.path.abspath(source)     # its report names the user's source
+        kwargs = dict(calib=calib, meta=meta, torch_model=torch_model, options=options)
         if mode is not None:
             kwargs["mode"] = mode
-        kwargs.update(target_options)
-        if input_size is not None and kind != "checkpoint" and target.startswith(("tflite", "rpi")):
-            # a TFLite model has a fixed input size: --input-size picks it for ONNX sources too
-            from .onnx_export import parse_input_size
-
-            kwargs.setdefault("height", parse_input_size(input_size)[0])
-            kwargs.setdefault("width", parse_input_size(input_size)[1])
         target_report = func(onnx_path, out, **kwargs)
     report: Dict[str, Any] = {"target": target, "output": out, "source": source,
                               "source_kind": "onnx+spec" if spec is not None else kind,
@@ -289,33 +290,6 @@ def is_intermediate(path: str) -> bool:
     """True for the FP32 ONNX that :func:`export` makes in its scratch folder for another target
     (deleted afterwards: never announced as written)."""
     return os.path.basename(os.path.dirname(os.path.abspath(path))).startswith("." + SCRATCH_LABEL + ".")
-
-
-def check_declared(what: str, given, declared) -> None:
-    """ExportError naming the options in ``given`` that ``declared`` does not list."""
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise ExportError("%s: unknown option(s) %s (options: %s)"
-                          % (what, ", ".join(unknown), ", ".join(sorted(declared))))
-
-
-def _check_options(target: str, func, onnx_path: str, out: str, kwargs: Dict[str, Any]) -> None:
-    import inspect
-
-    declared = getattr(sys.modules.get(func.__module__), "OPTIONS", None)
-    if declared is not None:
-        named = {n for n, p in inspect.signature(func).parameters.items()
-                 if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-        check_declared("target %s" % target, kwargs, set(declared) | named)
-
-    try:
-        sig = inspect.signature(func)
-    except (TypeError, ValueError):  # pragma: no cover - builtins
-        return
-    try:
-        sig.bind(onnx_path, out, **kwargs)
-    except TypeError as e:
-        raise ExportError("target %s: %s" % (target, str(e).splitlines()[0] if str(e) else "bad options"))
 
 
 def _target_function(target: str, module_name: str, func_name: str):

@@ -9,31 +9,25 @@ mixed-precision search; when nothing meets it the export fails and leaves no fil
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from edgepose.files import atomic_path
 from edgepose.errors import ExportError
 from edgepose.evaluate import coco_pairs
 
+from .int8.options import ExportOptions
+
 __all__ = ["export_cpu_int8", "DEFAULTS", "report_path"]
 
-# The default configuration (see benchmarks/int8_frontier.py for the measurements behind it);
-# activation/weight types come from the host's int8 kernels (int8.kernels.cpu_int8_format)
-DEFAULTS: Dict[str, Any] = {
-    "method": "minmax",
-    "symmetric_activations": False,   # uint8 activations: ReLU outputs use all 256 levels
-    "per_channel": True,
-    "fold": True,                     # fold 1x1 depthwise convs into their consumer (exact)
-    "equalize": "activations",        # activation-aware cross-layer equalization (exact in float)
-    "equalize_concat": True,          # concat-aware equalization (exact in float)
-}
-DEFAULT_HOLDOUT = "auto"
-# the options export_cpu_int8 takes (anything else is an error, before any work)
-OPTIONS = frozenset({"holdout", "seed", "every", "height", "calib_images_dir", "format",
-                     "symmetric_activations", "per_channel", "reduce_range", "equalize", "fold", "alpha",
-                     "percentile", "keep_float", "activation_type", "weight_type", "max_memory_mb",
-                     "float_concat_inputs", "bias_correction", "equalize_concat", "search", "gate",
-                     "max_label_free_drop", "threads", "measure_speed", "min_speedup", "log", "quiet"})
+# The default configuration (see benchmarks/int8_frontier.py for the measurements behind it): the
+# defaults of ExportOptions' fields (int8/options.py says why each); activation/weight types come
+# from the host's int8 kernels (int8.kernels.cpu_int8_format)
+DEFAULTS: Dict[str, Any] = ExportOptions().pick(("method", "symmetric_activations", "per_channel", "fold",
+                                                  "equalize", "equalize_concat"))
+# the quantizer options cpu-int8 passes on (those left None come from the format)
+QUANTIZE_OPTIONS = ("symmetric_activations", "per_channel", "reduce_range", "equalize", "fold", "alpha",
+                    "percentile", "keep_float", "activation_type", "weight_type", "max_memory_mb",
+                    "float_concat_inputs", "bias_correction", "equalize_concat")
 
 
 def report_path(out: str) -> str:
@@ -42,79 +36,56 @@ def report_path(out: str) -> str:
 
 
 def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model=None,
-                    max_ap_drop: float = 1.0, method: str = "minmax", n_calib: int = 32,
-                    coco=None, images_dir=None, **opts) -> Dict[str, Any]:
+                    options: Optional[ExportOptions] = None, **kwargs) -> Dict[str, Any]:
     """FP32 ONNX (with edgepose metadata) -> INT8 Q/DQ ONNX at ``out``; returns the report.
 
     ``calib``: calibration source path(s) (image folders, videos, COCO JSONs) or a ready
-    :class:`edgepose.calibration.CalibrationSet`. ``coco``/``images_dir``: one or several
-    annotated sets for the true AP drop. Options: ``holdout`` ("auto": what calibration leaves,
-    up to 128), ``seed`` (0), ``every``, ``height``, ``calib_images_dir`` (images of a COCO
-    calibration file), ``format`` ("auto": u8s8 where this CPU's int8 kernels are exact, else
-    u8s7 -- 7-bit weights, no 16-bit saturation -- then u8u8; or one of
+    :class:`edgepose.calibration.CalibrationSet`. ``options``: an
+    :class:`edgepose.exporters.int8.options.ExportOptions` made for target cpu-int8, or the same
+    options as keywords (``kwargs``, checked by ``ExportOptions.for_target``): ``n_calib`` (32),
+    ``method`` ("minmax"), ``max_ap_drop`` (1.0), ``coco``/``images_dir`` (one or several
+    annotated sets for the true AP drop), ``holdout`` ("auto": what calibration leaves, up to
+    128), ``seed`` (0), ``every``, ``height``, ``calib_images_dir`` (images of a COCO calibration
+    file), ``format`` ("auto": u8s8 where this CPU's int8 kernels are exact, else u8s7 -- 7-bit
+    weights, no 16-bit saturation -- then u8u8; or one of
     :data:`edgepose.exporters.int8.kernels.FORMATS`), ``symmetric_activations``, ``per_channel``,
     ``equalize``, ``equalize_concat``, ``percentile``, ``keep_float`` (node names), ``search``
     (mixed-precision search on a missed budget, True), ``max_label_free_drop``, ``threads``,
-    ``log`` (callable), ``quiet``.
+    ``min_speedup``, ``measure_speed``, ``log`` (callable), ``quiet``.
     """
     import onnx
     from edgepose.calibration import CalibrationSet, load_samples
     from edgepose.metadata import ModelMeta, embed_onnx
-    from .int8.gate import LABEL_FREE_GATE, MIN_USEFUL_SPEEDUP, relative_speed
+    from .int8.gate import MIN_USEFUL_SPEEDUP, relative_speed
     from .int8.kernels import cpu_int8_candidates, cpu_int8_format, int8_kernel_class
     from .int8.qdq import quantize_qdq
     from .int8.report import format_report, save_report
     from .int8.search import PREPARE_KEYS, gated_quantize, prepare
 
-    from .api import check_declared
-    check_declared("cpu-int8", opts, OPTIONS)
-    log = opts.pop("log", None)
-    quiet = bool(opts.pop("quiet", False))
+    options = ExportOptions.resolve("cpu-int8", options, kwargs)
+    log = options.log
     if log is None:
         from edgepose.log import logger
-        log = logger.debug if quiet else logger.info
+        log = logger.debug if options.quiet else logger.info
     from edgepose.exporters.api import target_meta
 
     meta = target_meta(onnx_path, meta)
     if calib is None:
         raise ExportError("cpu-int8 needs calibration data: --calib IMAGES_DIR | VIDEO | COCO.json ...")
-    holdout = opts.pop("holdout", DEFAULT_HOLDOUT)
-    seed = int(opts.pop("seed", 0))
-    every, height, cal_dir = opts.pop("every", None), opts.pop("height", None), opts.pop("calib_images_dir", None)
-    requested = opts.pop("format", None)
-    if requested is None and any(k in opts for k in ("activation_type", "weight_type", "reduce_range")):
+    requested = options.format
+    if requested is None and any(getattr(options, k) is not None
+                                 for k in ("activation_type", "weight_type", "reduce_range")):
         requested = "custom"
-    if requested not in (None, "auto", "custom"):
-        cpu_int8_format(requested)   # an unknown format is refused before any work
-    qkw = dict(DEFAULTS)
-    qkw["method"] = method
-    for k in ("symmetric_activations", "per_channel", "reduce_range", "equalize", "fold", "alpha",
-              "percentile", "keep_float", "activation_type", "weight_type", "max_memory_mb",
-              "float_concat_inputs", "bias_correction", "equalize_concat"):
-        if k in opts:
-            qkw[k] = opts.pop(k)
-    search = bool(opts.pop("search", True))
-    enforce = bool(opts.pop("gate", True))
-    max_lf = float(opts.pop("max_label_free_drop", LABEL_FREE_GATE))
-    threads = opts.pop("threads", None)
-    measure_speed = bool(opts.pop("measure_speed", True))
-    min_speedup = opts.pop("min_speedup", None)
-    if min_speedup is not None:
-        try:
-            min_speedup = float(min_speedup)
-        except (TypeError, ValueError):
-            raise ExportError("min_speedup must be a number, got %r" % (min_speedup,))
-        if not min_speedup > 0:
-            raise ExportError("min_speedup must be > 0, got %g" % min_speedup)
-        measure_speed = True
-    if opts:
-        raise ExportError("cpu-int8: unknown option(s): %s" % ", ".join(sorted(opts)))
-    pairs = coco_pairs(coco, images_dir)       # checked before the calibration work
+    qkw = dict(options.pick(QUANTIZE_OPTIONS), method=options.method)
+    search, enforce, threads = options.search, options.gate, options.threads
+    min_speedup = options.min_speedup
+    measure_speed = options.measure_speed or min_speedup is not None
+    pairs = coco_pairs(options.coco, options.images_dir)       # checked before the calibration work
     if isinstance(calib, CalibrationSet):
         cs = calib
     else:
-        cs = load_samples(calib, meta, n=int(n_calib), holdout=holdout, seed=seed, every=every,
-                          height=height, images_dir=cal_dir)
+        cs = load_samples(calib, meta, n=options.n_calib, holdout=options.holdout, seed=options.seed,
+                          every=options.every, height=options.height, images_dir=options.calib_images_dir)
     log(cs.describe())
     kernels = int8_kernel_class()
     if requested == "custom":
@@ -123,7 +94,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
         formats = cpu_int8_candidates(requested)
     if not enforce:
         formats = formats[:1]       # --no-gate: measure the host's first choice and report it
-    elif kernels["saturates_u8s8"] and requested in (None, "auto"):
+    elif kernels["saturates_u8s8"] and requested is None:
         # no candidate that fits this CPU pays: the device format (u8s8, exact on jetson/arm/VNNI)
         formats = formats + [dict(cpu_int8_format("u8s8"), why="no format that fits this CPU's saturating "
                                   "kernels pays here: the device format (exact on jetson/arm/VNNI CPUs)")]
@@ -138,10 +109,7 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
     if enforce and kernels["saturates_u8s8"] and len(formats) > 2 and measure_speed:
         # speed before accuracy: on a CPU whose u8s8 kernels saturate, a format that fits them
         # but runs no faster than FP32 here is not worth an accuracy evaluation
-        try:
-            from edgepose.files import scratch_dir
-        except ImportError:        # before edgepose.files
-            from edgepose.files import scratch_dir
+        from edgepose.files import scratch_dir
         keep = []
         with scratch_dir("edgepose-speed") as sd:
             for fmt in formats[:-1]:
@@ -169,8 +137,8 @@ def export_cpu_int8(onnx_path: str, out: str, calib=None, meta=None, torch_model
             log("cpu-int8 format %s: %s" % (fmt["format"], fmt["why"]))
             try:
                 info, rep = gated_quantize(onnx_path, tmp, cs, meta, quantize_kwargs=fkw,
-                                               max_ap_drop=max_ap_drop, coco=pairs, log=log,
-                                               search=search and last, max_label_free_drop=max_lf,
+                                               max_ap_drop=options.max_ap_drop, coco=pairs, log=log,
+                                               search=search and last, max_label_free_drop=options.max_label_free_drop,
                                                threads=threads, measure_speed=measure_speed,
                                                enforce=enforce, host_kernels=True, prepared=prepared,
                                                cache=shared_cache)

@@ -29,20 +29,13 @@ from edgepose import trt_cache as tc
 from edgepose.errors import EdgeposeError, ExportError, first_line
 from edgepose.metadata import ModelMeta
 
+from .int8.options import DEFAULT_ASPECT_RANGE, ExportOptions
+
 MODES = ("int8", "fp16", "int8-dla")
 NANO_NOTE = ("note: a Jetson Nano (Maxwell, compute 5.3) has no fast INT8: TensorRT builds this bundle "
              "as fp16 there (build-engine says so) and the calibration serves Xavier / Orin only; "
              "for a Nano, --target jetson-fp16 needs no calibration")
-# the options export_jetson_bundle takes (anything else is an error, before any work)
-OPTIONS = frozenset({"method", "holdout", "seed", "every", "max_batch", "aspect_range", "height_range",
-                     "static_shapes", "gpu_fallback", "build_engine", "overwrite", "log", "percentile",
-                     "equalize", "equalize_concat", "max_memory_mb", "keep_float", "float_outputs", "gate",
-                     "search", "max_label_free_drop", "threads", "calib_images_dir", "opt_hw",
-                     "bias_correction"})
 TARGETS = {"jetson-int8": "int8", "jetson-fp16": "fp16", "jetson-int8-dla": "int8-dla"}
-
-# width/height ratios a bottom-up dynamic-width profile covers (portrait 1:2 to wide 2:1)
-DEFAULT_ASPECT_RANGE = (0.5, 2.0)
 
 
 
@@ -299,61 +292,55 @@ def _sha_text(*parts: str) -> str:
     return h.hexdigest()
 
 
-def _quantize_and_gate(fp32_path: str, qdq_path: str, meta: ModelMeta, cs, method: str,
-                       max_ap_drop: float, coco, images_dir,
-                       opts: Dict[str, Any], log) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def _quantize_and_gate(fp32_path: str, qdq_path: str, meta: ModelMeta, cs, coco,
+                       options: ExportOptions, log) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """Q/DQ ONNX (symmetric int8, TensorRT's form) + the accuracy gate: (quant info, report).
 
-    ``opts``: ``gate`` (default True: a missed budget fails the export, after the mixed-precision
-    search), ``search``, ``max_label_free_drop``, ``threads``, and quantizer options
-    (``percentile``, ``equalize``, ``equalize_concat``, ``max_memory_mb``, ``keep_float``,
-    ``float_outputs``).
+    ``options``: ``gate`` (default True: a missed budget fails the export, after the
+    mixed-precision search), ``search``, ``max_ap_drop``, ``max_label_free_drop``, ``threads``,
+    and quantizer options (``method``, ``percentile``, ``equalize``, ``equalize_concat``,
+    ``max_memory_mb``, ``keep_float``, ``float_outputs``, ``bias_correction``).
     """
     from .int8.search import gated_quantize
 
-    qkw: Dict[str, Any] = dict(symmetric_activations=True, per_channel=True, method=method)
-    for k in ("percentile", "equalize", "equalize_concat", "max_memory_mb", "keep_float", "float_outputs",
-              "bias_correction"):
-        if k in opts:
-            qkw[k] = opts[k]
-    gkw = {k: opts[k] for k in ("max_label_free_drop", "threads") if k in opts}
+    qkw: Dict[str, Any] = dict(symmetric_activations=True, per_channel=True, method=options.method,
+                               **options.pick(("percentile", "equalize", "equalize_concat", "max_memory_mb",
+                                               "keep_float", "float_outputs", "bias_correction")))
     return gated_quantize(fp32_path, qdq_path, cs, meta, quantize_kwargs=qkw,
-                              max_ap_drop=max_ap_drop, coco=coco, images_dir=images_dir, log=log,
-                              search=bool(opts.get("search", True)), enforce=bool(opts.get("gate", True)),
-                              measure_speed=False, **gkw)
+                          max_ap_drop=options.max_ap_drop, coco=coco, images_dir=None, log=log,
+                          search=options.search, enforce=options.gate, measure_speed=False,
+                          max_label_free_drop=options.max_label_free_drop, threads=options.threads)
 
 
 def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Optional[str] = None,
                          meta: Optional[ModelMeta] = None, torch_model: Any = None,
-                         max_ap_drop: float = 1.0, n_calib: int = 32, coco: Optional[str] = None,
-                         images_dir: Optional[str] = None, workspace_mb: Optional[int] = None,
-                         dla_core: int = 0, **opts) -> Dict[str, Any]:
+                         options: Optional[ExportOptions] = None, **kwargs) -> Dict[str, Any]:
     """Write a TensorRT deploy bundle to the directory ``out``; returns the export report.
 
     ``mode``: int8 | fp16 | int8-dla (also accepted as the jetson-* target names).
     ``calib``: calibration source (image folder, video, COCO JSON), required for int8 modes.
-    Options (``opts``): ``method`` (calibration: minmax, percentile, mse, entropy), ``holdout``
-    (held-out frames, default 8), ``seed``, ``every`` (video), ``max_batch``, ``aspect_range``,
-    ``height_range``, ``static_shapes``, ``gpu_fallback`` (DLA, default True), ``build_engine``
-    (default: when tensorrt imports), ``overwrite`` (default True), ``log`` (callable).
+    ``options``: an :class:`edgepose.exporters.int8.options.ExportOptions` made for the
+    jetson-* target of ``mode``, or the same options as keywords (``kwargs``): ``n_calib`` (32),
+    ``method`` (calibration: minmax, percentile, mse, entropy), ``holdout`` (held-out frames,
+    "auto"), ``seed``, ``every`` (video), ``max_ap_drop``, ``coco``/``images_dir``, ``max_batch``,
+    ``aspect_range``, ``height_range``, ``static_shapes``, ``gpu_fallback`` (DLA, default True),
+    ``build_engine`` (default: when tensorrt imports), ``overwrite`` (default True),
+    ``workspace_mb``, ``dla_core``, ``log`` (callable), and the gate's and quantizer's options.
     """
     import onnx
     from edgepose.metadata import embed_onnx
 
-    from .api import check_declared
-    check_declared("Jetson bundle", opts, OPTIONS)
     from edgepose.log import logger
-    log = opts.pop("log", None) or logger.info
     mode = TARGETS.get(mode, mode)
     if mode not in MODES:
         raise ExportError("unknown Jetson mode %r (choose from %s)" % (mode, ", ".join(MODES)))
+    options = ExportOptions.resolve("jetson-" + mode, options, kwargs)
+    log = options.log or logger.info
     from edgepose.exporters.api import target_meta
 
     meta = target_meta(onnx_path, meta)
     if mode != "fp16" and not calib:
         raise ExportError("--target jetson-%s needs calibration data: --calib IMAGES_DIR|VIDEO|COCO_JSON" % mode)
-    if max_ap_drop is None:
-        max_ap_drop = 1.0
     out = os.path.normpath(out)
     parent = os.path.dirname(os.path.abspath(out))
     try:
@@ -364,11 +351,9 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
         raise ExportError("output %s exists and is not a directory (a bundle is a directory)" % out)
     if os.path.isdir(out) and os.listdir(out) and not tc.is_bundle(out):
         raise ExportError("output %s is a non-empty directory that is not an edgepose bundle: refusing to replace it" % out)
-    if os.path.isdir(out) and not opts.get("overwrite", True):
+    if os.path.isdir(out) and not options.overwrite:
         raise ExportError("bundle %s exists (overwrite=False)" % out)
-    workspace_mb = int(workspace_mb or tc.DEFAULT_WORKSPACE_MB)
-    if workspace_mb <= 0:
-        raise ExportError("workspace_mb must be positive, got %d" % workspace_mb)
+    workspace_mb = options.workspace_mb or tc.DEFAULT_WORKSPACE_MB
     if mode == "int8":   # said before the calibration is spent
         log(NANO_NOTE)
 
@@ -384,17 +369,14 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
         raise ExportError("metadata names input %r but the ONNX input is %r" % (meta.input["name"], in_name))
     dla = None
     if mode == "int8-dla":
-        if int(dla_core) < 0:
-            raise ExportError("dla_core must be >= 0, got %d" % dla_core)
-        dla = {"core": int(dla_core), "gpu_fallback": bool(opts.get("gpu_fallback", True))}
-    static = bool(opts.get("static_shapes", dla is not None))
+        dla = {"core": options.dla_core, "gpu_fallback": options.gpu_fallback}
+    static = dla is not None if options.static_shapes is None else options.static_shapes
     if static and (meta.input.get("dynamic_hw") or meta.input.get("dynamic_batch")):
         # a static engine: the runtime must fit every image into the fixed input size
         meta = ModelMeta(dict(meta.data, input=dict(meta.input, dynamic_hw=False, dynamic_batch=False)))
     profile = input_profile(meta, in_dims, static=static,
-                            max_batch=opts.get("max_batch"),
-                            aspect_range=tuple(opts.get("aspect_range", DEFAULT_ASPECT_RANGE)),
-                            height_range=opts.get("height_range"), opt_hw=opts.get("opt_hw"))
+                            max_batch=options.max_batch, aspect_range=options.aspect_range,
+                            height_range=options.height_range, opt_hw=options.opt_hw)
 
     from edgepose.files import atomic_dir
 
@@ -414,13 +396,12 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
 
             from edgepose.evaluate import coco_pairs
 
-            ckw = {k: opts[k] for k in ("holdout", "seed", "every") if k in opts}
-            ckw.setdefault("holdout", "auto")
-            if opts.get("calib_images_dir"):
-                ckw["images_dir"] = opts["calib_images_dir"]
-            pairs = coco_pairs(coco, images_dir)
+            ckw = dict(holdout=options.holdout, seed=options.seed, every=options.every)
+            if options.calib_images_dir:
+                ckw["images_dir"] = options.calib_images_dir
+            pairs = coco_pairs(options.coco, options.images_dir)
             try:
-                cs = load_samples(calib, meta, n=int(n_calib), **ckw)
+                cs = load_samples(calib, meta, n=options.n_calib, **ckw)
             except EdgeposeError:
                 raise
             except Exception as e:
@@ -430,10 +411,9 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
             if outside:
                 log("note: %d calibration input(s) (e.g. shape %s) lie outside the engine's input range %s..%s; "
                     "their statistics still count" % (len(outside), outside[0], tuple(profile["min"]), tuple(profile["max"])))
-            method = opts.get("method") or "minmax"
+            method = options.method
             qdq = os.path.join(tmp, tc.QDQ_ONNX)
-            info, accuracy = _quantize_and_gate(fp32, qdq, meta, cs, method, float(max_ap_drop), pairs,
-                                                None, opts, log)
+            info, accuracy = _quantize_and_gate(fp32, qdq, meta, cs, pairs, options, log)
             n_float_bias = _check_qdq_for_tensorrt(qdq)
             keep_float = list(info.get("keep_float") or []) + list(info.get("tail_float") or [])
             ranges = info.get("ranges") or {}
@@ -491,7 +471,7 @@ def export_jetson_bundle(onnx_path: str, out: str, mode: str = "int8", calib: Op
     report["files"] = sorted(os.listdir(out))
     report["input_shapes"] = {in_name: profile}
     report["trtexec"] = [c for _, c in trtexec_lines(build)]
-    do_build = opts.get("build_engine")
+    do_build = options.build_engine
     if do_build is None:
         do_build = _tensorrt_importable()
     if do_build:

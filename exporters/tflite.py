@@ -44,12 +44,9 @@ from edgepose.errors import EdgeposeError, ExportError, first_line
 from edgepose.log import logger
 from edgepose.metadata import ModelMeta
 
+from .int8.options import ExportOptions
+
 MODES = ("fp32", "fp16", "int8")
-# the options export_tflite takes (anything else is an error, before any work)
-OPTIONS = frozenset({"height", "width", "verify_samples", "threads", "float_ops", "activation_bits",
-                     "check_accuracy", "report_json", "holdout", "calib_holdout", "calib_images_dir",
-                     "search", "keep_float", "gate", "max_label_free_drop", "fold", "equalize",
-                     "equalize_concat", "source_name"})
 TARGETS = {"tflite-fp32": "fp32", "tflite-fp16": "fp16", "rpi-int8": "int8"}
 
 # max |tflite - onnx| allowed, as  atol + rtol * max|onnx output|  (per output). fp32 is tight
@@ -437,9 +434,8 @@ def _compare(tflite_path: str, onnx_path: str, inputs_nhwc: List[np.ndarray], on
 # public
 # ----------------------------------------------------------------------------------------------
 def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
-                  meta: Optional[ModelMeta] = None, torch_model=None, max_ap_drop: float = 1.0,
-                  n_calib: int = 32, coco: Optional[str] = None, images_dir: Optional[str] = None,
-                  **opts) -> Dict[str, Any]:
+                  meta: Optional[ModelMeta] = None, torch_model=None,
+                  options: Optional[ExportOptions] = None, **kwargs) -> Dict[str, Any]:
     """Convert ``onnx_path`` (and/or ``torch_model``) to a TFLite model at ``out``.
 
     ``mode``: ``fp32`` | ``fp16`` | ``int8`` (or a target name ``tflite-fp32`` / ``tflite-fp16`` /
@@ -449,7 +445,10 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     same function as the ONNX model (input in the ONNX layout); without it the ONNX graph is
     converted with :func:`edgepose.exporters.onnx_to_torch.onnx_to_torch`.
 
-    Options (``opts``): ``height``, ``width`` (export size; default the metadata's),
+    ``options``: an :class:`edgepose.exporters.int8.options.ExportOptions` made for the target
+    of ``mode``, or the same options as keywords (``kwargs``): ``n_calib`` (32), ``max_ap_drop``,
+    ``coco``/``images_dir`` (int8: annotated sets for the true AP drop), ``height``, ``width``
+    (export size; default the metadata's),
     ``verify_samples`` (2), ``threads`` (verification/calibration threads), ``float_ops``
     (int8: regexes of op output names kept in float), ``activation_bits`` (int8: 8, or 16 for
     int16 activations), ``check_accuracy`` (int8: run the accuracy gate, default True),
@@ -467,11 +466,11 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     """
     t0 = time.time()
     _quiet()
-    from .api import check_declared
-    check_declared("TFLite export", opts, OPTIONS)
     mode = TARGETS.get(mode, mode)
     if mode not in MODES:
         raise ExportError("unknown TFLite mode %r (use fp32, fp16 or int8)" % (mode,))
+    target = {m: t for t, m in TARGETS.items()}[mode]
+    options = ExportOptions.resolve(target, options, kwargs)
     if not str(out).endswith(".tflite"):
         raise ExportError("TFLite output must end in .tflite: %s" % out)
     if not os.path.isfile(onnx_path):
@@ -504,8 +503,8 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
             out_layouts[spec["name"]] = spec.get("layout", "NCHW")
     for n in onnx_outs:
         out_layouts.setdefault(n, "NCHW")
-    H = int(opts.get("height") or meta.input["height"])
-    W = int(opts.get("width") or meta.input["width"])
+    H = int(options.height or meta.input["height"])
+    W = int(options.width or meta.input["width"])
     if H % meta.stride or W % meta.stride:
         raise ExportError("export size %dx%d must be a multiple of the stride %d" % (H, W, meta.stride))
 
@@ -530,17 +529,15 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     holdout = None
     prepared = None
     if mode == "int8":
-        calib_x, holdout = _calib_inputs(calib, tmeta, src_layout, n_calib,
-                                         opts.get("holdout", opts.get("calib_holdout", "auto")),
-                                         opts.get("calib_images_dir"))
+        calib_x, holdout = _calib_inputs(calib, tmeta, src_layout, options.n_calib, options.holdout,
+                                         options.calib_images_dir)
         from .int8.qdq import prepare_model
         # fold 1x1 depthwise convs, activation-aware CLE and concat-aware equalization (exact in
         # float): TFLite gives every CONCATENATION input one scale, which crushes the 0-1
         # heatmaps and PAFs fed to the next stage unless their channels are rescaled first
         src_x = [_to_layout(x, "NHWC", src_layout) for x in calib_x]
-        prepared = prepare_model(omodel, src_x, fold=bool(opts.get("fold", True)),
-                                 equalize=opts.get("equalize", "activations"),
-                                 equalize_concat=bool(opts.get("equalize_concat", True)))
+        prepared = prepare_model(omodel, src_x, fold=options.fold, equalize=options.equalize,
+                                 equalize_concat=options.equalize_concat)
     # ---- torch module -----------------------------------------------------------------------
     shape_src = [1, H, W, 3] if src_layout == "NHWC" else [1, 3, H, W]
     if prepared is not None:
@@ -557,10 +554,10 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     wrapper = _wrap_channel_last(base, src_layout, out_layouts, key_of)
     sample = _synthetic_inputs(tmeta, 1, seed=1)[0]
 
-    report: Dict[str, Any] = {"target": {"fp32": "tflite-fp32", "fp16": "tflite-fp16", "int8": "rpi-int8"}[mode],
+    report: Dict[str, Any] = {"target": target,
                               "mode": mode, "route": route,
                               # the user's source (export() names it; onnx_path may be its temporary FP32 ONNX)
-                              "source": opts.get("source_name") or os.path.abspath(onnx_path),
+                              "source": options.source_name or os.path.abspath(onnx_path),
                               "input_size": [H, W], "metadata": "flatbuffer metadata 'edgepose'"}
     t = time.time()
     flat = _convert_float(wrapper, sample)
@@ -572,10 +569,10 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     d["tflite"] = {"names": dict([(onnx_in, sig_in[0])] + [(n, key_of[n]) for n in onnx_outs])}
     tmeta = ModelMeta(d)
     float_flat = flat
-    user_float = list(opts.get("float_ops") or [])
-    abits = int(opts.get("activation_bits", 8))
-    gate = mode == "int8" and opts.get("check_accuracy", True)
-    enforce = bool(opts.get("gate", True))  # gate=False (--no-gate): measure and report, never fail
+    user_float = list(options.float_ops)
+    abits = options.activation_bits
+    gate = mode == "int8" and options.check_accuracy
+    enforce = options.gate  # gate=False (--no-gate): measure and report, never fail
     if mode == "fp16":
         flat = _fp16(flat)
     elif mode == "int8":
@@ -583,10 +580,10 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
         if holdout is not None:
             report["calibration"] = holdout.to_dict()
         report["activation_bits"] = abits
-    nver = int(opts.get("verify_samples", 2))
+    nver = options.verify_samples
     ver_x = ((calib_x[:1] if calib_x else []) + _synthetic_inputs(tmeta, max(1, nver), seed=7))[:max(1, nver)]
 
-    threads = opts.get("threads")
+    threads = options.threads
 
     def write_checked(flat_bytes: bytes, path: str) -> None:
         """Embed the metadata, write ``path`` and check it against the ONNX source."""
@@ -634,7 +631,6 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                 else:
                     write_checked(flat, tmp)
             else:
-                from .int8.gate import LABEL_FREE_GATE
                 from .int8.report import format_report
                 from .int8.search import gated_quantize
                 if holdout is None:
@@ -645,13 +641,12 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                 ftmp = scratch.enter_context(scratch_file(out, ".float.tflite"))
                 with open(ftmp, "wb") as f:
                     f.write(embed_metadata(float_flat, ModelMeta(dict(tmeta.data, precision="fp32"))))
-                mlf = opts.get("max_label_free_drop")
                 info, rep = gated_quantize(
-                    onnx_path, tmp, holdout, tmeta, max_ap_drop=max_ap_drop, coco=coco,
-                    images_dir=images_dir, log=logger.info, search=bool(opts.get("search", True)),
-                    max_label_free_drop=LABEL_FREE_GATE if mlf is None else float(mlf), threads=threads,
+                    onnx_path, tmp, holdout, tmeta, max_ap_drop=options.max_ap_drop, coco=options.coco,
+                    images_dir=options.images_dir, log=logger.info, search=options.search,
+                    max_label_free_drop=options.max_label_free_drop, threads=threads,
                     measure_speed=False, enforce=enforce, quantize_fn=quantize_fn, prepared=prepared,
-                    reference_path=ftmp, quantize_kwargs={"keep_float": list(opts.get("keep_float") or [])})
+                    reference_path=ftmp, quantize_kwargs={"keep_float": list(options.keep_float)})
                 report.update(float_ops=info["float_ops"], int8_mac_fraction=info["int8_mac_fraction"],
                               accuracy=rep)
                 if rep.get("warning"):
@@ -662,7 +657,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
     report["output"] = os.path.abspath(out)
     report["size_bytes"] = os.path.getsize(out)
     report["total_s"] = round(time.time() - t0, 2)
-    if opts.get("report_json", True):
+    if options.report_json:
         from .int8.report import save_report
         written = save_report(report, out + ".report.json", accuracy=report.get("accuracy") or {})
         if "png" in written:

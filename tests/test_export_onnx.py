@@ -247,8 +247,8 @@ def test_targets_and_dispatch_contract(lwop_ckpt, tmp_path, monkeypatch):
                        "jetson-fp16", "jetson-int8-dla", "tflite")     # tflite: a foreign .tflite + spec
     seen = {}
 
-    def export_tflite(onnx_path, out, mode, calib=None, meta=None, torch_model=None, **opts):
-        seen.update(mode=mode, calib=calib, meta=meta, opts=opts)
+    def export_tflite(onnx_path, out, mode, calib=None, meta=None, torch_model=None, options=None):
+        seen.update(mode=mode, calib=calib, meta=meta, options=options)
         if torch_model is None:  # ONNX sources carry no PyTorch module
             with open(out, "wb") as f:
                 f.write(b"tflite")
@@ -271,7 +271,8 @@ def test_targets_and_dispatch_contract(lwop_ckpt, tmp_path, monkeypatch):
     cv2.imwrite(os.path.join(imgs, "a.png"), _images(1, 32, 32, 0)[0])
     rep = export(lwop_ckpt, target="rpi-int8", out=out, input_size="64x64", calib=imgs, progress=False,
                  n_calib=8)
-    assert seen["mode"] == "int8" and seen["calib"] == imgs and seen["opts"] == {"n_calib": 8}
+    assert seen["mode"] == "int8" and seen["calib"] == imgs and seen["options"].target == "rpi-int8"
+    assert seen["options"].given() == {"n_calib": 8, "source_name": os.path.abspath(lwop_ckpt)}
     assert seen["meta"].family == "bottomup" and seen["err"] < 1e-3
     assert rep["target"] == "rpi-int8" and rep["output"] == out and rep["target_note"] == "ok"
     assert rep["source"] == lwop_ckpt and rep["source_kind"] == "checkpoint"
@@ -286,4 +287,4 @@ def test_targets_and_dispatch_contract(lwop_ckpt, tmp_path, monkeypatch):
     seen.clear()
     export(onnx_src, target="tflite-fp32", out=str(tmp_path / "f.tflite"), input_size="64x96",
            progress=False)
-    assert seen["mode"] == "fp32" and (seen["opts"]["height"], seen["opts"]["width"]) == (64, 96)
+    assert seen["mode"] == "fp32" and (seen["options"].height, seen["options"].width) == (64, 96)
