@@ -1,10 +1,10 @@
 """ONNX Runtime vs OpenVINO, FP32 and INT8 (the same Q/DQ models), on this CPU.
 
-Two steps, because OpenVINO is not an edgepose dependency (measure it in a separate venv):
+In edgepose's environment with the openvino extra (``pip install -e ".[all]"``):
 
     # 1. in edgepose's environment: the FP32 ONNX of each real model and its cpu-int8 formats
     python benchmarks/openvino_speed.py make DIR [--models lwop,tfpose] [--n-calib 16]
-    # 2. in any environment with onnxruntime (and openvino, for its rows): the table + JSON
+    # 2. the speed table + JSON (OpenVINO rows when openvino is installed)
     python benchmarks/openvino_speed.py measure DIR [--threads 1,2] [--rounds 12] [--json OUT.json]
     # 3. in edgepose's environment: AP of every engine x format on the pooled labelled set
     python benchmarks/openvino_speed.py ap DIR [--json OUT.json]
@@ -95,15 +95,8 @@ def _kernel_class():
 
 
 def _ort(path, threads):
-    import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    name = s.get_inputs()[0].name
-    return lambda x: s.run(None, {name: x})
+    from edgepose.exporters.int8.gate import _ort_timing_session   # spinning off, as every timing here
+    return _ort_timing_session(path, threads)
 
 
 def _ov(path, threads, precision="f32"):
@@ -124,6 +117,8 @@ def measure(args):
     except ImportError:
         ov_version = None
     import onnxruntime as ort
+    sys.path.insert(0, os.path.dirname(HERE))
+    from edgepose.exporters.int8.gate import back_to_back   # THE interleaved timer
     models = sorted({f.split(".")[0] for f in os.listdir(args.dir) if f.endswith(".fp32.onnx")})
     kc = _kernel_class()
     rows = []
@@ -137,27 +132,13 @@ def measure(args):
                 configs += [("openvino", f, _ov, "%s.%s.onnx" % (name, f)) for f in FORMATS]
                 if args.bf16:   # OpenVINO's default on CPUs with AVX512-BF16/AMX: not FP32 accuracy
                     configs += [("openvino-bf16", "fp32", lambda p, t: _ov(p, t, "bf16"), name + ".fp32.onnx")]
-            runs = []
-            for eng, fmt, mk, f in configs:
-                p = os.path.join(args.dir, f)
-                if not os.path.exists(p):
-                    continue
-                fn = mk(p, t)
-                for _ in range(2):
-                    fn(x)
-                runs.append({"engine": eng, "format": fmt, "fn": fn, "cpu": [], "wall": []})
-            for _ in range(args.rounds):
-                for r in runs:
-                    w, c = time.perf_counter(), time.process_time()
-                    r["fn"](x)
-                    r["cpu"].append(time.process_time() - c)
-                    r["wall"].append(time.perf_counter() - w)
-            base = runs[0]
-            bc, bw = np.median(base["cpu"]), np.median(base["wall"])
-            for r in runs:
-                c, w = float(np.median(r["cpu"])), float(np.median(r["wall"]))
-                rows.append({"model": name, "threads": t, "engine": r["engine"], "format": r["format"],
-                             "cpu_ms": round(1e3 * c, 1), "wall_ms": round(1e3 * w, 1),
+            runs = [(eng, fmt, mk(os.path.join(args.dir, f), t)) for eng, fmt, mk, f in configs
+                    if os.path.exists(os.path.join(args.dir, f))]
+            times = back_to_back([fn for _, _, fn in runs], x, runs=args.rounds)
+            bw, bc = times[0]
+            for (eng, fmt, _), (w, c) in zip(runs, times):
+                rows.append({"model": name, "threads": t, "engine": eng, "format": fmt,
+                             "cpu_ms": round(c, 1), "wall_ms": round(w, 1),
                              "cpu_ratio": round(bc / c, 2), "wall_ratio": round(bw / w, 2),
                              "input": "x".join(map(str, x.shape))})
             print("  %s, %d thread(s): done" % (name, t), file=sys.stderr)
