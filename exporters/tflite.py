@@ -658,7 +658,7 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
         with atomic_path(out) as tmp:
             if not gate:
                 if mode == "int8":
-                    info = quantize_fn(prepared, tmp, list(opts.get("keep_float") or []))
+                    info = quantize_fn(prepared, tmp, list(options.keep_float))
                     report.update(float_ops=info["float_ops"], int8_mac_fraction=info["int8_mac_fraction"])
                 else:
                     write_checked(flat, tmp)
