@@ -205,3 +205,18 @@ def test_cpu_int8_speed_names_the_faster_runtime(int8_formats, monkeypatch):
     assert "OpenVINO" not in gate.speed_verdict(hs)
     monkeypatch.setitem(sys.modules, "openvino", None)      # not installed: nothing to compare
     assert gate.runtime_speed(q, x) is None
+
+
+def test_an_openvino_failure_never_fails_the_export(int8_formats, monkeypatch):
+    from edgepose.exporters.int8 import gate
+
+    d, manifest = int8_formats
+    x = np.load(os.path.join(d, manifest["input"]))
+    q = os.path.join(d, [e for e in manifest["models"] if e["format"] == "u8s8"][0]["file"])
+
+    def broken(*a, **k):
+        raise RuntimeError("cannot compile\nsecond line")
+
+    monkeypatch.setattr(gate, "runtime_speed", broken)
+    hs = gate.host_speed(os.path.join(d, "fp32.onnx"), q, x, runs=2)
+    assert "runtimes" not in hs and hs["speedup"] > 0
