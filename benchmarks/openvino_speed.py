@@ -95,8 +95,8 @@ def _kernel_class():
 
 
 def _ort(path, threads):
-    from edgepose.exporters.int8.gate import _ort_timing_session   # spinning off, as every timing here
-    return _ort_timing_session(path, threads)
+    from edgepose.exporters.int8.gate import ort_timing_session   # spinning off, as every timing here
+    return ort_timing_session(path, threads)
 
 
 def _ov(path, threads, precision="f32"):

@@ -46,22 +46,29 @@ def check_backend(backend: Optional[str], exact_int8: bool = False) -> Optional[
     return backend
 
 
-def companion_backend(path: str, backend: Optional[str], own: Optional[str] = None) -> Optional[str]:
-    """The backend for a companion model (a person detector) at ``path``: ``own`` when given
+def _reads(backend: str, kind: str) -> bool:
+    """Whether the explicit ``backend`` runs a model file of type ``kind`` (:func:`backend_kind`)."""
+    return _FITS.get(backend, backend) == kind
+
+
+def companion_backend(model, backend: Optional[str], own: Optional[str] = None) -> Optional[str]:
+    """The backend for a companion model (a person detector) ``model``: ``own`` when given
     (checked when loaded), else the pose model's ``backend`` where it reads this file type, else
     None (by file type). So ``--backend openvino`` runs an .onnx detector with OpenVINO too, and a
-    .tflite pose model's detector.onnx still runs with onnxruntime."""
+    .tflite pose model's detector.onnx still runs with onnxruntime. A ``model`` that is not a
+    path (a detector object) keeps its own backend: only ``own`` is checked."""
     own = check_backend(own)
-    if own is not None:
+    if own is not None or not isinstance(model, (str, os.PathLike)):
         return own
     backend = check_backend(backend)
+    path = os.fspath(model)
     if backend is None or not os.path.exists(path):
         return None
     try:
         kind = backend_kind(path)
     except ModelError:
         return None
-    return backend if _FITS.get(backend, backend) == kind else None
+    return backend if _reads(backend, kind) else None
 
 
 def load_backend(path: str, threads: Optional[int] = None,
@@ -72,8 +79,8 @@ def load_backend(path: str, threads: Optional[int] = None,
     if not os.path.exists(path):
         raise ModelError("model file not found: %s" % path)
     kind = backend_kind(path)
-    if backend is not None and _FITS.get(backend, backend) != kind:
-        fits = [b for b in BACKENDS if _FITS.get(b, b) == kind]
+    if backend is not None and not _reads(backend, kind):
+        fits = [b for b in BACKENDS if _reads(b, kind)]
         raise ModelError("backend %s cannot run %s (backends for this model type: %s)"
                          % (backend, os.path.basename(path), ", ".join(fits)))
     if backend == "openvino":

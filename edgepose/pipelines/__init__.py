@@ -14,10 +14,9 @@ The estimator protocol that the video pipeline, the runner, Ray and ``edgepose.l
 - optionally ``stages() -> (infer, finish)``: two callables with ``finish(infer(img)) ==
   self(img)``, the first holding the backend, the second only CPU post-processing, so that the
   video pipeline overlaps them in two threads; an estimator without it runs whole in one stage."""
-import os
 from typing import Optional, Sequence
 
-from ..backends import check_backend, load_backend
+from ..backends import companion_backend, load_backend
 from ..errors import InputError
 from .bottomup import BottomUpEstimator, require_meta
 
@@ -37,11 +36,7 @@ def load_estimator(model: str, detector: Optional[str] = None, threads: Optional
     reads the detector's file type, else by file type; see
     :func:`edgepose.backends.companion_backend`).
     """
-    from ..backends import companion_backend
-
-    if detector_backend is not None or (backend is not None and isinstance(detector, (str, os.PathLike))):
-        detector_backend = companion_backend(os.fspath(detector), backend, detector_backend) \
-            if isinstance(detector, (str, os.PathLike)) else check_backend(detector_backend)
+    detector_backend = companion_backend(detector, backend, detector_backend)
     backend = load_backend(model, threads=threads, providers=providers, exact_int8=exact_int8,
                            backend=backend)
     meta = require_meta(backend)

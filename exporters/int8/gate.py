@@ -328,7 +328,7 @@ def final_line(rep: Dict[str, Any], target: str = "cpu-int8") -> str:
     return "; ".join(p for p in parts if p)
 
 
-def _ort_timing_session(path: str, threads: int):
+def ort_timing_session(path: str, threads: int):
     """An onnxruntime session for timing: ``threads`` intra-op threads, thread-pool spinning off
     (with it on, an idle session's spinning threads steal the cores the other one runs on --
     measured: LW OpenPose at 2 threads reads 1.7x with spinning, 2.9x without, against 2.9-3.6x
@@ -371,8 +371,8 @@ def relative_speed(float_path: str, quant_path: str, x: np.ndarray, threads: int
     """Both models on this CPU (onnxruntime, its own int8 kernels), measured back to back
     (:func:`back_to_back`): the median wall and CPU times of each, and their ratios
     (``speedup``: wall, ``cpu_speedup``: CPU time)."""
-    (mf, pf), (mq, pq) = back_to_back([_ort_timing_session(float_path, threads),
-                                       _ort_timing_session(quant_path, threads)], x, runs, min_seconds)
+    (mf, pf), (mq, pq) = back_to_back([ort_timing_session(float_path, threads),
+                                       ort_timing_session(quant_path, threads)], x, runs, min_seconds)
     return {"threads": threads, "float_ms": round(mf, 2), "int8_ms": round(mq, 2),
             "speedup": round(mf / mq, 2) if mq > 0 else None,
             "float_cpu_ms": round(pf, 2), "int8_cpu_ms": round(pq, 2),
@@ -401,7 +401,7 @@ def runtime_speed(quant_path: str, x: np.ndarray, threads: Sequence[int] = (1,),
     for t in threads:
         ov = OpenvinoBackend(quant_path, threads=int(t))
         name = ov.input_name
-        (mo, po), (mv, pv) = back_to_back([_ort_timing_session(quant_path, t), lambda a: ov.run({name: a})],
+        (mo, po), (mv, pv) = back_to_back([ort_timing_session(quant_path, t), lambda a: ov.run({name: a})],
                                           x, runs)
         rows.append({"threads": int(t), "onnxruntime_ms": round(mo, 2), "openvino_ms": round(mv, 2),
                      "onnxruntime_cpu_ms": round(po, 2), "openvino_cpu_ms": round(pv, 2),
