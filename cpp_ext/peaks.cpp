@@ -512,13 +512,26 @@ void channel_peaks(const Plane& m, const int32_t* first, const int32_t* last, do
         std::partial_sort(s.order.begin(), s.order.begin() + keep, s.order.end(), better);
     else
         std::sort(s.order.begin(), s.order.end(), better);
-    for (int k = 0; k < keep; ++k) {
+    // Best first; a peak refined onto the position of a stronger one is the same detection
+    // (e.g. two DARK steps clipped onto one pixel) and is dropped, and the next one is taken.
+    const size_t first_out = out.size();
+    int sorted = keep, taken = 0;
+    for (int k = 0; k < n && taken < max_peaks; ++k) {
+        if (k == sorted) {   // only after a duplicate: order the rest
+            std::sort(s.order.begin() + k, s.order.end(), better);
+            sorted = n;
+        }
         const int i = s.order[k];
         const int y = s.pos[i] / m.W, x = s.pos[i] % m.W;
         Peak p;
         refine_point(m, x, y, r, g, ksize, p.x, p.y);
         p.score = s.val[i];
+        bool dup = false;
+        for (size_t j = first_out; j < out.size() && !dup; ++j)
+            dup = out[j].x == p.x && out[j].y == p.y;
+        if (dup) continue;
         out.push_back(p);
+        ++taken;
     }
 }
 

@@ -36,7 +36,10 @@ Peaks (tie rule)
     equal to the neighbours after it (E, SW, S, SE); outside the map counts as -inf. A plateau
     of equal values thus gives one peak: its first pixel in scan order. Peaks of a channel are
     returned best first (score descending; equal scores in scan order), at most ``max_peaks``.
-    The score of a peak is the heatmap value at its pixel.
+    The score of a peak is the heatmap value at its pixel. A peak whose refined position equals
+    that of a stronger peak of its channel (two DARK steps clipped onto one pixel) is the same
+    detection: it is dropped and the next peak takes its place, so grouping never sees two
+    candidates that tie exactly.
 
 Refinement (``refine``)
     ``none``      the pixel centre.

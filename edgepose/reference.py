@@ -124,7 +124,12 @@ def refine_point(hm: np.ndarray, x: int, y: int, method: str, dark_kernel: int =
 
 def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, max_peaks: int = 32,
                refine: str = "quarter", dark_kernel: int = 11) -> Tuple[np.ndarray, np.ndarray]:
-    """Peaks of ``[C,H,W]`` or ``[N,C,H,W]`` maps → (peaks ``[M,3]`` (x, y, score), CSR offsets)."""
+    """Peaks of ``[C,H,W]`` or ``[N,C,H,W]`` maps → (peaks ``[M,3]`` (x, y, score), CSR offsets).
+
+    Per map: the local maxima above ``threshold``, best first (ties: scan order), refined; a peak
+    whose refined (float32) position equals a stronger one's is dropped as the same detection (two
+    DARK steps clipped onto one pixel do this), and the next is taken, up to ``max_peaks``.
+    """
     hms = np.asarray(heatmaps, np.float32)
     maps = hms.reshape(-1, hms.shape[-2], hms.shape[-1])
     rows: List[Tuple[float, float, float]] = []
@@ -132,12 +137,19 @@ def find_peaks(heatmaps: np.ndarray, threshold: float = 0.1, max_peaks: int = 32
     for hm in maps:
         ys, xs = np.nonzero(peak_mask(hm, threshold))          # row-major scan order
         scores = hm[ys, xs].astype(np.float64)
-        order = np.argsort(-scores, kind="stable")[:max_peaks]
+        order = np.argsort(-scores, kind="stable")
         L = None
-        if refine == "dark" and len(order):
+        if refine == "dark" and len(order) and max_peaks > 0:
             L = np.log(np.maximum(blur_zero_padded(hm, dark_kernel), DARK_LOG_FLOOR))
+        seen = set()
         for i in order:
+            if len(seen) >= max_peaks:
+                break
             fx, fy = refine_point(hm, int(xs[i]), int(ys[i]), refine, dark_kernel, L)
+            at = (np.float32(fx), np.float32(fy))
+            if at in seen:        # refined onto a stronger peak's position: the same detection
+                continue
+            seen.add(at)
             rows.append((fx, fy, float(hm[ys[i], xs[i]])))
         offsets.append(len(rows))
     return np.array(rows, np.float32).reshape(-1, 3), np.array(offsets, np.int64)

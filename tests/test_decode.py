@@ -61,6 +61,24 @@ def test_peaks_best_first_equal_scores_in_scan_order_and_max_peaks():
     assert peaks.shape == (0, 3) and off.tolist() == [0, 0]
 
 
+def test_peak_refined_onto_a_stronger_one_is_dropped_and_the_next_takes_its_place():
+    """Two spikes 2 px apart on a cone: both DARK steps clip to 1 px and land on the same pixel.
+    Hungarian grouping could then pick either of two equal-total matchings; the weaker copy is
+    dropped instead, and max_peaks still counts distinct peaks."""
+    H = W = 20
+    yy, xx = np.mgrid[0:H, 0:W]
+    hm = (0.85 * np.exp(-0.25 * np.hypot(xx - 9, yy - 10))).astype(np.float32)
+    hm[9, 8], hm[11, 10], hm[2, 16] = 1.0, 0.95, 0.5
+    for find in (decode.find_peaks, reference.find_peaks):
+        peaks, off = find(hm[None], 0.1, 2, "dark", 5)
+        assert off.tolist() == [0, 2]
+        assert peaks[0].tolist() == [9, 10, 1.0]                     # the 1.0 spike, moved
+        assert peaks[1, 2] == np.float32(0.5)                        # the 0.95 copy is gone
+        assert np.abs(peaks[1, :2] - [16, 2]).max() < 1
+        peaks, _ = find(hm[None], 0.1, 8, "none", 5)     # unrefined: three distinct peaks
+        assert peaks[:, :2].tolist() == [[8, 9], [10, 11], [16, 2]]
+
+
 def test_batched_maps_give_one_csr_row_per_channel():
     hm = np.zeros((2, 3, 8, 8), np.float32)
     hm[1, 2, 4, 4] = 1.0
