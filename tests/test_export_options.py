@@ -52,6 +52,21 @@ def test_bad_values_are_refused_once(target, kwargs, words):
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
+def test_every_numeric_option_is_checked_by_its_annotation():
+    """The value kinds come from the field annotations, so a new int/float/pair option is checked
+    without being listed again: every one of them refuses a word, naming itself."""
+    hints = {f.name: f.type for f in dataclasses.fields(ExportOptions)}
+    numeric = [k for k, t in hints.items() if t.replace("Optional[", "").rstrip("]") in ("int", "float")]
+    pairs = [k for k, t in hints.items() if "Tuple[int, int]" in t or "Tuple[float, float]" in t]
+    assert {"n_calib", "workspace_mb", "percentile", "min_speedup"} <= set(numeric)
+    assert set(pairs) == {"aspect_range", "height_range", "opt_hw"}
+    for name in numeric + pairs:
+        target = next(t for t, takes in TARGET_OPTIONS.items() if name in takes)
+        bad = ("x", "y") if name in pairs else "x"
+        with pytest.raises(ExportError, match="^%s must be a number, got 'x'$" % name):
+            ExportOptions.for_target(target, **{name: bad})
+
+
 def test_values_are_normalised():
     o = ExportOptions.for_target("cpu-int8", n_calib="8", max_ap_drop=None, method="MSE", format="auto",
                                  keep_float="conv1", holdout=None, min_speedup="1.5")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple, Union, get_args, get_origin, get_type_hints
 
 from edgepose.errors import ExportError
 
@@ -158,15 +158,29 @@ TARGET_OPTIONS: Dict[str, FrozenSet[str]] = {
     "jetson-int8": _JETSON, "jetson-fp16": _JETSON, "jetson-int8-dla": _JETSON,
 }
 
-# value kinds (a value None is the default)
-_BOOLS = ("symmetric_activations", "per_channel", "float_concat_inputs", "bias_correction", "float_outputs", "fold",
-          "equalize_concat", "gate", "search", "measure_speed", "gpu_fallback", "overwrite", "check_accuracy",
-          "report_json", "quiet", "reduce_range", "static_shapes", "build_engine")
-_INTS = ("n_calib", "seed", "every", "height", "width", "max_batch", "workspace_mb", "dla_core", "verify_samples",
-         "activation_bits", "threads")
-_FLOATS = ("percentile", "max_memory_mb", "alpha", "max_ap_drop", "max_label_free_drop", "min_speedup")
-_NAMES = ("keep_float", "float_ops")
-_PAIRS = {"aspect_range": float, "height_range": int, "opt_hw": int}
+def _kind(tp: Any) -> Any:
+    """A field's value kind from its annotation (Optional[X] is X: None means the default):
+    bool, int or float; "names" for Tuple[str, ...]; ("pair", int|float) for a 2-tuple of one
+    number type; None for the rest (strings, unions of kinds, objects), checked by name."""
+    if get_origin(tp) is Union:
+        args = [a for a in get_args(tp) if a is not type(None)]
+        if len(args) != 1:
+            return None
+        tp = args[0]
+    if tp in (bool, int, float):
+        return tp
+    if get_origin(tp) is tuple:
+        args = get_args(tp)
+        if args == (str, Ellipsis):
+            return "names"
+        if len(args) == 2 and args[0] is args[1] and args[0] in (int, float):
+            return ("pair", args[0])
+    return None
+
+
+# each option's value kind, from the field annotations: a new option is declared in one place
+_KINDS: Dict[str, Any] = {name: _kind(tp) for name, tp in get_type_hints(ExportOptions).items()
+                          if name != "target"}
 
 
 def _number(name: str, v: Any, kind) -> Any:
@@ -193,16 +207,15 @@ def _checked(kwargs: Dict[str, Any]) -> Dict[str, Any]:
     for k, v in kwargs.items():
         if v is None:       # the default
             continue
-        if k in _BOOLS:
+        kind = _KINDS[k]
+        if kind is bool:
             v = bool(v)
-        elif k in _INTS:
-            v = _number(k, v, int)
-        elif k in _FLOATS:
-            v = _number(k, v, float)
-        elif k in _NAMES:
+        elif kind in (int, float):
+            v = _number(k, v, kind)
+        elif kind == "names":
             v = (v,) if isinstance(v, str) else tuple(v)
-        elif k in _PAIRS:
-            v = tuple(_number(k, x, _PAIRS[k]) for x in v)
+        elif isinstance(kind, tuple):
+            v = tuple(_number(k, x, kind[1]) for x in v)
             if len(v) != 2:
                 raise ExportError("%s must be a pair (low, high), got %r" % (k, kwargs[k]))
         elif k in ("holdout", "calib_holdout"):
