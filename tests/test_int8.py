@@ -557,6 +557,18 @@ def test_bisection_finds_the_smallest_passing_count_to_its_granularity(n, answer
     assert bisect_units(n, gran, 0, lambda k, lo, hi: ({}, {"passed": False})) is None
 
 
+def test_search_time_left_counts_the_steps_to_go_and_the_rescored_misses():
+    from edgepose.exporters.int8.search import _search_time_left
+
+    # k=16 passed in (0, 32]: (0, 16) still needs 3 halvings to be 2 units wide; confirming on
+    # all frames costs 4 subset trials of 10 s
+    assert _search_time_left([10.0, 10.0], 0, 32, 16, True, 2, 4.0) == "about 70 s left"
+    # one of the two steps so far was an undecided miss rescored on every frame (20 s): a step
+    # is expected to take 10 + 20 / 2 s; the confirmation is a plain subset multiple
+    assert _search_time_left([10.0, 10.0], 0, 32, 16, True, 2, 4.0, [20.0]) == "about 100 s left"
+    assert _search_time_left([], 0, 32, 16, True, 2, 4.0) == "time left unknown"
+
+
 def test_sensitivity_inputs_match_the_model_layout_and_halve_dynamic_sizes(tmp_path):
     from edgepose.exporters.int8.units import sensitivity_inputs
 

@@ -121,7 +121,7 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
     n_all = len(getattr(cs, "holdout_images", []) or [])
     n_sub = len(getattr(sub, "holdout_images", []) or [])
     has_coco = bool(coco_pairs(coco, images_dir))
-    state = {"written": None, "trial_s": []}
+    state = {"written": None, "trial_s": [], "escalated_s": []}
     total = sum(macs.values()) or 1.0
     if quantize_fn is None:
         def quantize_fn(prep, path, keep):
@@ -149,11 +149,13 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
                 # a miss the subset cannot tell from a pass (its 95 % interval reaches the
                 # budget): decided on every held-out frame
                 sub_drop = rep.get("label_free_drop", 100.0)
+                te = time.time()
                 rep = accuracy_report(ref_path, out_path, cs, meta, coco=coco, images_dir=images_dir,
                                       max_ap_drop=max_ap_drop, max_label_free_drop=max_label_free_drop,
                                       threads=threads, cache=cache)
                 rep["scored_on"] = "all %d held-out frames (on %d: drop %.1f, interval from %.1f: undecided)" % (
                     n_all, n_sub, sub_drop, lo_sub)
+                state["escalated_s"].append(time.time() - te)
         rep["keep_float"] = list(info.get("keep_float", sorted(set(user_keep + keep))))
         ff = sum(macs.get(n, 0.0) for n in rep["keep_float"]) / total
         rep["float_mac_fraction"] = round(ff, 4)
@@ -228,7 +230,8 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
             steps[0] += 1
             tried.append(_trial(k, keep_k(k), rep_k))
             left = _search_time_left(state["trial_s"], lo, hi, k, rep_k["passed"], gran,
-                                     n_all / max(1, n_sub) if frames is not cs else 0.0)
+                                     n_all / max(1, n_sub) if frames is not cs else 0.0,
+                                     state["escalated_s"])
             log("  search step %d: %d most sensitive units in float: %s (%s; %s, %.0f s so far)" % (
                 steps[0], k, _short(rep_k), rep_k.get("scored_on", "all %d held-out frames" % n_all),
                 left, time.time() - ts))
@@ -303,10 +306,11 @@ def bisect_units(n: int, gran: int, lo: int, trial: Callable[[int, int, int], Tu
 
 
 def _search_time_left(trial_s: List[float], lo: int, hi: int, k: int, passed: bool, gran: int,
-                      confirm_factor: float) -> str:
+                      confirm_factor: float, escalated_s: Sequence[float] = ()) -> str:
     """'about N s left': the bisection steps still to go (until the open interval is ``gran``
-    units wide) times the mean trial time, plus the confirmation on all frames
-    (``confirm_factor`` trials)."""
+    units wide) times the mean step time, plus the confirmation on all frames
+    (``confirm_factor`` subset trials). A step's time is a subset trial's plus, as measured so
+    far, its share of the undecided misses rescored on every frame (``escalated_s``)."""
     if not trial_s:
         return "time left unknown"
     lo2, hi2 = (lo, k) if passed else (k, hi)
@@ -315,7 +319,8 @@ def _search_time_left(trial_s: List[float], lo: int, hi: int, k: int, passed: bo
         lo2 = (lo2 + hi2) // 2
         n += 1
     mean = float(np.mean(trial_s))
-    return "about %.0f s left" % (n * mean + confirm_factor * mean)
+    per_step = mean + float(np.sum(escalated_s)) / len(trial_s)
+    return "about %.0f s left" % (n * per_step + confirm_factor * mean)
 
 
 def _trial(k: int, keep: List[str], rep: Dict[str, Any]) -> Dict[str, Any]:
