@@ -176,11 +176,6 @@ def test_sensitivity_finds_the_outlier_layer(tmp_path):
     sens = unit_sensitivity(m, units, ranges_from_stats(st), _inputs(2, 3))
     # the tensor that holds the 1000x channel (relu0's output, r0) is the most sensitive
     assert units[int(np.argmax(sens))] == ["conv0", "dw1"]
-    # ranked in the target's format: symmetric activations (TensorRT) and 7-bit weights
-    # (reduce_range) are coarser, so every unit is noisier than with uint8 / 8-bit weights
-    sym = unit_sensitivity(m, units, ranges_from_stats(st, symmetric=True), _inputs(2, 3))
-    w7 = unit_sensitivity(m, units, ranges_from_stats(st), _inputs(2, 3), weight_max=63)
-    assert all(a > b for a, b in zip(sym, sens)) and all(a > b for a, b in zip(w7, sens))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -206,14 +206,11 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         units = conv_units(prepared.model)
         already = set(rep["keep_float"])
         units = [u for u in units if not set(u) <= already]
-        # ranked in the target's own format: symmetric int8 activations (TensorRT) have half
-        # uint8's resolution on a ReLU output; reduce_range weights have 7 bits
-        ranges = ranges_from_stats(prepared.stats, symmetric=bool(qkw.get("symmetric_activations")))
-        weight_max = 63 if qkw.get("reduce_range") else 127
+        ranges = ranges_from_stats(prepared.stats)
         n_sens = max(1, min(sensitivity_frames, len(cs.holdout_inputs) or len(cs.calib)))
         frames = sensitivity_inputs(prepared.model, list(cs.holdout_inputs[:n_sens]) or list(cs.calib[:n_sens]),
                                     int(meta.stride or 8))
-        sens = unit_sensitivity(prepared.model, units, ranges, frames, threads=threads, weight_max=weight_max)
+        sens = unit_sensitivity(prepared.model, units, ranges, frames, threads=threads)
         order = [units[i] for i in np.argsort(-np.asarray(sens), kind="stable")]
         ranked = [(u, float(sens[units.index(u)])) for u in order]
         log("  %d conv units ranked by sensitivity (once, on %d frame%s at %s) in %.0f s" % (

@@ -65,11 +65,10 @@ def conv_macs(model, sample_input: np.ndarray) -> Dict[str, float]:
 
 
 def fake_quant_unit_model(model, unit: Sequence[str], ranges: Dict[str, Tuple[float, float]],
-                          tensor: Optional[str] = None, weight_max: int = 127):
-    """The float model with only ``unit`` quantized: per-channel symmetric weights of its convs
-    (levels -weight_max..weight_max: 127 for int8, 63 for reduce_range's 7 bits) and 256 levels
-    over ``ranges[tensor]`` (default: the inputs of its convs; symmetric ranges give symmetric
-    int8's resolution). A cheap simulation that ranks units by sensitivity."""
+                          tensor: Optional[str] = None):
+    """The float model with only ``unit`` quantized: per-channel int8 weights of its convs and
+    uint8 ``tensor`` (default: the inputs of its convs). A cheap simulation that ranks units by
+    sensitivity."""
     from onnx import helper, numpy_helper
     m = copy_model(model)
     inits = {i.name: i for i in m.graph.initializer}
@@ -80,7 +79,7 @@ def fake_quant_unit_model(model, unit: Sequence[str], ranges: Dict[str, Tuple[fl
         if len(n.input) > 1 and n.input[1] in inits:
             w = numpy_helper.to_array(inits[n.input[1]]).astype(np.float64)
             r = w.reshape(w.shape[0], -1)
-            sc = np.abs(r).max(axis=1, keepdims=True) / float(weight_max)
+            sc = np.abs(r).max(axis=1, keepdims=True) / 127.0
             sc[sc == 0] = 1.0
             inits[n.input[1]].CopyFrom(numpy_helper.from_array(
                 (np.round(r / sc) * sc).reshape(w.shape).astype(np.float32), n.input[1]))
@@ -106,10 +105,9 @@ def fake_quant_unit_model(model, unit: Sequence[str], ranges: Dict[str, Tuple[fl
 
 def unit_sensitivity(model, units: Sequence[Sequence[str]], ranges: Dict[str, Tuple[float, float]],
                      inputs: Sequence[np.ndarray], output_names: Optional[Sequence[str]] = None,
-                     threads: Optional[int] = None, weight_max: int = 127) -> List[float]:
+                     threads: Optional[int] = None) -> List[float]:
     """Per unit: output noise (dB, -SQNR averaged over outputs and inputs) when only that unit
-    is quantized (``ranges`` and ``weight_max`` as the target quantizes: see
-    :func:`fake_quant_unit_model`). Higher = more sensitive."""
+    is quantized. Higher = more sensitive."""
     model = load_model(model)
     ref_sess = cpu_session(model.SerializeToString(), threads)
     in_name = ref_sess.get_inputs()[0].name
@@ -118,8 +116,7 @@ def unit_sensitivity(model, units: Sequence[Sequence[str]], ranges: Dict[str, Tu
     out = []
     tmap = {tuple(u): t for t, u in _tensor_units(model)}
     for u in units:
-        s = cpu_session(fake_quant_unit_model(model, u, ranges, tmap.get(tuple(u)), weight_max).SerializeToString(),
-                        threads)
+        s = cpu_session(fake_quant_unit_model(model, u, ranges, tmap.get(tuple(u))).SerializeToString(), threads)
         vals = []
         for x, ref in zip(inputs, refs):
             got = s.run(names, {in_name: x})
