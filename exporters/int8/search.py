@@ -206,6 +206,9 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         units = conv_units(prepared.model)
         already = set(rep["keep_float"])
         units = [u for u in units if not set(u) <= already]
+        # uint8 fake quantization ranks the units for every target: ranking in TensorRT's own
+        # format (symmetric activation ranges) was measured worse on tf-pose jetson-int8 (43 %
+        # of conv MACs int8 in 169 s, against 64 % in 100 s)
         ranges = ranges_from_stats(prepared.stats)
         n_sens = max(1, min(sensitivity_frames, len(cs.holdout_inputs) or len(cs.calib)))
         frames = sensitivity_inputs(prepared.model, list(cs.holdout_inputs[:n_sens]) or list(cs.calib[:n_sens]),
