@@ -555,6 +555,16 @@ def test_bisection_finds_the_smallest_passing_count_to_its_granularity(n, answer
     # fails too (a broken gate) gives None
     assert bisect_units(n, gran, 0, lambda k, lo, hi: ({}, {"passed": k >= n}))[0] == n
     assert bisect_units(n, gran, 0, lambda k, lo, hi: ({}, {"passed": False})) is None
+    # a count already known to pass bounds the bisection: nothing at or above it is tried again,
+    # and it is the answer when nothing smaller passes
+    top = min(n, answer + 2 * gran)
+    tried.clear()
+    k, (info, rep) = bisect_units(n, gran, 0, trial, top=(top, ({"k": top}, {"passed": True})))
+    assert all(t < top for t in tried) and info["k"] == k and answer <= k <= top
+    assert k < answer + gran + 1 or k == top
+    tried.clear()
+    assert bisect_units(n, gran, 0, trial, top=(answer, ({"k": answer}, {"passed": True})))[0] == answer
+    assert len(tried) <= max(0, int(np.ceil(np.log2(answer / gran)))) + 1
 
 
 def test_search_time_left_counts_the_steps_to_go_and_the_rescored_misses():
