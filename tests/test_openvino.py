@@ -180,6 +180,14 @@ def test_detector_follows_the_pose_backend_where_it_can(assets, tmp_path):
     assert np.abs(b1 - b2).max() < 1.0 and np.abs(s1 - s2).max() < 1e-3
     with pytest.raises(ModelError, match="backend openvino cannot run light_person_detector.tflite"):
         make_detector(det_tflite, backend="openvino")
+    # the pose model's onnxruntime providers go with the detector only where it runs on
+    # onnxruntime; given to a PersonDetector on openvino directly, they are refused as load_backend does
+    cpu = ["CPUExecutionProvider"]
+    assert isinstance(make_detector(det_onnx, providers=cpu, backend="openvino").backend, OpenvinoBackend)
+    assert isinstance(make_detector(det_onnx, providers=cpu).backend, OrtBackend)
+    from edgepose.pipelines.detector import PersonDetector
+    with pytest.raises(ModelError, match="providers are onnxruntime's"):
+        PersonDetector(det_onnx, providers=cpu, backend="openvino")
     r = _cli("infer", "x.onnx", "--detector-backend", "onnx")
     assert r.returncode == 2 and "invalid choice: 'onnx'" in r.stderr
 

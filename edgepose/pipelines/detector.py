@@ -269,8 +269,7 @@ class PersonDetector:
             self.backend = None
         self.spec, self.spec_source = load_detector_spec(path, spec)
         if self.backend is None:
-            self.backend = load_backend(path, threads=threads,
-                                        providers=None if backend == "openvino" else providers, backend=backend)
+            self.backend = load_backend(path, threads=threads, providers=providers, backend=backend)
         self.path = path
         self.score_threshold = float(self.spec["score_threshold"] if score_threshold is None
                                      else score_threshold)
@@ -382,7 +381,8 @@ def make_detector(detector, spec=None, threads: Optional[int] = None, providers:
     """THE person detector of a two-stage estimator: ``detector`` a model path (a YOLOX-style
     :class:`PersonDetector`, or BlazePose's own detector when ``spec`` says so), a callable
     returning ``(boxes, scores)``, or None. ``backend``: the detector's runtime (see
-    :func:`edgepose.backends.companion_backend`)."""
+    :func:`edgepose.backends.companion_backend`). ``providers`` are the pose model's onnxruntime
+    providers: the detector shares them when it runs on onnxruntime too."""
     if detector is None or (callable(detector) and not isinstance(detector, (str, os.PathLike))):
         return detector
     if not isinstance(detector, (str, os.PathLike)):
@@ -393,5 +393,6 @@ def make_detector(detector, spec=None, threads: Optional[int] = None, providers:
         from .blazepose import BlazePoseDetector
 
         return BlazePoseDetector(os.fspath(detector), spec=spec, threads=threads, backend=backend)
-    return PersonDetector(os.fspath(detector), spec=spec, threads=threads, providers=providers,
+    return PersonDetector(os.fspath(detector), spec=spec, threads=threads,
+                          providers=None if backend == "openvino" else providers,
                           score_threshold=score_threshold, backend=backend)
