@@ -359,6 +359,24 @@ def tflite_op_outputs(tflite_bytes: bytes) -> List[Dict[str, Any]]:
     return out
 
 
+def conv_op_patterns(tflite_bytes: bytes, conv_keys: Dict[str, str]) -> Dict[str, str]:
+    """{ONNX conv name: regex of its TFLite op's scope} for the convs of ``conv_keys`` ({name:
+    converted module key}) found in the float model; ai-edge-quantizer matches a recipe's regex
+    with re.search against an op's output tensor names, each followed by ";". A conv's op carries
+    its module's name ("...Conv2d_<key>;..."), except one that writes a signature output: its
+    tensor is named after the output ("serving_default_pafs_output"). That one is matched by
+    elimination, when exactly one conv is left unnamed on either side (Lightweight OpenPose and
+    tf-pose: the PAF output conv)."""
+    convs = [o["output"] for o in tflite_op_outputs(tflite_bytes) if o["macs"] > 0]
+    pats = {n: re.escape("Conv2d_%s;" % key) for n, key in conv_keys.items()
+            if any("Conv2d_%s;" % key in c for c in convs)}
+    left = [n for n in conv_keys if n not in pats]
+    unnamed = [c for c in convs if "Conv2d_" not in c]
+    if len(left) == 1 and len(unnamed) == 1:
+        pats[left[0]] = "^%s;" % re.escape(unnamed[0])
+    return pats
+
+
 def int8_conv_fraction(tflite_bytes: bytes) -> float:
     """Share of the convolutions' multiply-accumulates that run in int8 (int8 weights)."""
     ops = tflite_op_outputs(tflite_bytes)
@@ -635,15 +653,18 @@ def export_tflite(onnx_path: str, out: str, mode: str = "fp32", calib=None,
                     raise ExportError("TFLite %s output %r differs from the ONNX source: max abs "
                                       "error %.3g > %.3g" % (mode, n, st["max_abs_err"], lim))
 
-    # mixed precision keeps ONNX convs in float: their TFLite ops carry the converted module's
-    # name ("Conv2d_<layer key>;..."); ai-edge-quantizer matches these with re.search
+    # mixed precision keeps ONNX convs in float (see conv_op_patterns)
     conv_keys = {st.name: st.mod for st in getattr(base, "steps", []) if st.mod is not None}
+    conv_pats = conv_op_patterns(float_flat, conv_keys) if mode == "int8" else {}
 
     def quantize_fn(prep, path, keep):
         missing = [n for n in keep if n not in conv_keys]
         if missing:
             raise ExportError("cannot keep %s in float: not a layer of the converted model" % missing[0])
-        float_ops = user_float + [re.escape("Conv2d_%s;" % conv_keys[n]) for n in keep]
+        missing = [n for n in keep if n not in conv_pats]
+        if missing:
+            raise ExportError("cannot keep %s in float: no op of the converted model carries its name" % missing[0])
+        float_ops = user_float + [conv_pats[n] for n in keep]
         t = time.time()
         flat = _int8(float_flat, calib_x, sig_in[0], float_ops, abits, int(threads or 2))
         report["quantize_s"] = round(time.time() - t, 2)

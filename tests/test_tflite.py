@@ -184,6 +184,26 @@ def test_int8_io_quantized_and_dequantized(tiny):
         assert corr > 0.95, (n, corr)
 
 
+@pytest.mark.parametrize("keep", [["Conv_10"], ["Conv_14"], ["Conv_10", "Conv_14"]])
+def test_int8_keep_float_reaches_every_conv_the_output_conv_too(tiny, keep):
+    """keep_float names ONNX convs; each one's TFLite op stays float. The PAF output conv's op
+    carries no layer name (its tensor is the signature output 'serving_default_pafs_output'),
+    so it is matched by elimination; an unknown name is refused."""
+    from edgepose.exporters.tflite import export_tflite, tflite_op_outputs
+
+    out = os.path.join(tiny["dir"], "keep_%s.tflite" % "_".join(keep))
+    rep = export_tflite(tiny["onnx"], out, mode="int8", calib=_inputs(8, seed=3), check_accuracy=False,
+                        keep_float=keep)
+    convs = [o for o in tflite_op_outputs(open(out, "rb").read()) if o["macs"] > 0]
+    def conv_name(op):   # the ONNX conv of a TFLite op: the PAF output conv is Conv_14
+        return "Conv_14" if "pafs_output" in op else op.rsplit("Conv2d_", 1)[-1].split(";")[0]
+    assert {conv_name(o["output"]) for o in convs if not o["int8"]} == set(keep)
+    assert len(rep["float_ops"]) == len(keep)
+    with pytest.raises(ExportError, match="cannot keep Conv_99 in float"):
+        export_tflite(tiny["onnx"], out, mode="int8", calib=_inputs(8, seed=3), check_accuracy=False,
+                      keep_float=["Conv_99"])
+
+
 def test_metadata_round_trip(tiny):
     from edgepose.backends.tflite import TfliteBackend, read_tflite_metadata
     from edgepose.exporters.tflite import embed_metadata
