@@ -567,6 +567,59 @@ def test_bisection_finds_the_smallest_passing_count_to_its_granularity(n, answer
     assert len(tried) <= max(0, int(np.ceil(np.log2(answer / gran)))) + 1
 
 
+@pytest.mark.parametrize("t_sub, t_all, want", [
+    # (units in float the 32-frame subset passes from, all frames pass from): the trials, in order
+    (1, 1, [(0, "sub"), (2, "sub"), (1, "sub"), (1, "all")]),
+    # the subset is optimistic at 1: its next pass (2) is confirmed and is the answer, without
+    # bisecting up to every unit
+    (1, 2, [(0, "sub"), (2, "sub"), (1, "sub"), (1, "all"), (2, "all")]),
+    # ... and when that fails too, the bisection goes on with every frame above it
+    (1, 4, [(0, "sub"), (2, "sub"), (1, "sub"), (1, "all"), (2, "all"), (3, "all"), (4, "all")]),
+])
+def test_search_confirms_its_choice_on_every_frame_and_goes_on_from_the_next_pass(
+        tiny_bottomup, tmp_path, monkeypatch, t_sub, t_all, want):
+    """gated_quantize's control flow on scripted verdicts: full INT8 and the bisection on the
+    subset, the choice confirmed on every held-out frame, and where that fails, the next count
+    that passed on the subset confirmed before any further bisection."""
+    import cv2
+
+    from edgepose.calibration.samples import load_samples
+    from edgepose.exporters.int8 import search
+    from edgepose.metadata import read_onnx_meta
+
+    src = str(tiny_bottomup / "tiny.onnx")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(5)
+    for i in range(search.TRIAL_FRAMES + 12):
+        cv2.imwrite(str(calib / ("%02d.png" % i)),
+                    cv2.GaussianBlur(rng.integers(0, 255, (64, 96, 3), dtype=np.uint8), (7, 7), 2))
+    meta = read_onnx_meta(src)
+    cs = load_samples(str(calib), meta, n=4, holdout="auto")
+    n_all = len(cs.holdout_images)
+    assert n_all > search.TRIAL_FRAMES
+    # units ranked in model order: c1 | c1 c2 | c2 c3 | c3 c4 | c4 hm paf, so the k most
+    # sensitive units keep k convs in float (k <= 4)
+    monkeypatch.setattr(search, "unit_sensitivity", lambda model, units, *a, **k: [-float(i) for i in range(len(units))])
+    kept, trials = [], []
+    real = search.quantize_qdq
+    monkeypatch.setattr(search, "quantize_qdq", lambda *a, **kw: (kept.append(len(kw["keep_float"])), real(*a, **kw))[1])
+
+    def scripted(ref, out, frames, meta, **kw):
+        on = "all" if len(frames.holdout_images) == n_all else "sub"
+        ok = kept[-1] >= (t_all if on == "all" else t_sub)
+        trials.append((kept[-1], on))
+        return {"passed": ok, "label_free_drop": 5.0 if ok else 20.0, "oks_agreement": 0.9,
+                "label_free_drop_ci95": [2.0, 8.0] if ok else [15.0, 25.0],   # a miss never undecided
+                "max_label_free_drop": 10.0, "holdout_frames": len(frames.holdout_images)}
+    monkeypatch.setattr(search, "accuracy_report", scripted)
+    out = str(tmp_path / "t.int8.onnx")
+    info, rep = search.gated_quantize(src, out, cs, meta, quantize_kwargs={}, measure_speed=False)
+    assert trials == want
+    assert rep["passed"] and len(rep["keep_float"]) == t_all and os.path.exists(out)
+    assert kept[-1] == t_all                     # the chosen configuration is the one on disk
+
+
 def test_search_time_left_counts_the_steps_to_go_and_the_rescored_misses():
     from edgepose.exporters.int8.search import _search_time_left
 
