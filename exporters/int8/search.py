@@ -193,7 +193,7 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
     if screened:
         log("scoring full INT8 on %d of the %d held-out frames first" % (n_sub, n_all))
         info, rep = attempt([], sub)
-        if rep["passed"] and not rep["scored_on"].startswith("all"):
+        if rep["passed"] and not _on_all(rep):
             log("  passes there (%s): scoring on all %d held-out frames" % (_short(rep), n_all))
             info, rep = attempt([])
     else:
@@ -221,22 +221,24 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
         steps = [0]
         results: Dict[int, Tuple[Dict[str, Any], Dict[str, Any]]] = {}   # units in float -> newest (info, rep)
 
-        def on_all(r: Dict[str, Any]) -> bool:
-            return r.get("scored_on", "all").startswith("all")
-
         def keep_k(k: int) -> List[str]:
             return sorted({n for u in order[:k] for n in u})
 
         gran = max(1, len(order) // SEARCH_GRANULARITY)
 
+        def record(k: int, frames) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+            """The k most sensitive units in float, scored on ``frames``; kept in the frontier."""
+            inf_k, rep_k = attempt(keep_k(k), frames)
+            tried.append(_trial(k, keep_k(k), rep_k))
+            results[k] = (inf_k, rep_k)
+            return inf_k, rep_k
+
         def step(k: int, frames, lo: int, hi: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
             # a subset miss whose interval reaches the budget is decided on every frame: a false
             # miss early in the bisection would send it to the upper half (measured on tf-pose
             # rpi-int8: 18 % int8 instead of 52 %); a subset pass is confirmed on all at the end
-            inf_k, rep_k = attempt(keep_k(k), frames)
+            inf_k, rep_k = record(k, frames)
             steps[0] += 1
-            tried.append(_trial(k, keep_k(k), rep_k))
-            results[k] = (inf_k, rep_k)
             left = _search_time_left(state["trial_s"], lo, hi, k, rep_k["passed"], gran,
                                      n_all / max(1, n_sub) if frames is not cs else 0.0,
                                      state["escalated_s"])
@@ -250,15 +252,13 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
             return None if found is None else (found[0],) + tuple(found[1])
 
         def confirm(k: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
-            inf_k, rep_k = attempt(keep_k(k))          # on every held-out frame
-            tried.append(_trial(k, keep_k(k), rep_k))
-            results[k] = (inf_k, rep_k)
+            inf_k, rep_k = record(k, cs)
             log("  confirming %d units in float on all %d held-out frames: %s" % (k, n_all, _short(rep_k)))
             return inf_k, rep_k
 
         found = smallest_passing(0, sub)
         best = None
-        if found is not None and screened and not on_all(found[2]):
+        if found is not None and screened and not _on_all(found[2]):
             k = found[0]
             inf_k, rep_k = confirm(k)
             if rep_k["passed"]:
@@ -270,7 +270,7 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
                 # where bisecting up to every unit took 4 and ended at 44)
                 lo, top = k, None
                 for k2 in sorted(j for j, (_, r) in results.items() if j > k and r["passed"]):
-                    res2 = results[k2] if on_all(results[k2][1]) else confirm(k2)
+                    res2 = results[k2] if _on_all(results[k2][1]) else confirm(k2)
                     if res2[1]["passed"]:
                         top = (k2, res2)
                         break
@@ -281,9 +281,9 @@ def gated_quantize(fp32_path: str, out_path: str, cs, meta, quantize_kwargs: Opt
             best = (found[1], found[2])
         if best is not None:
             info, rep = best
-            if state["written"] != sorted(set(user_keep + rep["keep_float"])):
-                state["info"] = quantize_fn(prepared, out_path, sorted(set(user_keep + rep["keep_float"])))  # the chosen one, on disk
-                state["written"] = sorted(set(user_keep + rep["keep_float"]))
+            chosen = sorted(set(user_keep + rep["keep_float"]))
+            if state["written"] != chosen:          # the chosen one, on disk
+                state["info"], state["written"] = quantize_fn(prepared, out_path, chosen), chosen
         rep["sensitivity_ranking"] = [{"nodes": u, "noise_db": round(sv, 2)} for u, sv in ranked]
         rep["search_seconds"] = round(time.time() - ts, 1)
     rep["search"] = tried
@@ -347,6 +347,11 @@ def _search_time_left(trial_s: List[float], lo: int, hi: int, k: int, passed: bo
     mean = float(np.mean(trial_s))
     per_step = mean + float(np.sum(escalated_s)) / len(trial_s)
     return "about %.0f s left" % (n * per_step + confirm_factor * mean)
+
+
+def _on_all(rep: Dict[str, Any]) -> bool:
+    """Whether ``rep`` was scored on every held-out frame (a trial on the subset says how many)."""
+    return rep.get("scored_on", "all").startswith("all")
 
 
 def _trial(k: int, keep: List[str], rep: Dict[str, Any]) -> Dict[str, Any]:
